@@ -1,0 +1,348 @@
+"""``assess``: the guided assessment, interactive (menus, questions) or from flags.
+
+The rules (levels, items) come from :mod:`maturity`; this module only asks, shows and records.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import maturity as mt
+from errors import EXIT_OK, InputError
+
+HELP = "answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), q (quit)"
+
+
+@dataclass
+class Outcome:
+    """What an assessment found for one capability."""
+
+    state: str
+    level: int | None
+    answers: list[dict] = field(default_factory=list)
+    failed_question: str = ""
+    na_reason: str = ""
+    na_until: str = ""
+    notes: str = ""
+
+
+class Quit(Exception):
+    """The user typed q: stop, writing nothing more."""
+
+
+class Prompter:
+    """Terminal input/output; EOF counts as Ctrl-C (nothing is written)."""
+
+    def __init__(self, read: Callable[[str], str] = input,
+                 write: Callable[[str], None] | None = None) -> None:
+        self.read = read
+        self.write = write or (lambda text: print(text, flush=True))
+
+    def ask(self, prompt: str) -> str:
+        try:
+            return self.read(prompt).strip()
+        except EOFError:
+            raise KeyboardInterrupt from None
+
+    def choose(self, title: str, options: Sequence[tuple[str, object]]) -> object:
+        """Numbered menu; accepts the number or the exact name; q quits."""
+        self.write(title)
+        for i, (label, _value) in enumerate(options, 1):
+            self.write(f"  {i:>2}) {label}")
+        names = {str(v).casefold(): v for _l, v in options}
+        while True:
+            answer = self.ask(f"choose 1-{len(options)} (q to quit): ")
+            if answer.casefold() == "q":
+                raise Quit
+            if answer.isdigit() and 1 <= int(answer) <= len(options):
+                return options[int(answer) - 1][1]
+            if answer.casefold() in names:
+                return names[answer.casefold()]
+            self.write(f"  please type a number from 1 to {len(options)}, or q")
+
+    def confirm(self, question: str) -> bool:
+        while True:
+            answer = self.ask(f"{question} [y/n]: ").casefold()
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no", "q"):
+                return False
+            self.write("  please answer y or n")
+
+
+def parse_answers(text: str) -> list[bool]:
+    """``yes,yes,no`` -> [True, True, False]; names the bad position."""
+    out = []
+    for i, token in enumerate(text.split(","), 1):
+        t = token.strip().casefold()
+        if t in ("y", "yes", "true", "1"):
+            out.append(True)
+        elif t in ("n", "no", "false", "0"):
+            out.append(False)
+        else:
+            raise InputError(f"--answers: {token.strip()!r} (answer {i}) is not yes or no")
+    return out
+
+
+def parse_until(text: str | None, today: str) -> str:
+    if not text:
+        return ""
+    try:
+        value = date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise InputError(f"--until {text!r} is not a date; use YYYY-MM-DD") from None
+    if value < today:
+        raise InputError(f"--until {value} is in the past; give a future date or none")
+    return value
+
+
+def outcome_from_answers(cap: mt.Capability, answers: list[bool]) -> Outcome:
+    try:
+        level, failed, used = mt.level_from_answers(cap, answers)
+    except ValueError as exc:
+        raise InputError(f"--answers: {exc}") from None
+    if used < len(answers):
+        raise InputError(
+            f"--answers: {len(answers)} answers given but asking stops after {used} "
+            f"(the first 'no'); remove the extra ones"
+        )
+    asked = cap.questions()[:used]
+    return Outcome(
+        mt.ASSESSED, level,
+        answers=[{"level": lv, "question": q, "answer": a}
+                 for (lv, q), a in zip(asked, answers, strict=False)],
+        failed_question=failed,
+    )
+
+
+def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None:
+    """Ask level by level, stopping at the first level not met. None: the user quit."""
+    asked = cap.questions()
+    answers: list[bool] = []
+    i = 0
+    while i < len(asked):
+        lv, question = asked[i]
+        reply = p.ask(f"  L{lv} [{i + 1}/{len(asked)}] {question} [y/n/?/b/na/q] ").casefold()
+        if reply in ("y", "yes"):
+            answers.append(True)
+            i += 1
+        elif reply in ("n", "no"):
+            answers.append(False)
+            break
+        elif reply == "?":
+            p.write(f"    L{lv} means: {cap.levels[lv].criteria}")
+        elif reply == "b":
+            if i == 0:
+                p.write("    this is the first question")
+            else:
+                i -= 1
+                answers.pop()
+        elif reply == "na":
+            return ask_not_applicable(p, today)
+        elif reply == "q":
+            return None
+        else:
+            p.write(f"    {HELP}")
+    return outcome_from_answers(cap, answers)
+
+
+def ask_not_applicable(p: Prompter, today: str) -> Outcome:
+    reason = ""
+    while not reason:
+        reason = p.ask("    why is it not applicable? (required) ")
+    while True:
+        until = p.ask("    until when? (YYYY-MM-DD, empty: no expiry) ")
+        try:
+            return Outcome(mt.NOT_APPLICABLE, None, na_reason=reason,
+                           na_until=parse_until(until, today))
+        except InputError as exc:
+            p.write(f"    {str(exc).replace('--until ', '')}")
+
+
+def item_preview(cap: mt.Capability, old: mt.Cell, new: mt.Cell, target: int) -> list[str]:
+    """Lines saying which items open and which close with this assessment."""
+    before = {s.key: s for s in mt.items_for_cell(cap, old, target)}
+    after = {s.key: s for s in mt.items_for_cell(cap, new, target)}
+    lines = []
+    for key in sorted(set(after) - set(before)):
+        s = after[key]
+        lines.append(f"  opens  {s.task} ({s.rag}, {s.priority}): {s.criteria}")
+    for key in sorted(set(before) - set(after)):
+        s = before[key]
+        verb = "closes (verified)" if (new.level or 0) >= s.level else "closes"
+        lines.append(f"  {verb} {s.task}")
+    for key in sorted(set(after) & set(before)):
+        lines.append(f"  stays  {after[key].task} ({after[key].rag})")
+    return lines
+
+
+def level_label(cell: mt.Cell) -> str:
+    if cell.state == mt.NOT_APPLICABLE:
+        return "N/A"
+    if cell.state != mt.ASSESSED:
+        return "none"
+    return str(cell.level)
+
+
+def run(args, ctx) -> int:
+    """The ``assess`` command."""
+    import gitops
+    from database import now_iso
+
+    interactive = sys.stdin.isatty()
+    flag_outcome = args.answers is not None or args.level is not None or \
+        args.not_applicable is not None
+    if args.until and args.not_applicable is None:
+        raise InputError("--until goes with --not-applicable REASON")
+    if args.all and flag_outcome:
+        raise InputError("--all walks every capability interactively; use it without "
+                         "--answers/--level/--not-applicable")
+    p = Prompter(write=lambda text: print(text, file=ctx.out, flush=True))
+    today = now_iso()[:10]
+    assessor = args.assessor or gitops.user_name(ctx.data_dir)
+    from sre_tracker import write_matrix_file
+
+    saved: list[str] = []
+    db = ctx.open_db()
+    try:
+        model, assets = db.load_model(), db.load_assets()
+        try:
+            asset = _pick_asset(p, args, assets, interactive)
+            caps = _pick_capabilities(p, args, model, db, asset, interactive)
+            for cap in caps:
+                line = _assess_one(p, ctx, db, args, cap, asset, assets[asset].target,
+                                   interactive, flag_outcome, today, assessor)
+                if line:
+                    saved.append(line)
+        except Quit:
+            p.write("quit: nothing more written")
+    finally:
+        # Confirmed capabilities stay saved even if a later prompt is interrupted.
+        if saved:
+            write_matrix_file(ctx, db)
+        db.close()
+        if saved:
+            flows = "/".join([assets[asset].flow_label]) if assets else ""
+            who = f"({assessor})"
+            if len(saved) == 1:
+                message = f"assess: {flows}/{asset} {saved[0]} {who}"
+            else:
+                message = f"assess: {flows}/{asset} {len(saved)} capabilities {who}\n\n" + \
+                    "\n".join(saved)
+            ctx.commit(["sre_data.db", "sre_matrix.csv"], message)
+    return EXIT_OK
+
+
+def _pick_asset(p: Prompter, args, assets, interactive: bool) -> str:
+    if args.asset:
+        if args.asset not in assets:
+            folded = {a.casefold(): a for a in assets}
+            if args.asset.casefold() in folded:
+                return folded[args.asset.casefold()]
+            hint = mt.close_matches(args.asset, assets)
+            raise InputError(f"unknown asset {args.asset!r}" + (
+                f"; did you mean {', '.join(hint)}?" if hint else "; see flows.csv"))
+        if args.flow and args.flow not in assets[args.asset].flows:
+            raise InputError(f"asset {args.asset!r} is not in flow {args.flow!r} (it is in "
+                             f"{assets[args.asset].flow_label})")
+        return args.asset
+    if not interactive:
+        raise InputError("--asset is required when stdin is not a terminal")
+    flows = sorted({f for info in assets.values() for f in info.flows})
+    flow = args.flow
+    if flow is None:
+        flow = p.choose("Flow:", [(f, f) for f in flows])
+    elif flow not in flows:
+        hint = mt.close_matches(flow, flows)
+        raise InputError(f"unknown flow {flow!r}" + (f"; did you mean {', '.join(hint)}?"
+                                                     if hint else ""))
+    names = [a for a, info in assets.items() if flow in info.flows]
+    return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names]))
+
+
+def _pick_capabilities(p: Prompter, args, model, db, asset: str,
+                       interactive: bool) -> list[mt.Capability]:
+    if args.all:
+        if not interactive:
+            raise InputError("--all asks questions; it needs a terminal")
+        return list(model.values())
+    if args.capability:
+        folded = {c.casefold(): c for c in model}
+        name = folded.get(args.capability.casefold())
+        if name is None:
+            hint = mt.close_matches(args.capability, model)
+            raise InputError(f"unknown capability {args.capability!r}" + (
+                f"; did you mean {', '.join(hint)}?" if hint else
+                "; see maturity_model.csv"))
+        return [model[name]]
+    if not interactive:
+        raise InputError("--capability is required when stdin is not a terminal")
+    categories = list(dict.fromkeys(c.category for c in model.values()))
+    category = p.choose("Category:", [(c, c) for c in categories])
+    cells = db.load_cells()
+    options = []
+    for cap in model.values():
+        if cap.category != category:
+            continue
+        cell = cells.get((asset, cap.name)) or mt.Cell(asset, cap.name)
+        when = f", {cell.assessed_at[:10]}" if cell.assessed_at else ""
+        options.append((f"{cap.name}  (now: {level_label(cell)}{when})", cap.name))
+    return [model[str(p.choose(f"Capability in {category}:", options))]]
+
+
+def _assess_one(p: Prompter, ctx, db, args, cap: mt.Capability, asset: str, target: int,
+                interactive: bool, flag_outcome: bool, today: str, assessor: str) -> str | None:
+    """Assess one capability; save it when confirmed. Returns the commit-message part."""
+    from database import now_iso
+
+    old = mt.effective_cell(db.load_cells({(asset, cap.name)}).get(
+        (asset, cap.name), mt.Cell(asset, cap.name)), today)
+    if flag_outcome:
+        if args.not_applicable is not None:
+            if not args.not_applicable.strip():
+                raise InputError("--not-applicable needs a reason")
+            outcome = Outcome(mt.NOT_APPLICABLE, None, na_reason=args.not_applicable.strip(),
+                              na_until=parse_until(args.until, today))
+        elif args.level is not None:
+            if not 0 <= args.level <= cap.max_level:
+                raise InputError(f"--level {args.level} is out of range; {cap.name} has levels "
+                                 f"0-{cap.max_level}")
+            outcome = Outcome(mt.ASSESSED, args.level)
+        else:
+            outcome = outcome_from_answers(cap, parse_answers(args.answers))
+        outcome.notes = args.notes or ""
+    else:
+        if not interactive:
+            raise InputError("--answers, --level or --not-applicable is required when stdin "
+                             "is not a terminal")
+        p.write(f"\n{cap.category} / {cap.name} for {asset} (now: {level_label(old)}; "
+                f"target {target}, go-live L{cap.go_live_level})")
+        outcome = ask_questions(p, cap, today)
+        if outcome is None:
+            raise Quit
+        outcome.notes = args.notes if args.notes is not None else p.ask(
+            "  notes / evidence (optional): ")
+
+    new = mt.Cell(asset, cap.name, outcome.state, outcome.level, outcome.na_reason,
+                  outcome.na_until, failed_question=outcome.failed_question)
+    summary = f"{cap.name} {level_label(old)}→{level_label(new)}"
+    p.write(f"{asset} / {summary}" + (f" (answered no: {outcome.failed_question})"
+                                      if outcome.failed_question else ""))
+    for line in item_preview(cap, old, new, target):
+        p.write(line)
+    needs_confirm = not flag_outcome and not args.yes
+    if needs_confirm and not p.confirm("save this assessment?"):
+        p.write("not saved")
+        return None
+    with db.transaction():
+        db.record_assessment(
+            asset, cap.name, outcome.state, outcome.level, answers=outcome.answers,
+            failed_question=outcome.failed_question, notes=outcome.notes,
+            na_reason=outcome.na_reason, na_until=outcome.na_until, assessed_by=assessor,
+            assessed_at=now_iso(),
+        )
+    p.write("saved")
+    return summary

@@ -1,0 +1,241 @@
+"""Configuration: flags > environment > ``.env`` > defaults, each value knowing its source.
+
+Secrets (API key, token, PAT) are never shown: ``Setting.shown`` and ``repr`` mask them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from errors import ConfigError
+
+SECRETS = frozenset({"RALLY_API_KEY", "CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT"})
+
+# name -> (default, one-line meaning); the order is the order of `.env.example` and `check`.
+VARIABLES: dict[str, tuple[str | None, str]] = {
+    "RALLY_BASE_URL": ("https://rally1.rallydev.com", "Rally server"),
+    "RALLY_API_KEY": (None, "Rally API key (sent as the ZSESSIONID header)"),
+    "RALLY_WORKSPACE_ID": (None, "ObjectID of the Rally workspace"),
+    "RALLY_PROJECT_ID": (None, "ObjectID of the Rally project the stories go to"),
+    "RALLY_PARENT_ID": (None, "FormattedID of the feature the stories hang under, e.g. F1234"),
+    "RALLY_TAG": ("SRE-Maturity", "tag put on every SRE story"),
+    "CONFLUENCE_BASE_URL": (None, "e.g. https://example.atlassian.net/wiki"),
+    "CONFLUENCE_USER": (None, "Cloud: account e-mail"),
+    "CONFLUENCE_API_TOKEN": (None, "Cloud: API token"),
+    "CONFLUENCE_PAT": (None, "Data Center: personal access token"),
+    "CONFLUENCE_API": ("auto", "cloud, datacenter or auto"),
+    "CONFLUENCE_PAGE_ID": (None, "id of the to-do page"),
+    "CONFLUENCE_TABLE_TITLE": ("SRE Action Items", "heading the to-do table sits under"),
+    "SRE_TRACKER_DATA_DIR": (None, "data folder"),
+    "SRE_TRACKER_GIT_COMMIT": ("true", "false turns the git commits off"),
+}
+
+RALLY_REQUIRED = ("RALLY_API_KEY", "RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "RALLY_PARENT_ID")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One resolved configuration value and where it came from."""
+
+    name: str
+    value: str | None
+    source: str
+
+    @property
+    def secret(self) -> bool:
+        return self.name in SECRETS
+
+    @property
+    def shown(self) -> str:
+        if self.value is None:
+            return "(not set)"
+        return "<hidden>" if self.secret else self.value
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name}={self.shown!s} from {self.source})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one run."""
+
+    data_dir: Path
+    env_file: Path | None
+    values: Mapping[str, Setting] = field(repr=False)
+    commit: bool = True
+
+    def get(self, name: str) -> str | None:
+        return self.values[name].value
+
+    def describe(self) -> list[str]:
+        """Lines ``NAME = value (source)`` with secrets masked, for ``-v`` and ``check``."""
+        return [f"{s.name} = {s.shown} ({s.source})" for s in self.values.values()]
+
+    def missing(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        return [n for n in names if not self.get(n)]
+
+    def require(self, names: tuple[str, ...] | list[str], purpose: str) -> None:
+        """Raise ConfigError naming every unset variable of ``names``."""
+        missing = self.missing(names)
+        if missing:
+            where = f" in {self.env_file}" if self.env_file else ""
+            raise ConfigError(
+                f"{purpose} needs {', '.join(missing)}; set {'it' if len(missing) == 1 else 'them'}"
+                f"{where} or in the environment (see .env.example)"
+            )
+
+    @property
+    def rally_configured(self) -> bool:
+        return not self.missing(RALLY_REQUIRED)
+
+    @property
+    def confluence_api(self) -> str:
+        api = (self.get("CONFLUENCE_API") or "auto").lower()
+        if api != "auto":
+            return api
+        host = urlparse(self.get("CONFLUENCE_BASE_URL") or "").hostname or ""
+        return "cloud" if host.endswith(".atlassian.net") else "datacenter"
+
+    def confluence_missing(self) -> list[str]:
+        """Which Confluence settings are missing for a page update (empty: all there)."""
+        missing = self.missing(("CONFLUENCE_BASE_URL", "CONFLUENCE_PAGE_ID"))
+        if not self.get("CONFLUENCE_PAT") and self.missing(
+            ("CONFLUENCE_USER", "CONFLUENCE_API_TOKEN")
+        ):
+            if self.confluence_api == "datacenter":
+                missing.append("CONFLUENCE_PAT (or CONFLUENCE_USER and CONFLUENCE_API_TOKEN)")
+            else:
+                missing += self.missing(("CONFLUENCE_USER", "CONFLUENCE_API_TOKEN"))
+        return missing
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a yes/no value; use true or false")
+
+
+def _check_url(name: str, value: str) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            f"{name} is not a valid URL ({value!r}); use the form https://host[/path]"
+        )
+
+
+def validate(name: str, value: str) -> str:
+    """Check one setting's value; return it normalised or raise ConfigError naming it."""
+    value = value.strip()
+    if name.endswith("_BASE_URL"):
+        _check_url(name, value)
+        return value.rstrip("/")
+    if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID"):
+        if not value.isdigit():
+            raise ConfigError(f"{name} must be a numeric id, not {value!r}")
+    elif name == "RALLY_PARENT_ID":
+        if not re.fullmatch(r"[A-Za-z]+[0-9]+", value):
+            raise ConfigError(f"{name} must be a FormattedID such as F1234, not {value!r}")
+        return value.upper()
+    elif name == "CONFLUENCE_API":
+        if value.lower() not in ("auto", "cloud", "datacenter"):
+            raise ConfigError(f"{name} must be cloud, datacenter or auto, not {value!r}")
+        return value.lower()
+    elif name == "SRE_TRACKER_GIT_COMMIT":
+        return "true" if _parse_bool(name, value) else "false"
+    elif name in ("RALLY_API_KEY", "CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT") and (
+        any(c.isspace() for c in value)
+    ):
+        # Never echo the value of a secret, not even in an error.
+        raise ConfigError(f"{name} contains white space; paste the key again without spaces")
+    return value
+
+
+def _read_env_file(path: Path) -> dict[str, str | None]:
+    from dotenv import dotenv_values
+
+    try:
+        return dict(dotenv_values(path, encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8") from exc
+
+
+def load(
+    *,
+    data_dir: str | None = None,
+    env_file: str | None = None,
+    no_commit: bool = False,
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: flags > environment > ``.env`` > defaults.
+
+    The data folder is ``--data-dir``, else ``$SRE_TRACKER_DATA_DIR``, else the current folder;
+    the ``.env`` file is ``--env-file``, else ``.env`` in the data folder.
+    """
+    environ = os.environ if environ is None else environ
+    flags = flags or {}
+    if data_dir:
+        folder, folder_source = Path(data_dir), "flag --data-dir"
+    elif environ.get("SRE_TRACKER_DATA_DIR"):
+        folder, folder_source = Path(environ["SRE_TRACKER_DATA_DIR"]), "environment"
+    else:
+        folder, folder_source = Path.cwd(), "current folder"
+    folder = folder.expanduser().resolve()
+
+    env_path: Path | None
+    if env_file:
+        env_path = Path(env_file).expanduser()
+        if not env_path.is_file():
+            raise ConfigError(f"--env-file {env_file}: no such file")
+    else:
+        env_path = folder / ".env"
+        if not env_path.is_file():
+            env_path = None
+    file_values = _read_env_file(env_path) if env_path else {}
+
+    values: dict[str, Setting] = {}
+    for name, (default, _meaning) in VARIABLES.items():
+        if name == "SRE_TRACKER_DATA_DIR":
+            values[name] = Setting(name, str(folder), folder_source)
+            continue
+        candidates = (
+            (flags.get(name), "flag"),
+            (environ.get(name), "environment"),
+            (file_values.get(name), f".env ({env_path})"),
+            (default, "default"),
+        )
+        for raw, source in candidates:
+            if raw is not None and str(raw).strip() != "":
+                values[name] = Setting(name, validate(name, str(raw)), source)
+                break
+        else:
+            values[name] = Setting(name, None, "unset")
+
+    commit = values["SRE_TRACKER_GIT_COMMIT"].value != "false" and not no_commit
+    return Settings(data_dir=folder, env_file=env_path, values=values, commit=commit)
+
+
+def env_example() -> str:
+    """The text of ``.env.example``: every variable, commented."""
+    lines = [
+        "# sre-tracker settings. Copy to .env in the data folder and fill in.",
+        "# Environment variables override this file; command-line flags override both.",
+        "# Never commit .env: it holds secrets.",
+        "",
+    ]
+    for name, (default, meaning) in VARIABLES.items():
+        lines.append(f"# {meaning}" + (f" (default: {default})" if default else ""))
+        lines.append(f"{name}=")
+        lines.append("")
+    return "\n".join(lines)

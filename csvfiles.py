@@ -1,0 +1,353 @@
+"""Reading and validating the input CSVs: flows.csv, maturity_model.csv, assessments.csv.
+
+Headers match case- and space-insensitively (``asset_name`` = ``Asset Name``); files from Excel
+(UTF-8 BOM, CRLF, ``;`` separators) load. Every problem names file, physical line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from errors import InputError
+from maturity import MAX_LEVEL, OWNERS, PRIORITIES
+
+FLOWS_FILE = "flows.csv"
+MODEL_FILE = "maturity_model.csv"
+ASSESSMENTS_FILE = "assessments.csv"
+
+FLOW_COLUMNS = {"flow": True, "asset name": True, "team": False, "target level": False}
+MODEL_COLUMNS = {
+    "category": True,
+    "capability": True,
+    "level": True,
+    "criteria": True,
+    "question": True,
+    "owner": False,
+    "priority": False,
+    "required for go live": False,
+    "target milestone": False,
+}
+ASSESSMENT_COLUMNS = {
+    "asset name": True,
+    "capability": True,
+    "level": True,
+    "notes": False,
+    "assessed by": False,
+    "assessed at": False,
+    "not applicable reason": False,
+}
+_YES = {"yes", "y", "true", "1", "x"}
+_NO = {"no", "n", "false", "0", ""}
+
+
+@dataclass(frozen=True)
+class FlowRow:
+    line: int
+    flow: str
+    asset: str
+    team: str
+    target_level: int
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    line: int
+    category: str
+    capability: str
+    level: int
+    criteria: str
+    question: str
+    owner: str
+    priority: str
+    go_live: bool
+    milestone: str
+
+
+@dataclass(frozen=True)
+class AssessmentRow:
+    line: int
+    asset: str
+    capability: str
+    level: int | None  # None: Not Applicable
+    notes: str
+    assessed_by: str
+    assessed_at: str
+    na_reason: str
+
+
+def normalise_header(name: str) -> str:
+    """``" Asset_Name "`` -> ``"asset name"``."""
+    return re.sub(r"\s+", " ", name.replace("_", " ").strip().casefold())
+
+
+class _Problems:
+    """Collects validation errors; raises them as one line (first error, and how many more)."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self.items: list[str] = []
+
+    def add(self, line: int, column: str | None, message: str) -> None:
+        where = f"{self.name}:{line}" + (f", column '{column}'" if column else "")
+        self.items.append(f"{where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            more = f" (and {len(self.items) - 1} more problems)" if len(self.items) > 1 else ""
+            raise InputError(self.items[0] + more)
+
+
+def _decode(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(
+            f"{path.name}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at character "
+            f"{column}); save the file as UTF-8 (Excel: 'CSV UTF-8')"
+        ) from None
+
+
+def read_rows(
+    path: Path, columns: dict[str, bool]
+) -> tuple[list[tuple[int, dict[str, str]]], _Problems]:
+    """Read a CSV into (line, {normalised column: stripped value}) pairs.
+
+    Checks encoding, the header (required columns present, none twice) and ragged rows.
+    """
+    text = _decode(path)
+    problems = _Problems(path)
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{path.name}:1: the file is empty; it needs a header row") from None
+    names = [normalise_header(h) for h in header]
+    seen: set[str] = set()
+    for n, original in zip(names, header, strict=True):
+        if n and n in seen:
+            problems.add(1, original.strip(), "column appears twice")
+        seen.add(n)
+    missing = [c for c, required in columns.items() if required and c not in seen]
+    if missing:
+        pretty = ", ".join(f"'{_title(c)}'" for c in missing)
+        problems.add(1, None, f"missing required column {pretty}; the header has {header}")
+    problems.raise_if_any()
+
+    rows: list[tuple[int, dict[str, str]]] = []
+    start = reader.line_num + 1
+    try:
+        for record in reader:
+            line = start
+            start = reader.line_num + 1
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(record) > len(names) and any(c.strip() for c in record[len(names):]):
+                problems.add(line, None, f"{len(record)} cells but the header has {len(names)}")
+                continue
+            values = {n: (record[i].strip() if i < len(record) else "") for i, n in
+                      enumerate(names) if n in columns}
+            rows.append((line, values))
+    except csv.Error as exc:
+        problems.add(reader.line_num, None, f"malformed CSV ({exc})")
+    return rows, problems
+
+
+def _title(column: str) -> str:
+    return " ".join(w.capitalize() for w in column.split())
+
+
+def _int_in(value: str, low: int, high: int) -> int | None:
+    try:
+        number = int(float(value)) if re.fullmatch(r"\d+(\.0+)?", value) else int(value)
+    except ValueError:
+        return None
+    return number if low <= number <= high else None
+
+
+def read_flows(path: Path) -> list[FlowRow]:
+    """Load flows.csv: one row per asset in a flow."""
+    rows, problems = read_rows(path, FLOW_COLUMNS)
+    result: list[FlowRow] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, v in rows:
+        flow, asset = v.get("flow", ""), v.get("asset name", "")
+        if not flow:
+            problems.add(line, "Flow", "empty; every row needs a flow name")
+            continue
+        if not asset:
+            problems.add(line, "Asset Name", "empty; every row needs an asset name")
+            continue
+        if " / " in asset:
+            problems.add(line, "Asset Name", "must not contain ' / ' (it separates item keys)")
+            continue
+        raw_target = v.get("target level", "")
+        target = 3
+        if raw_target:
+            parsed = _int_in(raw_target, 1, MAX_LEVEL)
+            if parsed is None:
+                problems.add(line, "Target Level", f"{raw_target!r} is not a level 1-5")
+                continue
+            target = parsed
+        key = (flow.casefold(), asset.casefold())
+        if key in seen:
+            problems.add(line, "Asset Name",
+                         f"{asset!r} is listed twice in flow {flow!r} (first at line {seen[key]})")
+            continue
+        seen[key] = line
+        result.append(FlowRow(line, flow, asset, v.get("team", ""), target))
+    if not result and not problems.items:
+        problems.add(2, None, "no rows; add one row per asset in a flow")
+    problems.raise_if_any()
+    return result
+
+
+def parse_yes_no(value: str) -> bool | None:
+    v = value.strip().casefold()
+    if v in _YES:
+        return True
+    if v in _NO:
+        return False
+    return None
+
+
+def read_model(path: Path) -> list[ModelRow]:
+    """Load maturity_model.csv: one row per question."""
+    rows, problems = read_rows(path, MODEL_COLUMNS)
+    result: list[ModelRow] = []
+    category_of: dict[str, tuple[str, int]] = {}
+    seen_questions: dict[tuple[str, int, str], int] = {}
+    for line, v in rows:
+        bad = False
+        for col in ("category", "capability", "criteria", "question"):
+            if not v.get(col):
+                problems.add(line, _title(col), "empty; this column is required")
+                bad = True
+        if bad:
+            continue
+        category, capability = v["category"], v["capability"]
+        if " / " in capability:
+            problems.add(line, "Capability", "must not contain ' / ' (it separates item keys)")
+            continue
+        level = _int_in(v.get("level", ""), 1, MAX_LEVEL)
+        if level is None:
+            problems.add(line, "Level", f"{v.get('level', '')!r} is not a level 1-5")
+            continue
+        owner = v.get("owner", "") or "Asset"
+        owner_match = next((o for o in OWNERS if o.casefold() == owner.casefold()), None)
+        if owner_match is None:
+            problems.add(line, "Owner", f"{owner!r} is not one of {', '.join(OWNERS)}")
+            continue
+        priority = v.get("priority", "").upper()
+        if priority and priority not in PRIORITIES:
+            problems.add(line, "Priority", f"{v['priority']!r} is not one of P1-P4")
+            continue
+        go_live = parse_yes_no(v.get("required for go live", ""))
+        if go_live is None:
+            problems.add(line, "Required for Go Live",
+                         f"{v['required for go live']!r} is not Yes or No")
+            continue
+        previous = category_of.get(capability.casefold())
+        if previous and previous[0] != category:
+            problems.add(line, "Category",
+                         f"capability {capability!r} is under {previous[0]!r} at line "
+                         f"{previous[1]}; a capability belongs to one category")
+            continue
+        category_of.setdefault(capability.casefold(), (category, line))
+        qkey = (capability.casefold(), level, v["question"].casefold())
+        if qkey in seen_questions:
+            problems.add(line, "Question",
+                         f"duplicate of line {seen_questions[qkey]} ({capability} L{level})")
+            continue
+        seen_questions[qkey] = line
+        result.append(ModelRow(line, category, capability, level, v["criteria"], v["question"],
+                               owner_match, priority, go_live, v.get("target milestone", "")))
+    if not result and not problems.items:
+        problems.add(2, None, "no rows; the model needs at least one question")
+    problems.raise_if_any()
+    return result
+
+
+def parse_date(value: str) -> str | None:
+    """An ISO date or date-time -> ISO string ('YYYY-MM-DD' or full timestamp); None if bad."""
+    value = value.strip()
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat(timespec="seconds")
+    except ValueError:
+        return None
+
+
+def read_assessments(path: Path) -> list[AssessmentRow]:
+    """Load assessments.csv (bulk levels): Level 0-5 or N/A (with a reason)."""
+    rows, problems = read_rows(path, ASSESSMENT_COLUMNS)
+    result: list[AssessmentRow] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, v in rows:
+        asset, capability = v.get("asset name", ""), v.get("capability", "")
+        if not asset:
+            problems.add(line, "Asset Name", "empty; every row needs an asset name")
+            continue
+        if not capability:
+            problems.add(line, "Capability", "empty; every row needs a capability")
+            continue
+        raw = v.get("level", "")
+        reason = v.get("not applicable reason", "")
+        level: int | None
+        if raw.replace("/", "").casefold() == "na":
+            level = None
+            if not reason:
+                problems.add(line, "Not Applicable Reason",
+                             "empty; a Not Applicable mark needs a reason")
+                continue
+        else:
+            level = _int_in(raw, 0, MAX_LEVEL)
+            if level is None:
+                problems.add(line, "Level", f"{raw!r} is not a level 0-5 or N/A")
+                continue
+        at = v.get("assessed at", "")
+        if at and parse_date(at) is None:
+            problems.add(line, "Assessed At", f"{at!r} is not an ISO date (YYYY-MM-DD)")
+            continue
+        key = (asset.casefold(), capability.casefold())
+        if key in seen:
+            problems.add(line, "Capability",
+                         f"{asset} / {capability} appears twice (first at line {seen[key]})")
+            continue
+        seen[key] = line
+        result.append(AssessmentRow(line, asset, capability, level, v.get("notes", ""),
+                                    v.get("assessed by", ""), parse_date(at) if at else "",
+                                    reason))
+    problems.raise_if_any()
+    return result
+
+
+def write_flows(path: Path, rows: list[tuple[str, str, str, int]]) -> None:
+    """Write flows.csv atomically (temporary file, then rename)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Flow", "Asset Name", "Team", "Target Level"])
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path via a temporary file so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    tmp.replace(path)

@@ -1,0 +1,50 @@
+"""The one exception family of sre-tracker.
+
+Library code raises these; only ``sre_tracker.main`` catches them and turns them into one line
+on stderr and the exit code carried by the exception.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_GATE_CLOSED = 4
+EXIT_INTERRUPTED = 130
+
+
+class TrackerError(Exception):
+    """An expected failure with a message for the user (what is wrong and what to do)."""
+
+    exit_code = EXIT_ERROR
+
+
+class ConfigError(TrackerError):
+    """A setting is missing or invalid (names the variable or flag)."""
+
+
+class InputError(TrackerError):
+    """A CSV file or a user answer is invalid (names file, line and column)."""
+
+
+class DatabaseError(TrackerError):
+    """The SQLite file is corrupt, foreign, or from a newer version."""
+
+
+class GitError(TrackerError):
+    """A git command failed; the data change itself is kept."""
+
+
+class RallyError(TrackerError):
+    """Rally refused or failed a request (never carries the API key)."""
+
+
+class ConfluenceError(TrackerError):
+    """Confluence refused or failed a request, or the page cannot be updated safely."""
+
+
+class PartialFailure(TrackerError):
+    """Some of the work was done, some was not; a re-run finishes the rest."""
+
+    exit_code = EXIT_PARTIAL

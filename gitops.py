@@ -1,0 +1,191 @@
+"""Git in the data folder: init, attributes, merge/diff driver registration, commits, old files.
+
+Every git call is an argument list with an explicit ``cwd``; failures become ``GitError`` with
+the command and git's own message.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from errors import GitError
+
+log = logging.getLogger("sre_tracker.git")
+
+DRIVER = "sre-tracker"
+MATRIX_DRIVER = "sre-tracker-matrix"
+GITATTRIBUTES = (
+    "# sre-tracker: merge the database row by row and show it as text in diffs\n"
+    f"sre_data.db merge={DRIVER} diff={DRIVER}\n"
+    f"sre_matrix.csv merge={MATRIX_DRIVER}\n"
+)
+GITIGNORE = (
+    "# sre-tracker data folder\n"
+    ".env\n"
+    "rally_import.csv\n"
+    "confluence_page.txt\n"
+    "confluence_page.html\n"
+    "*.bak-v*\n"
+    ".*.tmp\n"
+)
+SCRIPT = Path(__file__).resolve().with_name("sre_tracker.py")
+
+
+def available() -> bool:
+    return shutil.which("git") is not None
+
+
+def run(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    """Run ``git args`` in ``cwd``; return stdout. Raises GitError when check and it fails."""
+    cmd = ["git", *args]
+    log.debug("running: %s (in %s)", " ".join(shlex.quote(a) for a in cmd), cwd)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, input=input)
+    if check and proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def repo_root(folder: Path) -> Path | None:
+    """The top of the git work tree containing ``folder``, or None."""
+    if not available():
+        return None
+    proc = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True
+    )
+    return Path(proc.stdout.strip()) if proc.returncode == 0 else None
+
+
+def init(folder: Path) -> None:
+    run(folder, "init", "-q")
+
+
+def ensure_files(folder: Path) -> list[str]:
+    """Write the data folder's .gitattributes and .gitignore when missing or incomplete.
+
+    Returns the names of the files written.
+    """
+    written = []
+    for name, wanted in ((".gitattributes", GITATTRIBUTES), (".gitignore", GITIGNORE)):
+        path = folder / name
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        have = {line.strip() for line in text.splitlines()}
+        missing = [line for line in wanted.splitlines()
+                   if line.strip() and not line.startswith("#") and line.strip() not in have]
+        if not missing:
+            continue
+        if text and not text.endswith("\n"):
+            text += "\n"
+        path.write_text(text + ("" if text else wanted.splitlines()[0] + "\n")
+                        + "\n".join(missing) + "\n", encoding="utf-8")
+        written.append(name)
+    return written
+
+
+def driver_commands() -> dict[str, str]:
+    """The local git config entries that wire the merge drivers and the diff text-conversion."""
+    base = f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))}"
+    return {
+        f"merge.{DRIVER}.name": "sre-tracker database merge (row by row)",
+        f"merge.{DRIVER}.driver": f"{base} merge-db %O %A %B",
+        f"merge.{MATRIX_DRIVER}.name": "sre-tracker matrix CSV merge (newest assessment wins)",
+        f"merge.{MATRIX_DRIVER}.driver": f"{base} merge-matrix %O %A %B",
+        f"diff.{DRIVER}.textconv": f"{base} dump",
+        f"diff.{DRIVER}.cachetextconv": "false",
+    }
+
+
+def drivers_registered(folder: Path) -> bool:
+    wanted = driver_commands()
+    out = run(folder, "config", "--local", "--get-regexp", r"^(merge|diff)\.sre-tracker",
+              check=False)
+    have = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return all(have.get(k) == v for k, v in wanted.items())
+
+
+def register_drivers(folder: Path) -> bool:
+    """Register the drivers in the repo's local config when missing; True if anything was set."""
+    if drivers_registered(folder):
+        return False
+    for key, value in driver_commands().items():
+        run(folder, "config", "--local", key, value)
+    return True
+
+
+def env_tracked(folder: Path) -> bool:
+    """True when ``.env`` in the data folder is tracked by git (it holds secrets)."""
+    proc = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", ".env"], cwd=folder, capture_output=True
+    )
+    return proc.returncode == 0
+
+
+def commit(folder: Path, files: list[str], message: str) -> str | None:
+    """Commit exactly ``files`` (names in ``folder``) with ``message``.
+
+    Whatever else the user staged stays staged and out of this commit. Returns the new commit
+    id, or None when those files have no change.
+    """
+    present = [f for f in files if (folder / f).exists()]
+    if not present:
+        return None
+    if not run(folder, "status", "--porcelain", "--", *present).strip():
+        return None
+    run(folder, "add", "--", *present)
+    try:
+        run(folder, "commit", "-q", "-m", message, "--", *present)
+    except GitError as exc:
+        text = str(exc)
+        if "user.email" in text or "identity" in text or "user.name" in text:
+            raise GitError(
+                "git has no identity to commit with; run git config user.name 'Your Name' and "
+                "git config user.email you@example.com, then commit the data files by hand"
+            ) from None
+        raise
+    return run(folder, "rev-parse", "--short", "HEAD").strip()
+
+
+def user_name(folder: Path | None = None) -> str:
+    """The assessor by default: git ``user.name``, else the login name."""
+    if available():
+        proc = subprocess.run(["git", "config", "user.name"], cwd=folder or os.getcwd(),
+                              capture_output=True, text=True)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip()
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+def resolve_revision(folder: Path, when: str, path: str) -> str:
+    """A commit for ``--as-of``: a commit-ish as given, or the last commit touching ``path``
+    at or before the date ``when``."""
+    looks_like_date = len(when) >= 8 and when[:4].isdigit() and when[4] == "-"
+    if not looks_like_date:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{when}^{{commit}}"],
+                              cwd=folder, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+        raise GitError(f"--as-of {when}: no such commit or date (use YYYY-MM-DD or a commit id)")
+    until = when if "T" in when or " " in when else f"{when} 23:59:59"
+    rev = run(folder, "rev-list", "-1", f"--before={until}", "HEAD", "--", path).strip()
+    if not rev:
+        raise GitError(f"--as-of {when}: {path} has no commit at or before that date")
+    return rev
+
+
+def show_file(folder: Path, revision: str, path: str) -> bytes:
+    """The bytes of ``path`` (relative to ``folder``) at ``revision``."""
+    proc = subprocess.run(["git", "show", f"{revision}:./{path}"], cwd=folder,
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(f"{path} does not exist at commit {revision[:12]}")
+    return proc.stdout

@@ -1,0 +1,461 @@
+"""The maturity rules of SPEC §3 as pure functions: no I/O, no pandas, no sqlite.
+
+Levels from answers, go-live levels, action items with their RAG, the flow roll-up and the
+work-status lifecycle of an item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+ASSESSED = "Assessed"
+NOT_ASSESSED = "Not Assessed"
+NOT_APPLICABLE = "Not Applicable"
+
+RED, AMBER, GREEN = "Red", "Amber", "Green"
+_RAG_ORDER = {GREEN: 0, AMBER: 1, RED: 2}
+
+# Item lifecycle states (stored) and work statuses (shown).
+OPEN, DONE, VERIFIED, ARCHIVED = "open", "done", "verified", "archived"
+NOT_STARTED = "Not Started"
+MISSING_IN_RALLY = "Missing in Rally"
+REOPENED = "Reopened"
+RALLY_STATES = ("Defined", "In-Progress", "Completed", "Accepted")
+RALLY_DONE_STATES = frozenset({"Completed", "Accepted"})
+
+OWNERS = ("Asset", "SRE", "Support")
+PRIORITIES = ("P1", "P2", "P3", "P4")
+DEFAULT_TARGET = 3
+MAX_LEVEL = 5
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """What one level of a capability asks and what its uplift item carries."""
+
+    level: int
+    criteria: str
+    questions: tuple[str, ...]
+    owner: str = "Asset"
+    priority: str = "P3"
+    go_live: bool = False
+    milestone: str = ""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A capability of the model with its levels 1..5."""
+
+    name: str
+    category: str
+    levels: Mapping[int, LevelSpec]
+
+    @property
+    def go_live_level(self) -> int:
+        """The highest level with a question required for go live (0 if none)."""
+        return max((lv for lv, spec in self.levels.items() if spec.go_live), default=0)
+
+    @property
+    def max_level(self) -> int:
+        return max(self.levels, default=0)
+
+    def questions(self) -> list[tuple[int, str]]:
+        """Every question in asking order: (level, question)."""
+        return [(lv, q) for lv in sorted(self.levels) for q in self.levels[lv].questions]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The recorded state of one asset x capability."""
+
+    asset: str
+    capability: str
+    state: str = NOT_ASSESSED
+    level: int | None = None
+    na_reason: str = ""
+    na_until: str = ""
+    assessed_by: str = ""
+    assessed_at: str = ""
+    failed_question: str = ""
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """An action item the rules ask for: one missing level of one asset's capability."""
+
+    key: str
+    asset: str
+    capability: str
+    category: str
+    level: int
+    criteria: str
+    owner: str
+    priority: str
+    go_live: bool
+    milestone: str
+    why: str
+
+    @property
+    def rag(self) -> str:
+        return RED if self.go_live else AMBER
+
+    @property
+    def task(self) -> str:
+        return task_name(self.capability, self.level)
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """The stored lifecycle of an item (what the database remembers)."""
+
+    key: str
+    state: str = OPEN
+    work_status: str = NOT_STARTED
+    rally_state: str = ""
+    rally_oid: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def item_key(asset: str, capability: str, level: int) -> str:
+    """The stable key of an item: ``asset / capability / level``."""
+    return f"{asset} / {capability} / {level}"
+
+
+def task_name(capability: str, level: int) -> str:
+    return f"{capability} → L{level}"
+
+
+def derived_priority(go_live: bool) -> str:
+    return "P1" if go_live else "P3"
+
+
+def merge_level_rows(rows: Sequence[Mapping[str, object]]) -> LevelSpec:
+    """Fold the question rows of one level into a LevelSpec.
+
+    Rows carry ``level, criteria, question, owner, priority, go_live, milestone``; the level is
+    go-live if any question is, its priority the most urgent given, criteria the distinct texts.
+    """
+    level = int(rows[0]["level"])  # type: ignore[arg-type]
+    criteria: list[str] = []
+    for r in rows:
+        c = str(r.get("criteria") or "").strip()
+        if c and c not in criteria:
+            criteria.append(c)
+    go_live = any(bool(r.get("go_live")) for r in rows)
+    priorities = sorted(str(r["priority"]) for r in rows if r.get("priority"))
+    owner = next((str(r["owner"]) for r in rows if r.get("owner")), "Asset")
+    milestone = next((str(r["milestone"]) for r in rows if r.get("milestone")), "")
+    return LevelSpec(
+        level=level,
+        criteria="; ".join(criteria),
+        questions=tuple(str(r["question"]) for r in rows),
+        owner=owner,
+        priority=priorities[0] if priorities else derived_priority(go_live),
+        go_live=go_live,
+        milestone=milestone,
+    )
+
+
+def level_from_answers(
+    capability: Capability, answers: Sequence[bool]
+) -> tuple[int, str, int]:
+    """Level reached given answers to the questions in asking order.
+
+    Returns ``(level, failed_question, used)``: the highest level L such that every question of
+    levels 1..L was answered yes, the first question answered no ('' if none), and how many
+    answers were consumed (asking stops at the first no).
+
+    Raises ValueError when the answers stop before the first no and before the last question.
+    """
+    asked = capability.questions()
+    reached = 0
+    for i, (lv, question) in enumerate(asked):
+        if i >= len(answers):
+            raise ValueError(
+                f"{len(answers)} answers given; {capability.name} needs an answer for every "
+                f"question up to the first 'no' (next: L{lv} {question!r})"
+            )
+        if not answers[i]:
+            return reached, question, i + 1
+        last_of_level = i + 1 == len(asked) or asked[i + 1][0] != lv
+        if last_of_level:
+            reached = lv
+    return reached, "", len(asked)
+
+
+def effective_cell(cell: Cell, today: str) -> Cell:
+    """The cell as it counts today: an expired Not Applicable mark counts as Not Assessed."""
+    if cell.state == NOT_APPLICABLE and cell.na_until and cell.na_until < today:
+        return Cell(asset=cell.asset, capability=cell.capability)
+    return cell
+
+
+def asset_target(targets: Iterable[int]) -> int:
+    """An asset listed in several flows takes the highest Target Level."""
+    return max(targets, default=DEFAULT_TARGET)
+
+
+def gap_reason(capability: Capability, cell: Cell, level: int) -> str:
+    """Words saying why an item exists: the question answered no and the missing criteria."""
+    spec = capability.levels.get(level)
+    criteria = spec.criteria if spec else ""
+    current = cell.level or 0
+    if level == current + 1:
+        if cell.failed_question:
+            why = f"Answered no: {cell.failed_question}"
+        elif spec and spec.questions:
+            why = f"Not yet confirmed: {spec.questions[0]}"
+        else:
+            why = f"Level {level} not reached"
+    else:
+        why = f"Needs L{current + 1} first (currently L{current})"
+    return f"{why} — L{level} means: {criteria}" if criteria else why
+
+
+def items_for_cell(capability: Capability, cell: Cell, target: int) -> list[ItemSpec]:
+    """Action items for one assessed cell: levels L+1..max(target, go-live level)."""
+    if cell.state != ASSESSED or cell.level is None:
+        return []
+    top = min(max(target, capability.go_live_level), capability.max_level)
+    items = []
+    for lv in range(cell.level + 1, top + 1):
+        spec = capability.levels.get(lv)
+        if spec is None:
+            continue
+        items.append(
+            ItemSpec(
+                key=item_key(cell.asset, capability.name, lv),
+                asset=cell.asset,
+                capability=capability.name,
+                category=capability.category,
+                level=lv,
+                criteria=spec.criteria,
+                owner=spec.owner,
+                priority=spec.priority,
+                go_live=spec.go_live,
+                milestone=spec.milestone,
+                why=gap_reason(capability, cell, lv),
+            )
+        )
+    return items
+
+
+def worst_rag(rags: Iterable[str | None]) -> str | None:
+    """The worst of several RAG values (None when there is none)."""
+    present = [r for r in rags if r]
+    return max(present, key=_RAG_ORDER.__getitem__) if present else None
+
+
+def cell_rag(cell: Cell, open_item_rags: Iterable[str]) -> str | None:
+    """A capability's RAG for an asset: Red/Amber if any open item is, else Green.
+
+    None unless the cell is Assessed.
+    """
+    if cell.state != ASSESSED:
+        return None
+    return worst_rag(open_item_rags) or GREEN
+
+
+def rollup(entries: Iterable[tuple[Cell, str | None]]) -> tuple[int | None, str | None, int]:
+    """Weakest-link roll-up of a flow's cells for one capability.
+
+    ``entries`` are (cell, rag) of every asset of the flow. Returns (level, rag, not_assessed):
+    the lowest level and worst RAG among Assessed cells (None when none is assessed) and how many
+    cells are Not Assessed. Not Applicable cells are left out.
+    """
+    levels: list[int] = []
+    rags: list[str | None] = []
+    not_assessed = 0
+    for cell, rag in entries:
+        if cell.state == ASSESSED and cell.level is not None:
+            levels.append(cell.level)
+            rags.append(rag)
+        elif cell.state == NOT_ASSESSED:
+            not_assessed += 1
+    return (min(levels) if levels else None), worst_rag(rags), not_assessed
+
+
+def is_open(state: str) -> bool:
+    """Open and done-awaiting-re-assessment items still count as gaps."""
+    return state in (OPEN, DONE)
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """A change of one item's stored lifecycle."""
+
+    key: str
+    old_state: str | None
+    new_state: str
+    work_status: str
+    reason: str
+
+
+def reconcile(
+    existing: Mapping[str, ItemRecord],
+    desired: Mapping[str, ItemSpec],
+    levels: Mapping[tuple[str, str], int | None],
+    reassessed: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    scope: set[tuple[str, str]] | None = None,
+) -> list[ItemChange]:
+    """Compare stored items with what the rules ask for; return the changes to make.
+
+    - a desired item not stored opens (``Not Started``);
+    - a stored verified/archived item that is desired again reopens;
+    - a done item (story completed) reopens when its cell was just re-assessed below its level;
+    - a stored open/done item no longer desired is ``verified`` when the cell's assessed level
+      reaches it, else ``archived`` (target lowered, Not Applicable, asset or model row gone).
+
+    ``levels`` maps (asset, capability) to the assessed level (None if not assessed);
+    ``scope`` limits the comparison to those cells (None: everything).
+    """
+    changes: list[ItemChange] = []
+
+    def in_scope(asset: str, capability: str) -> bool:
+        return scope is None or (asset, capability) in scope
+
+    for key, spec in desired.items():
+        if not in_scope(spec.asset, spec.capability):
+            continue
+        rec = existing.get(key)
+        if rec is None:
+            changes.append(ItemChange(key, None, OPEN, NOT_STARTED, "opened"))
+        elif rec.state in (VERIFIED, ARCHIVED):
+            changes.append(ItemChange(key, rec.state, OPEN, _reopened_status(rec), "reopened"))
+        elif rec.state == DONE and (spec.asset, spec.capability) in reassessed:
+            changes.append(ItemChange(key, DONE, OPEN, _reopened_status(rec), "reopened"))
+    for key, rec in existing.items():
+        if key in desired or not is_open(rec.state):
+            continue
+        asset, capability, level = split_key(key)
+        if not in_scope(asset, capability):
+            continue
+        reached = levels.get((asset, capability))
+        if reached is not None and reached >= level:
+            changes.append(ItemChange(key, rec.state, VERIFIED, rec.work_status, "verified"))
+        else:
+            changes.append(ItemChange(key, rec.state, ARCHIVED, rec.work_status, "archived"))
+    return changes
+
+
+def _reopened_status(rec: ItemRecord) -> str:
+    if not rec.rally_oid:
+        return NOT_STARTED
+    if rec.rally_state in RALLY_DONE_STATES:
+        return REOPENED
+    return rec.work_status
+
+
+def split_key(key: str) -> tuple[str, str, int]:
+    """Inverse of :func:`item_key` (asset and capability names may not contain ' / ')."""
+    asset, capability, level = key.rsplit(" / ", 2)
+    return asset, capability, int(level)
+
+
+def apply_story_state(rec: ItemRecord, rally_state: str | None) -> ItemRecord:
+    """The item after Rally reports its story in ``rally_state`` (None: story gone).
+
+    A story moving into Completed/Accepted marks an open item done (awaiting re-assessment); a
+    story moved back out of those reopens it. A story still Completed/Accepted after the item was
+    reopened by a lower re-assessment does not mark it done again: the team has to move it.
+    """
+    if rally_state is None:
+        return replace(rec, work_status=MISSING_IN_RALLY)
+    if rec.work_status == REOPENED and rally_state == rec.rally_state:
+        return rec
+    state = rec.state
+    if state == OPEN and rally_state in RALLY_DONE_STATES:
+        state = DONE
+    elif state == DONE and rally_state not in RALLY_DONE_STATES:
+        state = OPEN
+    return replace(rec, state=state, work_status=rally_state, rally_state=rally_state)
+
+
+def status_colour(work_status: str, state: str) -> str:
+    """Colour of the status lozenge on the page."""
+    if state == DONE:
+        return "Green"
+    return {
+        "In-Progress": "Blue",
+        "Completed": "Green",
+        "Accepted": "Green",
+        MISSING_IN_RALLY: "Red",
+        REOPENED: "Yellow",
+    }.get(work_status, "Grey")
+
+
+def display_status(work_status: str, state: str) -> str:
+    """The Status text shown for an item."""
+    if state == DONE:
+        return f"{work_status} – awaiting re-assessment"
+    return work_status
+
+
+def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Names close to ``word`` (case-insensitive), for 'did you mean' messages."""
+    import difflib
+
+    folded = {c.casefold(): c for c in choices}
+    hits = difflib.get_close_matches(word.casefold(), list(folded), n=n, cutoff=0.5)
+    subs = [c for f, c in folded.items() if word.casefold() in f and c not in hits]
+    return ([folded[h] for h in hits] + subs)[:n]
+
+
+def matrix_view(
+    model: Mapping[str, Capability],
+    assets: Mapping[str, object],
+    cells: Mapping[tuple[str, str], Cell],
+    open_items: Iterable[Mapping[str, object]],
+    today: str,
+) -> tuple[list[dict], list[dict]]:
+    """The matrix and the flow roll-up, as the entries of ``status --format json``.
+
+    ``assets`` maps names to objects with ``flows`` (list), ``target`` (int) and ``team``;
+    ``open_items`` are item rows (``asset``, ``capability``, ``go_live``) still open or done.
+    Returns (matrix entries, flow entries), each a list of plain dicts.
+    """
+    item_rags: dict[tuple[str, str], list[str]] = {}
+    for it in open_items:
+        item_rags.setdefault((str(it["asset"]), str(it["capability"])), []).append(
+            RED if it["go_live"] else AMBER
+        )
+    matrix: list[dict] = []
+    per_flow: dict[tuple[str, str], list[tuple[Cell, str | None]]] = {}
+    for asset, info in assets.items():
+        flows = sorted(set(info.flows))  # type: ignore[attr-defined]
+        for cap in model.values():
+            raw = cells.get((asset, cap.name)) or Cell(asset, cap.name)
+            cell = effective_cell(raw, today)
+            rags = item_rags.get((asset, cap.name), []) if cell.state == ASSESSED else []
+            rag = cell_rag(cell, rags)
+            matrix.append({
+                "asset": asset,
+                "flows": flows,
+                "team": info.team,  # type: ignore[attr-defined]
+                "category": cap.category,
+                "capability": cap.name,
+                "state": cell.state,
+                "level": cell.level if cell.state == ASSESSED else None,
+                "target_level": info.target,  # type: ignore[attr-defined]
+                "go_live_level": cap.go_live_level,
+                "rag": rag,
+                "open_items": len(rags),
+                "assessed_by": cell.assessed_by or None,
+                "assessed_at": cell.assessed_at or None,
+                "not_applicable_reason": cell.na_reason or None,
+                "not_applicable_until": cell.na_until or None,
+                "why": cell.failed_question or None,
+            })
+            for flow in flows:
+                per_flow.setdefault((flow, cap.name), []).append((cell, rag))
+    flow_names = sorted({f for info in assets.values() for f in info.flows})  # type: ignore
+    flows_out: list[dict] = []
+    for flow in flow_names:
+        for cap in model.values():
+            level, rag, not_assessed = rollup(per_flow.get((flow, cap.name), []))
+            flows_out.append({
+                "flow": flow, "category": cap.category, "capability": cap.name,
+                "level": level, "rag": rag, "not_assessed": not_assessed,
+            })
+    return matrix, flows_out

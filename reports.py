@@ -1,0 +1,466 @@
+"""Renderers: the terminal matrix, CSV/JSON, rally_import.csv, the wiki-markup to-do table.
+
+Functions here take plain data (matrix entries, item dicts) and return text or rows; they never
+touch the database, the network or the terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+import maturity as mt
+
+TODO_COLUMNS = [
+    "Priority", "Required for Go Live", "Target Milestone", "Owner", "Flow", "Asset Name",
+    "Task", "Description", "Rally Card", "Status", "Category",
+]
+# Display-name headers of Rally's user-story import template (reference/rally.md §8).
+RALLY_IMPORT_COLUMNS = ["Name", "Description", "Schedule State", "Tags", "Notes"]
+NAME_LIMIT = 256
+KEY_MARKER = "sre-tracker item:"
+_KEY_RE = re.compile(re.escape(KEY_MARKER) + r"\s*(.+?)\s*(?:$|\n|\|)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+_ANSI = {"Red": "\033[31m", "Amber": "\033[33m", "Green": "\033[32m", "dim": "\033[2m"}
+_RESET = "\033[0m"
+
+
+# ---------------------------------------------------------------------------- items and rows
+def clean_text(value: object) -> str:
+    """Text with control characters removed and line ends normalised to ``\\n``."""
+    text = "" if value is None else str(value)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    return _CONTROL.sub("", text).strip()
+
+
+def story_name(asset: str, capability: str, level: int) -> str:
+    """``[SRE] <asset> – <capability> L<level>``, shortened to Rally's 256 characters."""
+    name = f"[SRE] {asset} – {capability} L{level}"
+    if len(name) <= NAME_LIMIT:
+        return name
+    fixed = len(f"[SRE]  –  L{level}")
+    room = NAME_LIMIT - fixed
+    a_room = min(len(asset), max(room // 2, room - len(capability)))
+    a = asset if len(asset) <= a_room else asset[: a_room - 1] + "…"
+    c_room = room - len(a)
+    c = capability if len(capability) <= c_room else capability[: c_room - 1] + "…"
+    return f"[SRE] {a} – {c} L{level}"
+
+
+def story_notes(key: str) -> str:
+    """The Notes text carrying the item key, so the tool can always find its story again."""
+    return f"{KEY_MARKER} {key}"
+
+
+def key_from_text(text: str | None) -> str | None:
+    """The item key found in a story's Notes (or Name), tolerating Rally's HTML."""
+    if not text:
+        return None
+    plain = html.unescape(re.sub(r"<br\s*/?>|</p>|</div>", "\n", text, flags=re.I))
+    plain = re.sub(r"<[^>]+>", "", plain)
+    match = _KEY_RE.search(plain)
+    return match.group(1).strip() if match else None
+
+
+def story_description(item: Mapping, flows: str) -> str:
+    """The story's Description (Rally rich text): criteria, flow, asset, level and why."""
+    current = item.get("current_level")
+    lines = [
+        ("Goal", f"{item['capability']} at level {item['level']}"),
+        ("Criteria", item["criteria"]),
+        ("Flow", flows),
+        ("Asset", item["asset"]),
+        ("Current level", "" if current is None else str(current)),
+        ("Why", item["why"]),
+        ("Required for go live", "Yes" if item["go_live"] else "No"),
+        ("Target milestone", item["milestone"] or "-"),
+    ]
+    return "<br />".join(
+        f"<b>{html.escape(k)}:</b> {html.escape(clean_text(v))}" for k, v in lines
+    )
+
+
+def sort_key(item: Mapping) -> tuple:
+    """Priority, then go-live first, then flow, asset (then capability, level)."""
+    return (item["priority"], 0 if item["go_live"] else 1, item.get("flows", ""), item["asset"],
+            item["capability"], item["level"])
+
+
+def todo_items(items: Iterable[Mapping]) -> list[Mapping]:
+    """Items that belong on the to-do table: open ones, and done ones awaiting re-assessment."""
+    return sorted((it for it in items if mt.is_open(str(it["state"]))), key=sort_key)
+
+
+def todo_rows(items: Iterable[Mapping]) -> list[dict[str, str]]:
+    """The to-do table rows (SPEC §6) with ``_link`` and ``_colour`` for the status lozenge."""
+    rows = []
+    for it in todo_items(items):
+        rows.append({
+            "Priority": it["priority"],
+            "Required for Go Live": "Yes" if it["go_live"] else "No",
+            "Target Milestone": it["milestone"],
+            "Owner": it["owner"],
+            "Flow": it.get("flows", ""),
+            "Asset Name": it["asset"],
+            "Task": mt.task_name(it["capability"], it["level"]),
+            "Description": f"{it['criteria']} ({it['why']})" if it.get("why") else it["criteria"],
+            "Rally Card": it.get("rally_id") or "",
+            "Status": mt.display_status(it["work_status"], it["state"]),
+            "Category": it["category"],
+            "_link": it.get("rally_url") or "",
+            "_colour": mt.status_colour(it["work_status"], it["state"]),
+        })
+    return rows
+
+
+def select_for_rally(items: Iterable[Mapping], include_amber: bool) -> list[Mapping]:
+    """Open items with no Rally story: Red ones, plus Amber ones when asked."""
+    return sorted(
+        (it for it in items
+         if it["state"] == mt.OPEN and not it.get("rally_oid")
+         and (it["go_live"] or include_amber)),
+        key=sort_key,
+    )
+
+
+def neutralise(cell: str) -> str:
+    """Stop spreadsheet apps from executing a cell (CSV formula injection)."""
+    if cell and cell[0] in "=+-@\t\r":
+        return "'" + cell
+    return cell
+
+
+def rally_import_csv(items: Sequence[Mapping], tag: str) -> str:
+    """rally_import.csv: one row per item, Rally's import-template headers."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(RALLY_IMPORT_COLUMNS)
+    for it in items:
+        row = [
+            story_name(it["asset"], it["capability"], it["level"]),
+            story_description(it, it.get("flows", "")),
+            "Defined",
+            tag,
+            story_notes(it["key"]),
+        ]
+        writer.writerow([neutralise(clean_text(c)) for c in row])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------- wiki markup
+_WIKI_SPECIAL = set("|[]{}*_-+^~?!&():;#")
+
+
+def wiki_escape(text: object) -> str:
+    """Escape text for one cell of a Confluence wiki-markup table (never empty)."""
+    out = []
+    for ch in clean_text(text):
+        if ch == "\n":
+            out.append("\\\\")
+        elif ch == "\\":
+            out.append("&bsol;")  # a backslash cannot itself be backslash-escaped
+        elif ch in _WIKI_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out) or " "
+
+
+def _macro_value(text: str) -> str:
+    # `|`, `{`, `}` and `=` end a macro parameter; there is no escape for them there.
+    return re.sub(r"[|{}=\n]", " ", clean_text(text)).strip() or "-"
+
+
+def _safe_url(url: str) -> str | None:
+    url = clean_text(url)
+    if not re.match(r"https?://", url) or any(c in url for c in "|[] \n"):
+        return None
+    return url
+
+
+def wiki_table(rows: Sequence[Mapping[str, str]]) -> str:
+    """The to-do table in Confluence wiki markup: ``||header||`` then ``|cell|`` rows."""
+    lines = ["||" + "||".join(TODO_COLUMNS) + "||"]
+    for row in rows:
+        cells = []
+        for col in TODO_COLUMNS:
+            value = row.get(col, "")
+            if col == "Rally Card" and value:
+                url = _safe_url(row.get("_link", ""))
+                cells.append(f"[{wiki_escape(value)}|{url}]" if url else wiki_escape(value))
+            elif col == "Status":
+                colour = row.get("_colour") or "Grey"
+                cells.append(f"{{status:colour={colour}|title={_macro_value(value)}}}")
+            else:
+                cells.append(wiki_escape(value))
+        lines.append("|" + "|".join(cells) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:
+    """confluence_page.txt: heading, a one-line note and the table."""
+    return (
+        f"h2. {wiki_escape(title)}\n\n"
+        f"_Generated by sre-tracker on {wiki_escape(generated)}: {len(rows)} items._\n\n"
+        + wiki_table(rows)
+    )
+
+
+# ---------------------------------------------------------------------------- matrix output
+def abbreviations(categories: Sequence[str]) -> dict[str, str]:
+    """Short unique column labels for categories (``Monitoring & Observability`` -> ``MO``)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for cat in categories:
+        words = [w for w in re.split(r"[\s&/,-]+", cat) if w and w.lower() not in {"and", "of"}]
+        base = "".join(w[0] for w in words).upper()[:4] or cat[:3].upper()
+        if len(base) == 1:
+            base = cat[:3].upper()
+        label, n = base, 2
+        while label in used:
+            label, n = f"{base}{n}", n + 1
+        used.add(label)
+        out[cat] = label
+    return out
+
+
+def _cell_label(entries: Sequence[Mapping]) -> tuple[str, str | None]:
+    """Weakest level and worst RAG of one asset's capabilities in a category."""
+    assessed = [e for e in entries if e["state"] == mt.ASSESSED]
+    if not assessed:
+        if entries and all(e["state"] == mt.NOT_APPLICABLE for e in entries):
+            return "n/a", None
+        return "-", None
+    level = min(e["level"] for e in assessed)
+    rag = mt.worst_rag(e["rag"] for e in assessed)
+    partial = "*" if len(assessed) < len(entries) else ""
+    return f"{level}{(rag or ' ')[0]}{partial}", rag
+
+
+def status_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Mapping,
+                 colour: bool) -> str:
+    """The matrix in the terminal: assets x categories, flow weakest-link rows, counts."""
+    categories = list(dict.fromkeys(e["category"] for e in matrix))
+    abbr = abbreviations(categories)
+
+    def paint(text: str, rag: str | None, width: int) -> str:
+        padded = text.ljust(width)
+        if colour and rag in _ANSI:
+            return f"{_ANSI[rag]}{padded}{_RESET}"
+        if colour and text in ("-", "n/a"):
+            return f"{_ANSI['dim']}{padded}{_RESET}"
+        return padded
+
+    by_asset: dict[str, dict[str, list[Mapping]]] = defaultdict(lambda: defaultdict(list))
+    for e in matrix:
+        by_asset[e["asset"]][e["category"]].append(e)
+    names = list(by_asset) + [f"[{f}]" for f in dict.fromkeys(x["flow"] for x in flows)]
+    width = max([len(n) for n in names] + [len("asset")]) + 2
+    col = max(5, *(len(a) + 1 for a in abbr.values()))
+    out = ["asset".ljust(width) + "target ".ljust(8) + "".join(a.ljust(col) for a in
+                                                              abbr.values())]
+    for asset, cats in by_asset.items():
+        first = next(iter(cats.values()))[0]
+        line = asset.ljust(width) + str(first["target_level"]).ljust(8)
+        for cat in categories:
+            text, rag = _cell_label(cats.get(cat, []))
+            line += paint(text, rag, col)
+        out.append(line.rstrip())
+    if flows:
+        out.append("")
+        out.append("flow (weakest link)")
+        by_flow: dict[str, dict[str, list[Mapping]]] = defaultdict(lambda: defaultdict(list))
+        for f in flows:
+            by_flow[f["flow"]][f["category"]].append(f)
+        for flow, cats in by_flow.items():
+            line = f"[{flow}]".ljust(width) + "".ljust(8)
+            for cat in categories:
+                entries = cats.get(cat, [])
+                levels = [x["level"] for x in entries if x["level"] is not None]
+                rag = mt.worst_rag(x["rag"] for x in entries)
+                text = f"{min(levels)}{(rag or ' ')[0]}" if levels else "-"
+                line += paint(text, rag, col)
+            out.append(line.rstrip())
+    out.append("")
+    out.append("legend: level 0-5 + R/A/G (Red: go-live gap, Amber: below target, Green: on "
+               "target); '-' not assessed; '*' some capabilities not assessed")
+    out.append("        " + ", ".join(f"{a} = {c}" for c, a in abbr.items()))
+    out.append("")
+    out.extend(summary_lines(summary))
+    return "\n".join(out) + "\n"
+
+
+def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
+    """One line per capability of a single asset: level, target, RAG and why."""
+    out = []
+    width = max((len(e["capability"]) for e in matrix), default=10) + 2
+    for e in matrix:
+        if e["state"] == mt.ASSESSED:
+            text = f"L{e['level']} (target {e['target_level']}, go-live {e['go_live_level']})"
+            rag = e["rag"]
+            tail = f"  {rag}, {e['open_items']} open" + (
+                f" — answered no: {e['why']}" if e.get("why") else "")
+        elif e["state"] == mt.NOT_APPLICABLE:
+            text, rag, tail = "n/a", None, f"  {e['not_applicable_reason']}"
+        else:
+            text, rag, tail = "not assessed", None, ""
+        label = text.ljust(34)
+        if colour and rag in _ANSI:
+            label = f"{_ANSI[rag]}{label}{_RESET}"
+        out.append(f"{e['category'][:28]:<29}{e['capability']:<{width}}{label}{tail}".rstrip())
+    return "\n".join(out) + "\n"
+
+
+def summarise(matrix: Sequence[Mapping], items: Iterable[Mapping]) -> dict:
+    """Counts for the summary: cells by state, open items by RAG and owner."""
+    states = Counter(e["state"] for e in matrix)
+    todo = [it for it in items if mt.is_open(str(it["state"]))]
+    return {
+        "assets": len({e["asset"] for e in matrix}),
+        "capabilities": len({e["capability"] for e in matrix}),
+        "assessed": states.get(mt.ASSESSED, 0),
+        "not_assessed": states.get(mt.NOT_ASSESSED, 0),
+        "not_applicable": states.get(mt.NOT_APPLICABLE, 0),
+        "open_items": len(todo),
+        "open_red": sum(1 for it in todo if it["go_live"]),
+        "open_amber": sum(1 for it in todo if not it["go_live"]),
+        "awaiting_reassessment": sum(1 for it in todo if it["state"] == mt.DONE),
+        "by_owner": dict(sorted(Counter(str(it["owner"]) for it in todo).items())),
+    }
+
+
+def summary_lines(s: Mapping) -> list[str]:
+    owners = ", ".join(f"{k} {v}" for k, v in s["by_owner"].items()) or "none"
+    return [
+        f"{s['assets']} assets x {s['capabilities']} capabilities: {s['assessed']} assessed, "
+        f"{s['not_applicable']} not applicable, {s['not_assessed']} still to assess",
+        f"open items: {s['open_items']} ({s['open_red']} Red, {s['open_amber']} Amber; "
+        f"{s['awaiting_reassessment']} awaiting re-assessment) — by owner: {owners}",
+    ]
+
+
+def matrix_csv(matrix: Sequence[Mapping]) -> str:
+    """The matrix entries as CSV text (flows joined with ', ')."""
+    import pandas as pd
+
+    frame = pd.DataFrame([matrix_record(e) for e in matrix], columns=MATRIX_COLUMNS)
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+MATRIX_COLUMNS = [
+    "Asset Name", "Flows", "Team", "Category", "Capability", "State", "Level", "Target Level",
+    "Go Live Level", "RAG", "Open Items", "Assessed By", "Assessed At", "Not Applicable Reason",
+    "Not Applicable Until",
+]
+
+
+def matrix_record(e: Mapping) -> dict:
+    return {
+        "Asset Name": e["asset"], "Flows": ", ".join(e["flows"]), "Team": e.get("team") or "",
+        "Category": e["category"], "Capability": e["capability"], "State": e["state"],
+        "Level": "" if e["level"] is None else e["level"], "Target Level": e["target_level"],
+        "Go Live Level": e["go_live_level"], "RAG": e["rag"] or "", "Open Items": e["open_items"],
+        "Assessed By": e["assessed_by"] or "", "Assessed At": e["assessed_at"] or "",
+        "Not Applicable Reason": e["not_applicable_reason"] or "",
+        "Not Applicable Until": e.get("not_applicable_until") or "",
+    }
+
+
+def status_json(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Mapping) -> str:
+    public = [{k: v for k, v in e.items() if k not in ("team", "why", "not_applicable_until")}
+              for e in matrix]
+    return json.dumps({"matrix": public, "flows": list(flows), "summary": dict(summary)},
+                      indent=2, ensure_ascii=False) + "\n"
+
+
+def items_csv(items: Sequence[Mapping]) -> str:
+    """Every item (open, done, verified, archived) as CSV, for ``export --items``."""
+    import pandas as pd
+
+    columns = ["key", "flows", "asset", "category", "capability", "level", "priority", "go_live",
+               "owner", "milestone", "criteria", "why", "state", "work_status", "rally_id",
+               "rally_url", "opened_at", "done_at", "closed_at"]
+    frame = pd.DataFrame([{c: it.get(c, "") for c in columns} for it in items], columns=columns)
+    frame["go_live"] = frame["go_live"].map(lambda v: "Yes" if v else "No")
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].map(lambda v: neutralise(clean_text(v)))
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+# ---------------------------------------------------------------------------- cycle time
+def _days(start: str, end: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        a = datetime.fromisoformat(start)
+        b = datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    if a.tzinfo is None or b.tzinfo is None:
+        a, b = a.replace(tzinfo=None), b.replace(tzinfo=None)
+    return max((b - a).total_seconds() / 86400, 0.0)
+
+
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    index = max(0, int(round(0.9 * len(ordered) + 0.5)) - 1)
+    return ordered[min(index, len(ordered) - 1)]
+
+
+def cycle_times(items: Iterable[Mapping], teams: Mapping[str, str]) -> list[dict]:
+    """Median and 90th percentile days from opening to story completion and to verification,
+    grouped by flow, team and category."""
+    groups: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
+        lambda: {"done": [], "verified": []}
+    )
+    for it in items:
+        keys = [("flow", f) for f in str(it.get("flows", "")).split(", ") if f]
+        keys += [("team", teams.get(it["asset"], "") or "(no team)"), ("category", it["category"])]
+        done = _days(it["opened_at"], it["done_at"]) if it.get("done_at") else None
+        verified = (_days(it["opened_at"], it["closed_at"])
+                    if it["state"] == mt.VERIFIED and it.get("closed_at") else None)
+        for k in keys:
+            if done is not None:
+                groups[k]["done"].append(done)
+            if verified is not None:
+                groups[k]["verified"].append(verified)
+    out = []
+    for (kind, name), g in sorted(groups.items()):
+        if not g["done"] and not g["verified"]:
+            continue
+        row = {"by": kind, "group": name}
+        for label, values in (("to_completion", g["done"]), ("to_verification", g["verified"])):
+            row[f"{label}_n"] = len(values)
+            row[f"{label}_median_days"] = round(statistics.median(values), 1) if values else None
+            row[f"{label}_p90_days"] = round(_p90(values), 1) if values else None
+        out.append(row)
+    return out
+
+
+def cycle_table(rows: Sequence[Mapping]) -> str:
+    if not rows:
+        return "no item has reached story completion or verification yet\n"
+    head = f"{'by':<9}{'group':<34}{'completed':>10}{'median':>8}{'p90':>7}" \
+           f"{'verified':>10}{'median':>8}{'p90':>7}"
+    lines = [head, "-" * len(head)]
+
+    def fmt(v: object) -> str:
+        return "-" if v is None else f"{v}"
+
+    for r in rows:
+        lines.append(
+            f"{r['by']:<9}{r['group'][:33]:<34}{r['to_completion_n']:>10}"
+            f"{fmt(r['to_completion_median_days']):>8}{fmt(r['to_completion_p90_days']):>7}"
+            f"{r['to_verification_n']:>10}{fmt(r['to_verification_median_days']):>8}"
+            f"{fmt(r['to_verification_p90_days']):>7}"
+        )
+    lines.append("(days from the item opening to its story's completion / to its verification)")
+    return "\n".join(lines) + "\n"

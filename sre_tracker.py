@@ -1,0 +1,640 @@
+#!/usr/bin/env python3
+"""sre-tracker: track SRE maturity per asset, turn gaps into Rally stories and a Confluence
+to-do table, and keep the whole history in git.
+
+Reads top to bottom: build the parser, parse, build the context, dispatch to one small handler
+per command. Handlers load, call the domain modules, print. Heavy imports (pandas, requests,
+lxml) happen inside the handlers that need them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from errors import (
+    EXIT_ERROR,
+    EXIT_GATE_CLOSED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    GitError,
+    InputError,
+    TrackerError,
+)
+
+__version__ = "0.1.0"
+log = logging.getLogger("sre_tracker")
+
+EPILOG_ENV = (
+    "Settings come from flags, then the environment, then .env in the data folder "
+    "(see .env.example). Exit codes: 0 done, 1 error, 2 usage, 3 partly done, 4 gate closed, "
+    "130 interrupted."
+)
+
+
+# ---------------------------------------------------------------------------- context
+@dataclass
+class Context:
+    """What every handler gets: resolved settings, output streams, verbosity."""
+
+    settings: object
+    verbosity: int = 0
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    _said: set = field(default_factory=set)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir  # type: ignore[attr-defined]
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def notice(self, text: str) -> None:
+        """A remark on stderr, said once per run, silenced by -q."""
+        if text in self._said or self.verbosity < 0:
+            return
+        self._said.add(text)
+        print(f"sre_tracker: {text}", file=self.err)
+
+    def db_path(self) -> Path:
+        from database import DB_FILE
+
+        return self.data_dir / DB_FILE
+
+    def open_db(self, *, create: bool = False):
+        from database import Database
+
+        self.prepare_folder()
+        db = Database(self.db_path(), create=create)
+        if db.migrated_from is not None:
+            self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
+                        f"{db.schema_version()} (backup: {db.backup.name})")
+        return db
+
+    def prepare_folder(self) -> None:
+        """Register the git drivers in the data folder's repo and warn about a tracked .env."""
+        if "prepared" in self._said:
+            return
+        self._said.add("prepared")
+        import gitops
+
+        if not self.data_dir.is_dir():
+            raise InputError(f"data folder {self.data_dir} does not exist; create it or pass "
+                             "--data-dir")
+        if gitops.repo_root(self.data_dir) is None:
+            return
+        gitops.register_drivers(self.data_dir)
+        if gitops.env_tracked(self.data_dir):
+            self.notice("warning: .env is tracked by git and holds secrets; run "
+                        "'git rm --cached .env' and commit")
+
+    def commit(self, files: list[str], message: str) -> None:
+        """Commit the data files this run changed, or say once why not."""
+        import gitops
+
+        if not self.settings.commit:  # type: ignore[attr-defined]
+            self.notice("not committing (--no-commit or SRE_TRACKER_GIT_COMMIT=false)")
+            return
+        if not gitops.available():
+            self.notice("git is not installed; changes are saved but not committed")
+            return
+        if gitops.repo_root(self.data_dir) is None:
+            self.notice(f"{self.data_dir} is not a git repository; changes are saved but not "
+                        "committed (run setup to create one)")
+            return
+        try:
+            sha = gitops.commit(self.data_dir, files, message)
+        except GitError as exc:
+            raise GitError(f"the change is saved, but {exc}") from None
+        if sha:
+            log.info("committed %s: %s", sha, message)
+
+
+def write_matrix_file(ctx: Context, db) -> None:
+    """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review)."""
+    from csvfiles import atomic_write
+    from database import MATRIX_FILE
+
+    matrix, _flows, _items = load_view(db)
+    import reports
+
+    atomic_write(ctx.data_dir / MATRIX_FILE, reports.matrix_csv(matrix))
+
+
+def load_view(db, today: str | None = None):
+    """Matrix entries, flow roll-ups and item dicts (with their flows) from the database."""
+    import maturity as mt
+    from database import now_iso
+
+    today = today or now_iso()[:10]
+    model, assets = db.load_model(), db.load_assets()
+    items = db.load_items()
+    for it in items:
+        info = assets.get(it["asset"])
+        it["flows"] = info.flow_label if info else ""
+        it["team"] = info.team if info else ""
+    live = [it for it in items if mt.is_open(it["state"]) and it["asset"] in assets
+            and it["capability"] in model]
+    matrix, flows = mt.matrix_view(model, assets, db.load_cells(), live, today)
+    return matrix, flows, [it for it in items if it["asset"] in assets or
+                           not mt.is_open(it["state"])]
+
+
+def data_files() -> list[str]:
+    from database import DB_FILE, MATRIX_FILE
+
+    return [DB_FILE, MATRIX_FILE]
+
+
+# ---------------------------------------------------------------------------- handlers
+def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
+    """Create or refresh the data folder from its CSVs (interactively or --from-csv)."""
+    import setup_data
+
+    if not args.from_csv:
+        import interactive_setup
+
+        interactive_setup.run(ctx, keep_model=not args.new_model)
+    return setup_data.apply(ctx, dry_run=args.dry_run)
+
+
+def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
+    """Assess one capability (or --all) of an asset, record it and commit."""
+    import assessment
+
+    return assessment.run(args, ctx)
+
+
+def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
+    """Write rally_import.csv and confluence_page.txt; with --push create stories."""
+    import reports
+
+    if args.push:
+        import sync
+
+        sync.require_rally(ctx.settings)
+    with ctx.open_db() as db:
+        matrix, _flows, items = load_view(db)
+        teams = {a: info.team for a, info in db.load_assets().items()}
+    if args.cycle_time:
+        ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
+        return EXIT_OK
+    code = EXIT_OK
+    if args.push:
+        code = sync.push(args, ctx)
+        with ctx.open_db() as db:
+            matrix, _flows, items = load_view(db)
+    write_report_files(ctx, args, matrix, items)
+    return code
+
+
+def write_report_files(ctx: Context, args: argparse.Namespace, matrix, items) -> None:
+    """rally_import.csv, confluence_page.txt and confluence_page.html, then a summary."""
+    import reports
+    import storage_format
+    from csvfiles import atomic_write
+    from database import now_iso
+
+    out_dir = Path(args.output_dir).expanduser() if args.output_dir else ctx.data_dir
+    if not out_dir.is_dir():
+        raise InputError(f"--output-dir {out_dir} does not exist; create it first")
+    tag = ctx.settings.get("RALLY_TAG")  # type: ignore[attr-defined]
+    title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")  # type: ignore[attr-defined]
+    selected = reports.select_for_rally(items, args.include_amber)
+    rows = reports.todo_rows(items)
+    atomic_write(out_dir / "rally_import.csv", reports.rally_import_csv(selected, tag))
+    atomic_write(out_dir / "confluence_page.txt",
+                 reports.wiki_page(rows, title, now_iso()[:10]))
+    atomic_write(out_dir / "confluence_page.html", storage_format.render_table(rows) + "\n")
+    summary = reports.summarise(matrix, items)
+    for line in reports.summary_lines(summary):
+        ctx.print(line)
+    kind = "Red and Amber" if args.include_amber else "Red"
+    ctx.print(f"rally_import.csv: {len(selected)} {kind} items without a Rally story")
+    ctx.print(f"confluence_page.txt: {len(rows)} rows (paste via Insert → Markup → Confluence "
+              "wiki); confluence_page.html: the same table in storage format")
+    ctx.print(f"written to {out_dir}")
+
+
+def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
+    """Pull story states from Rally (or a Rally CSV export), commit, update the page."""
+    import sync
+
+    return sync.run_sync(args, ctx)
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the matrix, the flows' weakest links and the open items."""
+    import reports
+
+    with _view_db(args, ctx) as db:
+        matrix, flows, items = load_view(db)
+    matrix, flows, items = _filter(matrix, flows, items, args.flow, args.asset)
+    summary = reports.summarise(matrix, items)
+    if args.format == "json":
+        ctx.out.write(reports.status_json(matrix, flows, summary))
+    elif args.format == "csv":
+        ctx.out.write(reports.matrix_csv(matrix))
+    else:
+        colour = _use_colour(ctx.out)
+        if args.as_of:
+            ctx.print(f"as of {args.as_of}")
+        if args.asset:
+            ctx.out.write(reports.asset_detail(matrix, colour))
+            ctx.print()
+            ctx.print("\n".join(reports.summary_lines(summary)))
+        else:
+            ctx.out.write(reports.status_table(matrix, flows, summary, colour))
+    return EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
+    """Exit 4 when the flow (or asset) has open go-live-required items, else 0."""
+    import maturity as mt
+
+    with ctx.open_db() as db:
+        assets = db.load_assets()
+        _matrix, _flows, items = load_view(db)
+    if args.flow:
+        names = {a for a, info in assets.items() if args.flow in info.flows}
+        if not names:
+            raise InputError(_unknown("flow", args.flow, {f for i in assets.values()
+                                                          for f in i.flows}))
+        scope = f"flow {args.flow}"
+    else:
+        if args.asset not in assets:
+            raise InputError(_unknown("asset", args.asset, assets))
+        names, scope = {args.asset}, f"asset {args.asset}"
+    blocking = [it for it in items if it["asset"] in names and it["go_live"]
+                and mt.is_open(it["state"])]
+    if not blocking:
+        ctx.print(f"gate open: {scope} has no open go-live item")
+        return EXIT_OK
+    ctx.print(f"gate closed: {scope} has {len(blocking)} open go-live item(s)")
+    for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
+        status = mt.display_status(it["work_status"], it["state"])
+        task = mt.task_name(it["capability"], it["level"])
+        story = f", {it['rally_id']}" if it["rally_id"] else ""
+        ctx.print(f"  {it['priority']}  {it['asset']}  {task}  [{status}{story}]  {it['why']}")
+    return EXIT_GATE_CLOSED
+
+
+def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the assessment history, newest first."""
+    import csvfiles
+
+    since = None
+    if args.since:
+        since = csvfiles.parse_date(args.since)
+        if since is None:
+            raise InputError(f"--since {args.since!r} is not a date; use YYYY-MM-DD")
+    with ctx.open_db() as db:
+        entries = db.history(args.asset, args.capability, since)
+    if not entries:
+        ctx.print("no assessments recorded" + (" for that filter" if args.asset or
+                                                args.capability or since else ""))
+        return EXIT_OK
+    for e in entries[: args.limit or None]:
+        old = _level_text(e["old_state"], e["old_level"])
+        new = _level_text(e["new_state"], e["new_level"])
+        ctx.print(f"{e['assessed_at']}  {e['asset']} / {e['capability']}  {old} → {new}  "
+                  f"by {e['assessed_by'] or '?'} ({e['source']})")
+        if e["answers"]:
+            ctx.print("    answers: " + "; ".join(
+                f"L{a['level']} {'yes' if a['answer'] else 'no'}: {a['question']}"
+                for a in e["answers"]))
+        if e["failed_question"]:
+            ctx.print(f"    answered no: {e['failed_question']}")
+        if e["na_reason"]:
+            until = f" (until {e['na_until']})" if e["na_until"] else ""
+            ctx.print(f"    not applicable: {e['na_reason']}{until}")
+        if e["notes"]:
+            ctx.print(f"    notes: {e['notes']}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
+    """Write the matrix (or with --items, every action item) to CSV."""
+    import reports
+    from csvfiles import atomic_write
+
+    with ctx.open_db() as db:
+        matrix, _flows, items = load_view(db)
+    text = reports.items_csv(items) if args.items else reports.matrix_csv(matrix)
+    if args.output == "-":
+        ctx.out.write(text)
+    else:
+        path = Path(args.output)
+        atomic_write(path, text)
+        rows = len(items) if args.items else len(matrix)
+        ctx.print(f"wrote {path} ({rows} {'items' if args.items else 'matrix rows'})")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
+    """Check configuration, git wiring, and that Rally and Confluence are reachable."""
+    import sync
+
+    return sync.run_check(args, ctx)
+
+
+def cmd_merge_db(args: argparse.Namespace, ctx: Context) -> int:
+    """Git merge driver for sre_data.db (plumbing)."""
+    import merge
+
+    return merge.merge_db_command(args.base, args.ours, args.theirs, ctx)
+
+
+def cmd_merge_matrix(args: argparse.Namespace, ctx: Context) -> int:
+    """Git merge driver for sre_matrix.csv (plumbing)."""
+    import merge
+
+    return merge.merge_matrix_command(args.base, args.ours, args.theirs, ctx)
+
+
+def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:
+    """Print a database as sorted readable text (git diff text-conversion; plumbing)."""
+    import merge
+
+    ctx.out.write(merge.dump(Path(args.file)))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- helpers
+def _level_text(state: str, level: int | None) -> str:
+    if state == "Not Applicable":
+        return "N/A"
+    if state == "Not Assessed" or level is None:
+        return "none"
+    return str(level)
+
+
+def _unknown(kind: str, name: str, choices) -> str:
+    import maturity as mt
+
+    hint = mt.close_matches(name, choices)
+    return (f"unknown {kind} {name!r}" + (f"; did you mean {', '.join(hint)}?" if hint else
+                                          f"; known: {', '.join(sorted(choices)[:8])}"))
+
+
+def _filter(matrix, flows, items, flow: str | None, asset: str | None):
+    if flow:
+        known = {f["flow"] for f in flows}
+        if flow not in known:
+            raise InputError(_unknown("flow", flow, known))
+        matrix = [e for e in matrix if flow in e["flows"]]
+        flows = [f for f in flows if f["flow"] == flow]
+        names = {e["asset"] for e in matrix}
+        items = [it for it in items if it["asset"] in names]
+    if asset:
+        known = {e["asset"] for e in matrix}
+        if asset not in known:
+            raise InputError(_unknown("asset", asset, known))
+        matrix = [e for e in matrix if e["asset"] == asset]
+        own = set(matrix[0]["flows"]) if matrix else set()
+        flows = [f for f in flows if f["flow"] in own]
+        items = [it for it in items if it["asset"] == asset]
+    return matrix, flows, items
+
+
+def _use_colour(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+class _view_db:
+    """The database now, or (``--as-of``) as it was at a date or commit, from git history."""
+
+    def __init__(self, args: argparse.Namespace, ctx: Context) -> None:
+        self.args, self.ctx, self.tmp = args, ctx, None
+
+    def __enter__(self):
+        if not getattr(self.args, "as_of", None):
+            self.db = self.ctx.open_db()
+            return self.db
+        import tempfile
+
+        import gitops
+        from database import DB_FILE, Database
+
+        if gitops.repo_root(self.ctx.data_dir) is None:
+            raise GitError(f"--as-of needs git history, and {self.ctx.data_dir} is not a git "
+                           "repository")
+        rev = gitops.resolve_revision(self.ctx.data_dir, self.args.as_of, DB_FILE)
+        data = gitops.show_file(self.ctx.data_dir, rev, DB_FILE)
+        self.tmp = tempfile.TemporaryDirectory(prefix="sre-as-of-")
+        path = Path(self.tmp.name) / DB_FILE
+        path.write_bytes(data)
+        self.db = Database(path)
+        return self.db
+
+    def __exit__(self, *exc: object) -> None:
+        self.db.close()
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("global options")
+    g.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
+                   help="data folder (default: $SRE_TRACKER_DATA_DIR, else the current folder)")
+    g.add_argument("--env-file", metavar="FILE", default=argparse.SUPPRESS,
+                   help="settings file (default: .env in the data folder)")
+    g.add_argument("--no-commit", action="store_true", default=argparse.SUPPRESS,
+                   help="do not commit to git (also SRE_TRACKER_GIT_COMMIT=false)")
+    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="more detail (setting sources, git commands); tracebacks on errors")
+    g.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                   help="only errors")
+
+    parser = argparse.ArgumentParser(
+        prog="sre_tracker.py", parents=[common],
+        description="Track SRE maturity per asset and flow; turn gaps into Rally stories and "
+                    "a Confluence to-do table; keep the history in git.",
+        epilog=EPILOG_ENV,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func, help_: str, examples: str, **kw) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_,
+                           epilog="examples:\n" + examples,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("setup", cmd_setup, "create or refresh the data folder (flows, model, database, git)",
+            "  sre_tracker.py setup                      # prompts for flows and assets\n"
+            "  sre_tracker.py setup --from-csv           # from flows.csv, maturity_model.csv,"
+            " assessments.csv\n"
+            "  sre_tracker.py setup --from-csv --dry-run # preview what a CSV change moves\n")
+    p.add_argument("--from-csv", action="store_true",
+                   help="non-interactive: import the CSVs present in the data folder")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    p.add_argument("--new-model", action="store_true",
+                   help="interactive: replace an existing maturity_model.csv with the default")
+
+    p = add("assess", cmd_assess, "guided assessment of an asset's capability",
+            "  sre_tracker.py assess                                  # menus\n"
+            "  sre_tracker.py assess --asset payment-api --all         # every capability\n"
+            "  sre_tracker.py assess --asset payment-api --capability 'Actionable alerts' \\\n"
+            "      --answers yes,yes,no --notes 'pages go to #pay-oncall'\n"
+            "  sre_tracker.py assess --asset search-indexer --capability 'On-call rotation' \\\n"
+            "      --not-applicable 'batch job, no paging' --until 2027-06-30\n")
+    p.add_argument("--flow", help="flow to pick the asset from")
+    p.add_argument("--asset", help="asset to assess")
+    p.add_argument("--capability", help="capability to assess")
+    p.add_argument("--all", action="store_true", help="walk every capability of the asset")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--answers", metavar="LIST",
+                     help="answers in asking order until the first no, e.g. yes,yes,no")
+    how.add_argument("--level", type=int, metavar="N", help="record level N (0-5) directly")
+    how.add_argument("--not-applicable", metavar="REASON",
+                     help="mark the capability Not Applicable for this asset")
+    p.add_argument("--until", metavar="DATE", help="with --not-applicable: expiry date")
+    p.add_argument("--notes", help="notes or evidence")
+    p.add_argument("--assessor", help="who assessed (default: git user.name, else login name)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    p = add("report", cmd_report, "write rally_import.csv and confluence_page.txt (--push: APIs)",
+            "  sre_tracker.py report                    # offline: files only\n"
+            "  sre_tracker.py report --include-amber    # Amber items to the CSV too\n"
+            "  sre_tracker.py report --push             # create stories, update the page\n"
+            "  sre_tracker.py report --cycle-time       # how long items take\n")
+    p.add_argument("--include-amber", action="store_true",
+                   help="also Amber items (not required for go live) in rally_import.csv/push")
+    p.add_argument("--output-dir", metavar="DIR", help="where to write (default: data folder)")
+    p.add_argument("--push", action="store_true",
+                   help="create the Rally stories and update the Confluence page")
+    p.add_argument("--cycle-time", action="store_true",
+                   help="print cycle times (median, p90) by flow, team and category")
+
+    p = add("sync", cmd_sync, "pull story states from Rally, commit, update the Confluence page",
+            "  sre_tracker.py sync\n"
+            "  sre_tracker.py sync --dry-run\n"
+            "  sre_tracker.py sync --from-csv rally_export.csv   # no API key needed\n")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    p.add_argument("--from-csv", metavar="EXPORT", help="states from a Rally CSV export")
+    p.add_argument("--no-confluence", action="store_true", help="do not update the page")
+
+    p = add("status", cmd_status, "show the matrix, weakest links per flow and open items",
+            "  sre_tracker.py status\n"
+            "  sre_tracker.py status --flow Checkout\n"
+            "  sre_tracker.py status --asset payment-api\n"
+            "  sre_tracker.py status --format json\n"
+            "  sre_tracker.py status --as-of 2026-10-01\n")
+    p.add_argument("--flow", help="only this flow")
+    p.add_argument("--asset", help="only this asset (one line per capability)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--as-of", metavar="DATE|COMMIT", help="the matrix as it was (git history)")
+
+    p = add("gate", cmd_gate, "go-live gate: exit 4 when go-live items are open",
+            "  sre_tracker.py gate --flow Checkout && deploy\n"
+            "  sre_tracker.py gate --asset payment-api\n")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--flow")
+    which.add_argument("--asset")
+
+    p = add("history", cmd_history, "assessment history, newest first",
+            "  sre_tracker.py history\n"
+            "  sre_tracker.py history --asset payment-api --since 2026-10-01\n")
+    p.add_argument("--asset")
+    p.add_argument("--capability")
+    p.add_argument("--since", metavar="DATE")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+
+    p = add("export", cmd_export, "write the matrix (or --items) to CSV",
+            "  sre_tracker.py export -o matrix.csv\n"
+            "  sre_tracker.py export --items -o items.csv\n")
+    p.add_argument("--items", action="store_true", help="every action item instead of the matrix")
+    p.add_argument("-o", "--output", default="-", metavar="FILE", help="file (default: stdout)")
+
+    add("check", cmd_check, "check settings, git wiring, Rally and Confluence access",
+        "  sre_tracker.py check\n")
+
+    p = add("merge-db", cmd_merge_db, "plumbing: git merge driver for sre_data.db",
+            "  (registered by setup as merge.sre-tracker.driver)\n")
+    p.add_argument("base")
+    p.add_argument("ours")
+    p.add_argument("theirs")
+    p = add("merge-matrix", cmd_merge_matrix, "plumbing: git merge driver for sre_matrix.csv",
+            "  (registered by setup as merge.sre-tracker-matrix.driver)\n")
+    p.add_argument("base")
+    p.add_argument("ours")
+    p.add_argument("theirs")
+    p = add("dump", cmd_dump, "plumbing: print a database as sorted text (git diff textconv)",
+            "  sre_tracker.py dump sre_data.db\n")
+    p.add_argument("file")
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else \
+        logging.DEBUG
+    if verbosity < 0:
+        level = logging.ERROR
+    logger = logging.getLogger("sre_tracker")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sre_tracker: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
+        return int(exc.code or 0)
+    verbosity = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(verbosity)
+    try:
+        import config
+
+        settings = config.load(
+            data_dir=getattr(args, "data_dir", None),
+            env_file=getattr(args, "env_file", None),
+            no_commit=getattr(args, "no_commit", False),
+        )
+        ctx = Context(settings, verbosity)
+        for line in settings.describe():
+            log.info("setting %s", line)
+        return args.func(args, ctx)
+    except KeyboardInterrupt:
+        print("\nsre_tracker: interrupted; nothing more was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrackerError as exc:
+        if verbosity > 0:
+            log.exception("details")
+        print(f"sre_tracker: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # e.g. `status | head`
+        return EXIT_OK
+
+
+def cli() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
+
+
+__all__ = ["main", "cli", "build_parser", "EXIT_ERROR"]

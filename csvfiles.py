@@ -113,10 +113,16 @@ def _decode(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        prefix = raw[line_start:exc.start].decode("utf-8", "replace")
+        header = raw.split(b"\n", 1)[0].decode("utf-8-sig", "replace")
+        sep = ";" if header.count(";") > header.count(",") else ","
+        names = [h.strip() for h in header.split(sep)]
+        index = prefix.count(sep)
+        column = f", column '{names[index]}'" if line > 1 and index < len(names) else ""
         raise InputError(
-            f"{path.name}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at character "
-            f"{column}); save the file as UTF-8 (Excel: 'CSV UTF-8')"
+            f"{path.name}:{line}{column}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+            f"character {len(prefix) + 1}); save the file as UTF-8 (Excel: 'CSV UTF-8')"
         ) from None
 
 

@@ -22,7 +22,8 @@ NOT_STARTED = "Not Started"
 MISSING_IN_RALLY = "Missing in Rally"
 REOPENED = "Reopened"
 RALLY_STATES = ("Defined", "In-Progress", "Completed", "Accepted")
-RALLY_DONE_STATES = frozenset({"Completed", "Accepted"})
+# Custom states after Accepted (commonly "Released") count as done too.
+RALLY_DONE_STATES = frozenset({"Completed", "Accepted", "Released"})
 
 OWNERS = ("Asset", "SRE", "Support")
 PRIORITIES = ("P1", "P2", "P3", "P4")

@@ -1,0 +1,84 @@
+"""Shared fixtures: a clean environment, git identity, and small data folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import sre_tracker
+
+FLOWS = """Flow,Asset Name,Team,Target Level
+Checkout,payment-api,Payments,4
+Checkout,web,Storefront,3
+Login,web,Storefront,2
+Login,auth,Identity,3
+"""
+
+MODEL = """Category,Capability,Level,Criteria,Question,Owner,Priority,Required for Go Live,Target Milestone
+Monitoring,Dashboards,1,Basic metrics are collected,Are basic metrics collected?,Asset,,Yes,Go-Live
+Monitoring,Dashboards,2,A service dashboard exists,Is there a service dashboard?,Asset,,Yes,Go-Live
+Monitoring,Dashboards,3,Dashboards show the golden signals,Does it show the four golden signals?,Asset,P2,No,2027-Q2
+Monitoring,Dashboards,4,Dashboards are linked from runbooks,Are dashboards linked from runbooks?,SRE,,No,
+Monitoring,Dashboards,5,Dashboards are generated from code,Are dashboards generated from code?,SRE,P4,No,
+Alerting,Alerts,1,Some alerts exist,Do any alerts exist?,Asset,,Yes,Go-Live
+Alerting,Alerts,2,Alerts page the on-call,Do alerts page the on-call engineer?,Asset,,No,
+Alerting,Alerts,3,Every alert is actionable,Is every alert actionable?,Asset,,No,
+Alerting,Alerts,4,Alerts are tuned monthly,Are alerts reviewed monthly?,Asset,,No,
+Alerting,Alerts,5,Alerts are SLO burn-rate based,Are alerts based on SLO burn rate?,SRE,,No,
+Alerting,On-call,1,Someone is reachable,Is someone reachable out of hours?,Support,,Yes,Go-Live
+Alerting,On-call,2,A rota exists,Is there a written on-call rota?,Support,,Yes,Go-Live
+Alerting,On-call,3,Handover is documented,Is the handover documented?,Support,,Yes,Go-Live
+Alerting,On-call,4,Load is measured,Is on-call load measured?,SRE,,No,
+Alerting,On-call,5,Load is balanced,Is on-call load balanced across teams?,SRE,,No,
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No settings leak in from the machine; commits work without a global git identity."""
+    for name in list(os.environ):
+        if name.startswith(("RALLY_", "CONFLUENCE_", "SRE_TRACKER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_COLOR", "1")
+    for var, value in (("GIT_AUTHOR_NAME", "Test Er"), ("GIT_AUTHOR_EMAIL", "t@example.com"),
+                       ("GIT_COMMITTER_NAME", "Test Er"),
+                       ("GIT_COMMITTER_EMAIL", "t@example.com")):
+        monkeypatch.setenv(var, value)
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A data folder with flows.csv and a small model, not yet set up."""
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "flows.csv").write_text(FLOWS, encoding="utf-8")
+    (d / "maturity_model.csv").write_text(MODEL, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture):
+    """Call ``main`` with a data folder; returns (exit code, stdout, stderr)."""
+
+    def _run(folder: Path, *args: str) -> tuple[int, str, str]:
+        code = sre_tracker.main(["--data-dir", str(folder), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+@pytest.fixture
+def ready(folder: Path, run) -> Path:
+    """A data folder that has been set up (git repo, database, first commit)."""
+    code, _out, err = run(folder, "setup", "--from-csv")
+    assert code == 0, err
+    return folder

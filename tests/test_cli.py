@@ -1,0 +1,403 @@
+"""The commands through ``main(argv)``: setup, assess, status, gate, history, export, git."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+import sre_tracker
+from database import Database
+
+
+def commits(folder: Path) -> list[str]:
+    return git(folder, "log", "--format=%s").splitlines()
+
+
+def files_in_last_commit(folder: Path) -> set[str]:
+    return set(git(folder, "show", "--name-only", "--format=", "HEAD").split())
+
+
+def status_json(run, folder: Path, *args: str) -> dict:
+    code, out, _err = run(folder, "status", "--format", "json", *args)
+    assert code == 0
+    return json.loads(out)
+
+
+def cell(data: dict, asset: str, capability: str) -> dict:
+    return next(e for e in data["matrix"] if (e["asset"], e["capability"]) == (asset, capability))
+
+
+# ---------------------------------------------------------------- basics
+def test_version(capsys):
+    assert sre_tracker.main(["--version"]) == 0
+    assert sre_tracker.__version__ in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert sre_tracker.main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    assert sre_tracker.main(["status", "--bogus"]) == 2
+
+
+@pytest.mark.parametrize("command", ["setup", "assess", "report", "sync", "status", "gate",
+                                     "history", "export", "check"])
+def test_every_command_has_help_with_examples(capsys, command):
+    assert sre_tracker.main([command, "--help"]) == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_help_does_not_import_pandas():
+    code = ("import sys, contextlib, io, sre_tracker\n"
+            "with contextlib.redirect_stdout(io.StringIO()): sre_tracker.main(['--help'])\n"
+            "print(sorted(m for m in ('pandas', 'requests', 'lxml', 'bs4') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_missing_database_is_one_line_error(tmp_path, run):
+    code, out, err = run(tmp_path, "status")
+    assert (code, err.count("\n"), "Traceback" in err) == (1, 1, False)
+    assert "run 'sre_tracker.py setup'" in err
+
+
+def test_verbose_error_shows_the_traceback(tmp_path, run):
+    code, _out, err = run(tmp_path, "-v", "status")
+    assert code == 1 and "Traceback" in err
+
+
+# ---------------------------------------------------------------- setup
+def test_setup_builds_database_repo_and_one_commit(ready):
+    log = commits(ready)
+    assert (len(log), log[0].startswith("setup: "), files_in_last_commit(ready)) == (
+        1, True,
+        {".gitattributes", ".gitignore", "flows.csv", "maturity_model.csv", "sre_data.db",
+         "sre_matrix.csv"})
+
+
+def test_setup_registers_merge_driver_and_ignores_env(ready):
+    attributes = (ready / ".gitattributes").read_text()
+    assert "sre_data.db merge=sre-tracker diff=sre-tracker" in attributes
+    assert ".env" in (ready / ".gitignore").read_text().split()
+    assert "merge-db" in git(ready, "config", "--local", "merge.sre-tracker.driver")
+
+
+def test_second_setup_changes_nothing_and_makes_no_commit(ready, run):
+    before = (ready / "sre_data.db").read_bytes()
+    code, out, _err = run(ready, "setup", "--from-csv")
+    assert (code, "nothing changed" in out, len(commits(ready))) == (0, True, 1)
+    assert (ready / "sre_data.db").read_bytes() == before
+
+
+def test_removed_flow_row_is_archived_and_history_kept(ready, run):
+    assert run(ready, "assess", "--asset", "auth", "--capability", "Alerts", "--level", "2")[0] \
+        == 0
+    flows = (ready / "flows.csv").read_text().replace("Login,auth,Identity,3\n", "")
+    (ready / "flows.csv").write_text(flows)
+    code, out, _err = run(ready, "setup", "--from-csv")
+    assert code == 0 and "archived: asset auth, Login/auth" in out
+    with Database(ready / "sre_data.db") as db:
+        assert "auth" not in db.load_assets()
+        assert [h["new_level"] for h in db.history(asset="auth")] == [2]
+    assert "auth" not in {e["asset"] for e in status_json(run, ready)["matrix"]}
+
+
+def test_restored_row_comes_back_with_its_assessment(ready, run):
+    run(ready, "assess", "--asset", "auth", "--capability", "Alerts", "--level", "2")
+    original = (ready / "flows.csv").read_text()
+    (ready / "flows.csv").write_text(original.replace("Login,auth,Identity,3\n", ""))
+    run(ready, "setup", "--from-csv")
+    (ready / "flows.csv").write_text(original)
+    run(ready, "setup", "--from-csv")
+    assert cell(status_json(run, ready), "auth", "Alerts")["level"] == 2
+
+
+def test_changed_model_text_is_updated(ready, run):
+    model = (ready / "maturity_model.csv").read_text()
+    (ready / "maturity_model.csv").write_text(model.replace("Is every alert actionable?",
+                                                            "Does every alert have a runbook?"))
+    code, out, _err = run(ready, "setup", "--from-csv")
+    assert code == 0 and "updated: 1 question rows" in out
+    with Database(ready / "sre_data.db") as db:
+        assert db.load_model()["Alerts"].levels[3].questions == ("Does every alert have a "
+                                                                  "runbook?",)
+
+
+def test_bad_csv_writes_nothing(ready, run):
+    before = (ready / "sre_data.db").read_bytes()
+    (ready / "flows.csv").write_text("Flow,Asset Name,Target Level\nLogin,auth,7\n")
+    code, _out, err = run(ready, "setup", "--from-csv")
+    assert code == 1 and "flows.csv:2, column 'Target Level'" in err
+    assert (ready / "sre_data.db").read_bytes() == before and len(commits(ready)) == 1
+
+
+def test_setup_without_flows_csv_says_what_to_do(tmp_path, run):
+    code, _out, err = run(tmp_path, "setup", "--from-csv")
+    assert code == 1 and "flows.csv not found" in err
+
+
+def test_setup_writes_default_model_when_missing(folder, run):
+    (folder / "maturity_model.csv").unlink()
+    code, out, _err = run(folder, "setup", "--from-csv")
+    shipped = (Path(sre_tracker.__file__).parent / "maturity_model.csv").read_text()
+    assert code == 0 and (folder / "maturity_model.csv").read_text() == shipped
+
+
+def test_assessments_csv_is_imported_once(folder, run):
+    (folder / "assessments.csv").write_text(
+        "Asset Name,Capability,Level,Notes,Assessed By,Assessed At,Not Applicable Reason\n"
+        "web,Alerts,2,grafana,jdoe,2026-10-01,\n"
+        "auth,On-call,N/A,,jdoe,2026-10-02,batch job\n")
+    run(folder, "setup", "--from-csv")
+    code, out, _err = run(folder, "setup", "--from-csv")
+    data = status_json(run, folder)
+    assert (cell(data, "web", "Alerts")["level"], cell(data, "auth", "On-call")["state"],
+            "nothing changed" in out, len(commits(folder))) == (2, "Not Applicable", True, 1)
+
+
+def test_assessment_older_than_current_is_skipped(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "3")
+    (ready / "assessments.csv").write_text(
+        "Asset Name,Capability,Level,Assessed At\nweb,Alerts,1,2020-01-01\n")
+    code, out, _err = run(ready, "setup", "--from-csv")
+    assert code == 0 and "skipped assessments.csv:2 web / Alerts" in out
+    assert cell(status_json(run, ready), "web", "Alerts")["level"] == 3
+
+
+def test_assessment_of_unknown_asset_writes_nothing(ready, run):
+    (ready / "assessments.csv").write_text("Asset Name,Capability,Level\nwebb,Alerts,1\n")
+    before = (ready / "sre_data.db").read_bytes()
+    code, _out, err = run(ready, "setup", "--from-csv")
+    assert code == 1 and "assessments.csv:2, column 'Asset Name': unknown asset 'webb' " \
+        "(did you mean web?)" in err
+    assert (ready / "sre_data.db").read_bytes() == before
+
+
+def test_dry_run_previews_and_writes_nothing(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    before = (ready / "sre_data.db").read_bytes()
+    flows = (ready / "flows.csv").read_text().replace("Checkout,web,Storefront,3",
+                                                      "Checkout,web,Storefront,5")
+    (ready / "flows.csv").write_text(flows)
+    code, out, _err = run(ready, "setup", "--from-csv", "--dry-run")
+    assert code == 0 and "dry run: nothing was written" in out
+    assert "item appears: web / Alerts / 4" in out and "item appears: web / Alerts / 5" in out
+    assert (ready / "sre_data.db").read_bytes() == before
+
+
+def test_dry_run_in_fresh_folder_creates_nothing(folder, run):
+    code, out, _err = run(folder, "setup", "--from-csv", "--dry-run")
+    assert code == 0 and not (folder / "sre_data.db").exists() and not (folder / ".git").exists()
+
+
+# ---------------------------------------------------------------- assess (flags)
+def test_assess_with_answers_records_level_and_commits(ready, run):
+    code, out, _err = run(ready, "assess", "--flow", "Checkout", "--asset", "payment-api",
+                          "--capability", "alerts", "--answers", "yes,yes,no", "--notes", "ok",
+                          "--assessor", "jdoe")
+    entry = cell(status_json(run, ready), "payment-api", "Alerts")
+    assert (code, entry["level"], entry["assessed_by"], entry["rag"]) == (0, 2, "jdoe", "Amber")
+    assert commits(ready)[0] == "assess: Checkout/payment-api Alerts none→2 (jdoe)"
+    assert files_in_last_commit(ready) == {"sre_data.db", "sre_matrix.csv"}
+
+
+def test_assess_commit_leaves_other_staged_files_alone(ready, run):
+    (ready / "notes.txt").write_text("draft")
+    git(ready, "add", "notes.txt")
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    assert "notes.txt" not in files_in_last_commit(ready)
+    assert git(ready, "diff", "--cached", "--name-only").split() == ["notes.txt"]
+
+
+def test_assess_not_applicable_with_expiry(ready, run):
+    code, _o, _e = run(ready, "assess", "--asset", "web", "--capability", "On-call",
+                       "--not-applicable", "static site", "--until", "2099-01-01")
+    entry = cell(status_json(run, ready), "web", "On-call")
+    assert (code, entry["state"], entry["not_applicable_reason"], entry["rag"]) == (
+        0, "Not Applicable", "static site", None)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--asset", "paymnt-api", "--capability", "Alerts", "--level", "1"],
+     "unknown asset 'paymnt-api'; did you mean payment-api?"),
+    (["--asset", "web", "--capability", "Alert", "--level", "1"],
+     "unknown capability 'Alert'; did you mean Alerts"),
+    (["--asset", "web", "--capability", "Alerts", "--level", "7"], "--level 7 is out of range"),
+    (["--asset", "web", "--capability", "Alerts", "--answers", "yes,maybe"],
+     "'maybe' (answer 2) is not yes or no"),
+    (["--asset", "web", "--capability", "Alerts", "--answers", "yes,yes"],
+     "needs an answer for every question"),
+    (["--asset", "web", "--capability", "Alerts", "--answers", "no,yes"],
+     "asking stops after 1"),
+    (["--asset", "web", "--capability", "Alerts"], "--answers, --level or --not-applicable"),
+    (["--capability", "Alerts", "--level", "1"], "--asset is required"),
+    (["--asset", "web", "--level", "1"], "--capability is required"),
+    (["--asset", "web", "--capability", "Alerts", "--level", "1", "--until", "2030-01-01"],
+     "--until goes with --not-applicable"),
+    (["--asset", "web", "--capability", "Alerts", "--not-applicable", "x", "--until",
+      "2001-01-01"], "is in the past"),
+    (["--asset", "auth", "--flow", "Checkout", "--capability", "Alerts", "--level", "1"],
+     "not in flow 'Checkout'"),
+])
+def test_assess_bad_input_is_one_line_and_writes_nothing(ready, run, args, message):
+    before = (ready / "sre_data.db").read_bytes()
+    code, _out, err = run(ready, "assess", *args)
+    assert (code, message in err, err.count("\n")) == (1, True, 1)
+    assert (ready / "sre_data.db").read_bytes() == before
+
+
+def test_lower_reassessment_reopens_items(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "3")
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    with Database(ready / "sre_data.db") as db:
+        states = {i["key"]: i["state"] for i in db.load_items()}
+    assert states["web / On-call / 2"] == "open"
+
+
+def test_reaching_the_level_verifies_items(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "3")
+    with Database(ready / "sre_data.db") as db:
+        states = {i["key"]: i["state"] for i in db.load_items()}
+    assert (states["web / On-call / 2"], states["web / On-call / 3"]) == ("verified", "verified")
+
+
+# ---------------------------------------------------------------- git edge cases
+def test_no_commit_flag_says_so_once_and_saves(ready, run):
+    code, _out, err = run(ready, "--no-commit", "assess", "--asset", "web", "--capability",
+                          "Alerts", "--level", "1")
+    assert (code, err.count("not committing"), len(commits(ready))) == (0, 1, 1)
+    assert cell(status_json(run, ready), "web", "Alerts")["level"] == 1
+
+
+def test_folder_that_is_not_a_repo_still_works(ready, run):
+    import shutil
+
+    shutil.rmtree(ready / ".git")
+    code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level",
+                          "1")
+    assert code == 0 and "is not a git repository" in err
+
+
+def test_missing_git_identity_keeps_the_change(ready, run, monkeypatch, tmp_path):
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "none"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("EMAIL", "")
+    code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level",
+                          "1", "--assessor", "x")
+    assert code == 1 and "the change is saved" in err
+    assert cell(status_json(run, ready), "web", "Alerts")["level"] == 1
+
+
+def test_tracked_env_file_is_warned_about(ready, run):
+    (ready / ".env").write_text("RALLY_TAG=x\n")
+    git(ready, "add", "-f", ".env")
+    _code, _out, err = run(ready, "status")
+    assert ".env is tracked by git" in err
+
+
+# ---------------------------------------------------------------- status, gate, history
+def test_status_json_shape(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    data = status_json(run, ready)
+    entry = cell(data, "web", "Alerts")
+    assert set(data) == {"matrix", "flows", "summary"}
+    assert (entry["flows"], entry["target_level"], entry["go_live_level"], entry["open_items"],
+            entry["state"]) == (["Checkout", "Login"], 3, 1, 2, "Assessed")
+    assert cell(data, "auth", "Alerts")["level"] is None
+    assert len(data["flows"]) == 2 * 3
+
+
+def test_flow_rollup_is_weakest_assessed_asset(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    run(ready, "assess", "--asset", "payment-api", "--capability", "Alerts", "--level", "4")
+    flows = status_json(run, ready)["flows"]
+    checkout = next(f for f in flows if (f["flow"], f["capability"]) == ("Checkout", "Alerts"))
+    login = next(f for f in flows if (f["flow"], f["capability"]) == ("Login", "Alerts"))
+    assert (checkout["level"], checkout["rag"], login["level"], login["not_assessed"]) == (
+        1, "Amber", 1, 1)
+
+
+def test_status_table_lists_assets_flows_and_counts(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "0")
+    code, out, _err = run(ready, "status")
+    assert code == 0 and "\x1b[" not in out
+    assert "[Checkout]" in out and "payment-api" in out and "still to assess" in out
+
+
+def test_status_filters(ready, run):
+    data = status_json(run, ready, "--flow", "Login")
+    code, out, _err = run(ready, "status", "--asset", "web")
+    assert {e["asset"] for e in data["matrix"]} == {"web", "auth"}
+    assert code == 0 and "Alerts" in out and "not assessed" in out
+
+
+def test_status_unknown_flow_suggests(ready, run):
+    code, _out, err = run(ready, "status", "--flow", "Chekout")
+    assert code == 1 and "did you mean Checkout" in err
+
+
+def test_status_csv(ready, run):
+    code, out, _err = run(ready, "status", "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("Asset Name,Flows,Team,Category")
+
+
+def test_gate_closed_lists_go_live_items_and_exits_4(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    code, out, _err = run(ready, "gate", "--flow", "Login")
+    assert code == 4 and "web  On-call → L2" in out and "Answered" not in out.split("\n")[0]
+
+
+def test_gate_open_exits_0(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    code, out, _err = run(ready, "gate", "--asset", "payment-api")
+    assert (code, "gate open" in out) == (0, True)
+
+
+def test_asset_in_two_flows_blocks_both(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    assert (run(ready, "gate", "--flow", "Checkout")[0], run(ready, "gate", "--flow",
+                                                               "Login")[0]) == (4, 4)
+
+
+def test_gate_unknown_flow(ready, run):
+    code, _out, err = run(ready, "gate", "--flow", "Nope")
+    assert code == 1 and "unknown flow" in err
+
+
+def test_history_newest_first_with_answers(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--answers", "yes,no",
+        "--notes", "n1", "--assessor", "a1")
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "3",
+        "--assessor", "a2")
+    code, out, _err = run(ready, "history", "--asset", "web")
+    lines = out.splitlines()
+    assert code == 0 and "1 → 3" in lines[0] and "none → 1" in lines[1]
+    assert "answered no: Do alerts page the on-call engineer?" in out and "notes: n1" in out
+
+
+def test_history_since_and_bad_date(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    assert "no assessments" in run(ready, "history", "--since", "2999-01-01")[1]
+    assert run(ready, "history", "--since", "soon")[0] == 1
+
+
+def test_export_matrix_and_items(ready, run, tmp_path):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    code, out, _err = run(ready, "export", "-o", str(tmp_path / "m.csv"))
+    code2, items, _err = run(ready, "export", "--items")
+    assert code == code2 == 0 and "wrote" in out
+    assert (tmp_path / "m.csv").read_text().count("\n") == 1 + 3 * 3
+    assert items.splitlines()[0].startswith("key,flows,asset") and "web / Alerts / 2" in items

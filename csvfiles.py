@@ -198,8 +198,9 @@ def read_flows(path: Path) -> list[FlowRow]:
         if not asset:
             problems.add(line, "Asset Name", "empty; every row needs an asset name")
             continue
-        if " / " in asset:
-            problems.add(line, "Asset Name", "must not contain ' / ' (it separates item keys)")
+        if " / " in asset or "\n" in asset or "\n" in flow:
+            column = "Flow" if "\n" in flow else "Asset Name"
+            problems.add(line, column, "must be one line without ' / ' (it separates item keys)")
             continue
         raw_target = v.get("target level", "")
         target = 3
@@ -246,8 +247,9 @@ def read_model(path: Path) -> list[ModelRow]:
         if bad:
             continue
         category, capability = v["category"], v["capability"]
-        if " / " in capability:
-            problems.add(line, "Capability", "must not contain ' / ' (it separates item keys)")
+        if " / " in capability or "\n" in capability or "\n" in category:
+            problems.add(line, "Capability",
+                         "must be one line without ' / ' (it separates item keys)")
             continue
         level = _int_in(v.get("level", ""), 1, MAX_LEVEL)
         if level is None:

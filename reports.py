@@ -25,7 +25,9 @@ TODO_COLUMNS = [
 RALLY_IMPORT_COLUMNS = ["Name", "Description", "Schedule State", "Tags", "Notes"]
 NAME_LIMIT = 256
 KEY_MARKER = "sre-tracker item:"
-_KEY_RE = re.compile(re.escape(KEY_MARKER) + r"\s*(.+?)\s*(?:$|\n|\|)", re.IGNORECASE)
+_KEY_RE = re.compile(re.escape(KEY_MARKER) + r"[ \t]*(.+?)[ \t]*(?:$|\n)", re.IGNORECASE | re.M)
+# Every Unicode line break (NEL, LS, PS too) becomes \n, so a cell can never split a table row.
+_LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 _ANSI = {"Red": "\033[31m", "Amber": "\033[33m", "Green": "\033[32m", "dim": "\033[2m"}
@@ -36,7 +38,7 @@ _RESET = "\033[0m"
 def clean_text(value: object) -> str:
     """Text with control characters removed and line ends normalised to ``\\n``."""
     text = "" if value is None else str(value)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    text = _LINE_BREAKS.sub("\n", text).replace("\t", " ")
     return _CONTROL.sub("", text).strip()
 
 
@@ -55,16 +57,17 @@ def story_name(asset: str, capability: str, level: int) -> str:
 
 
 def story_notes(key: str) -> str:
-    """The Notes text carrying the item key, so the tool can always find its story again."""
-    return f"{KEY_MARKER} {key}"
+    """The Notes (Rally rich text) carrying the item key, so the tool always finds its story."""
+    return html.escape(f"{KEY_MARKER} {key}", quote=False)
 
 
 def key_from_text(text: str | None) -> str | None:
     """The item key found in a story's Notes (or Name), tolerating Rally's HTML."""
     if not text:
         return None
-    plain = html.unescape(re.sub(r"<br\s*/?>|</p>|</div>", "\n", text, flags=re.I))
-    plain = re.sub(r"<[^>]+>", "", plain)
+    # Rally stores Notes as HTML: break at block tags, drop tags, then decode entities.
+    plain = re.sub(r"<br\s*/?>|</p>|</div>", "\n", text, flags=re.I)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", plain))
     match = _KEY_RE.search(plain)
     return match.group(1).strip() if match else None
 

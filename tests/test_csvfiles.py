@@ -60,7 +60,7 @@ def test_multiline_quoted_cell_keeps_physical_line_numbers(tmp_path):
         ("Flow,Asset Name,Target Level\nLogin,auth,high\n", r"column 'Target Level'"),
         ("Flow,Asset Name,Target Level\nLogin,auth,0\n", r"'0' is not a level 1-5"),
         ("Flow,Asset Name\nLogin,auth\nLogin,AUTH\n", r"flows.csv:3.*listed twice"),
-        ("Flow,Asset Name\nLogin,a / b\n", r"must not contain ' / '"),
+        ("Flow,Asset Name\nLogin,a / b\n", r"must be one line without ' / '"),
         ("Flow,Asset Name\nLogin,auth,extra\n", r"flows.csv:2: 3 cells but the header has 2"),
         ("Flow,Asset Name,Flow\nLogin,auth,x\n", r"flows.csv:1, column 'Flow': column appears"),
         ("", r"flows.csv:1: the file is empty"),

@@ -1,0 +1,232 @@
+"""report: rally_import.csv and the wiki-markup to-do table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reports
+from conftest import git
+from database import Database
+
+
+def item(**kw) -> dict:
+    base = {"key": "web / Alerts / 2", "asset": "web", "capability": "Alerts", "level": 2,
+            "category": "Alerting", "criteria": "Alerts page", "owner": "Asset",
+            "priority": "P1", "go_live": 1, "milestone": "Go-Live", "why": "Answered no: x",
+            "state": "open", "work_status": "Not Started", "rally_oid": "", "rally_id": "",
+            "rally_url": "", "flows": "Checkout, Login"}
+    base.update(kw)
+    return base
+
+
+# ---------------------------------------------------------------- wiki parsing for the tests
+def split_wiki_row(line: str) -> list[str]:
+    """Cells of one ``|a|b|`` row, honouring escapes, ``[text|url]`` links and macros."""
+    assert line.startswith("|") and line.endswith("|") and not line.startswith("||")
+    cells, cur, i, depth_link, depth_macro = [], "", 1, 0, 0
+    body = line[1:]
+    while i - 1 < len(body):
+        ch = body[i - 1]
+        if ch == "\\" and i < len(body):
+            cur += ch + body[i]
+            i += 2
+            continue
+        if ch == "[":
+            depth_link += 1
+        elif ch == "]":
+            depth_link -= 1
+        elif ch == "{":
+            depth_macro += 1
+        elif ch == "}":
+            depth_macro -= 1
+        if ch == "|" and not depth_link and not depth_macro:
+            cells.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    assert cur == ""
+    return cells
+
+
+def wiki_unescape(cell: str) -> str:
+    out, i = [], 0
+    while i < len(cell):
+        if cell.startswith("&bsol;", i):
+            out.append("\\")
+            i += 6
+        elif cell[i] == "\\" and i + 1 < len(cell):
+            out.append("\n" if cell[i + 1] == "\\" else cell[i + 1])
+            i += 2
+        else:
+            out.append(cell[i])
+            i += 1
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- selection and sorting
+def test_only_open_red_items_without_story_are_selected():
+    items = [item(), item(key="a", go_live=0), item(key="b", rally_oid="9"),
+             item(key="c", state="verified"), item(key="d", state="done")]
+    assert [i["key"] for i in reports.select_for_rally(items, False)] == ["web / Alerts / 2"]
+
+
+def test_include_amber_adds_amber_items():
+    items = [item(), item(key="a", go_live=0, priority="P3")]
+    assert len(reports.select_for_rally(items, True)) == 2
+
+
+def test_todo_rows_sorted_by_priority_go_live_flow_asset():
+    items = [item(key="1", priority="P3", go_live=0, asset="z"),
+             item(key="2", priority="P1", go_live=0, asset="b"),
+             item(key="3", priority="P1", go_live=1, asset="c"),
+             item(key="4", priority="P1", go_live=1, asset="a", flows="Login")]
+    rows = reports.todo_rows(items)
+    assert [r["Asset Name"] for r in rows] == ["c", "a", "b", "z"]
+
+
+def test_todo_rows_keep_done_items_awaiting_reassessment_and_drop_closed():
+    rows = reports.todo_rows([item(state="done", work_status="Completed"),
+                              item(key="x", state="verified"), item(key="y", state="archived")])
+    assert [(r["Status"], r["_colour"]) for r in rows] == [
+        ("Completed – awaiting re-assessment", "Green")]
+
+
+def test_todo_row_columns_and_task():
+    row = reports.todo_rows([item(rally_id="US12", rally_url="https://r/x")])[0]
+    assert ([k for k in row if not k.startswith("_")], row["Task"], row["Flow"]) == (
+        reports.TODO_COLUMNS, "Alerts → L2", "Checkout, Login")
+
+
+# ---------------------------------------------------------------- rally_import.csv
+def parse_csv(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_rally_csv_headers_and_row():
+    rows = parse_csv(reports.rally_import_csv([item()], "SRE-Maturity"))
+    assert rows[0] == ["Name", "Description", "Schedule State", "Tags", "Notes"]
+    name, description, state, tag, notes = rows[1]
+    assert (name, state, tag, notes) == ("[SRE] web – Alerts L2", "Defined", "SRE-Maturity",
+                                         "sre-tracker item: web / Alerts / 2")
+    assert "Alerts page" in description and "Checkout, Login" in description and \
+        "Answered no: x" in description
+
+
+@pytest.mark.parametrize("danger", ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(A1)", "\tx"])
+def test_formula_cells_are_neutralised(danger):
+    rows = parse_csv(reports.rally_import_csv([item(asset=danger.strip())], "=tag"))
+    assert all(not c or c[0] not in "=+-@\t\r" for c in rows[1]) and rows[1][3] == "'=tag"
+
+
+def test_long_names_are_shortened_to_256():
+    name = reports.story_name("a" * 300, "c" * 300, 3)
+    assert len(name) == 256 and name.startswith("[SRE] a") and name.endswith(" L3")
+
+
+@given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=300))
+def test_story_name_never_exceeds_limit(asset, capability):
+    assert len(reports.story_name(asset, capability, 5)) <= reports.NAME_LIMIT
+
+
+names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+                min_size=1, max_size=60).map(str.strip).filter(lambda s: s and " / " not in s)
+
+
+@given(names, st.booleans())
+def test_item_key_survives_rally_notes_html(asset, wrap):
+    key = f"{asset} / Alerts / 3"
+    notes = reports.story_notes(key)
+    assert reports.key_from_text(f"<p>{notes}</p>" if wrap else notes) == key
+
+
+# ---------------------------------------------------------------- wiki markup
+def test_wiki_table_header_and_column_order():
+    text = reports.wiki_table(reports.todo_rows([item()]))
+    header, row = text.splitlines()
+    assert header == "||" + "||".join(reports.TODO_COLUMNS) + "||"
+    assert len(split_wiki_row(row)) == 11
+
+
+def test_wiki_links_and_status_macro():
+    row = reports.todo_rows([item(rally_id="US12", rally_url="https://rally1.rallydev.com/#/1/"
+                                                              "detail/userstory/2",
+                                  work_status="In-Progress")])
+    cells = split_wiki_row(reports.wiki_table(row).splitlines()[1])
+    assert cells[8] == "[US12|https://rally1.rallydev.com/#/1/detail/userstory/2]"
+    assert cells[9] == "{status:colour=Blue|title=In\\-Progress}".replace("\\-", "-")
+
+
+def test_wiki_unsafe_link_is_plain_text():
+    row = reports.todo_rows([item(rally_id="US1", rally_url="javascript:alert(1)")])
+    assert split_wiki_row(reports.wiki_table(row).splitlines()[1])[8] == "US1"
+
+
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@given(st.lists(texts, min_size=11, max_size=11))
+def test_any_text_in_any_cell_gives_eleven_cells_that_round_trip(values):
+    row = dict(zip(reports.TODO_COLUMNS, values, strict=True))
+    row["Rally Card"] = ""
+    row["Status"] = ""
+    line = reports.wiki_table([row]).splitlines()[1:]
+    assert len(line) == 1
+    cells = split_wiki_row(line[0])
+    assert len(cells) == 11
+    for col, cell in zip(reports.TODO_COLUMNS, cells, strict=True):
+        if col in ("Rally Card", "Status"):
+            continue
+        assert wiki_unescape(cell).strip() == reports.clean_text(row[col])
+
+
+def test_empty_cells_are_never_empty():
+    row = dict.fromkeys(reports.TODO_COLUMNS, "")
+    assert "||" not in reports.wiki_table([row]).splitlines()[1]
+
+
+# ---------------------------------------------------------------- the command
+def test_report_on_fresh_data_writes_three_files_and_no_commit(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    commits_before = git(ready, "rev-list", "--count", "HEAD")
+    code, out, _err = run(ready, "report")
+    rows = parse_csv((ready / "rally_import.csv").read_text())
+    page = (ready / "confluence_page.txt").read_text()
+    assert code == 0 and "rally_import.csv: 2 Red items" in out
+    assert [r[0] for r in rows[1:]] == ["[SRE] web – On\\-call L2".replace("\\-", "-"),
+                                        "[SRE] web – On-call L3"]
+    assert page.count("\n|") == 2 + 2  # two Red, two Amber rows
+    assert (ready / "confluence_page.html").read_text().startswith("<table")
+    assert git(ready, "rev-list", "--count", "HEAD") == commits_before
+
+
+def test_report_output_dir(ready, run, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _out, _err = run(ready, "report", "--output-dir", str(out_dir))
+    assert code == 0 and (out_dir / "rally_import.csv").exists()
+    assert not (ready / "rally_import.csv").exists()
+
+
+def test_report_push_without_rally_settings_names_them(ready, run):
+    code, _out, err = run(ready, "report", "--push")
+    assert code == 1 and "RALLY_API_KEY" in err and "RALLY_PARENT_ID" in err
+
+
+def test_cycle_time_report(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    with Database(ready / "sre_data.db") as db, db.transaction() as conn:
+        conn.execute("UPDATE items SET opened_at='2026-01-01T00:00:00+00:00', "
+                     "done_at='2026-01-11T00:00:00+00:00' WHERE key='web / On-call / 2'")
+    code, out, _err = run(ready, "report", "--cycle-time")
+    assert code == 0 and re.search(r"category\s+Alerting\s+1\s+10\.0\s+10\.0", out)
+
+
+def test_cycle_time_with_no_data(ready, run):
+    assert "no item has reached" in run(ready, "report", "--cycle-time")[1]

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git
 
 import sre_tracker
+from conftest import git
 from database import Database
 
 

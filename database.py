@@ -445,8 +445,11 @@ class Database:
 
     def import_assessments(
         self, rows: list[AssessmentRow], assessor: str, now: str, source_name: str
-    ) -> tuple[int, list[str]]:
-        """Apply bulk levels (SPEC §2, §11); returns (cells changed, skipped descriptions)."""
+    ) -> tuple[set[tuple[str, str]], list[str]]:
+        """Apply bulk levels (SPEC §2, §11); returns (cells changed, skipped descriptions).
+
+        The caller refreshes the items, passing the changed cells as re-assessed.
+        """
         assets = {
             r["asset"].casefold(): r["asset"]
             for r in self.conn.execute("SELECT asset FROM assets WHERE archived_at IS NULL")
@@ -472,8 +475,8 @@ class Database:
                     + "; add it to maturity_model.csv or fix the name"
                 )
         cells = self.load_cells()
-        changed = 0
         skipped: list[str] = []
+        entries: list[tuple] = []
         for row in rows:
             asset, cap = assets[row.asset.casefold()], caps[row.capability.casefold()]
             cell = cells.get((asset, cap), mt.Cell(asset, cap))
@@ -490,14 +493,13 @@ class Database:
                     f"current assessment ({cell.assessed_at})"
                 )
                 continue
-            self.record_assessment(
-                asset, cap, state, row.level, answers=[], failed_question="", notes=row.notes,
-                na_reason=row.na_reason if row.level is None else "", na_until="",
-                assessed_by=row.assessed_by or assessor, assessed_at=at, source="import",
-                refresh=False,
-            )
-            changed += 1
-        return changed, skipped
+            entries.append(_entry(
+                asset, cap, cell.state, cell.level, state, row.level, [], "", row.notes,
+                row.na_reason if row.level is None else "", "", row.assessed_by or assessor, at,
+                "import",
+            ))
+        self._store(entries)
+        return {(e[1], e[2]) for e in entries}, skipped
 
     # ------------------------------------------------------------------ assessments
     def record_assessment(
@@ -525,16 +527,24 @@ class Database:
             "SELECT state, level FROM cells WHERE asset = ? AND capability = ?",
             (asset, capability),
         ).fetchone()
-        aid = uuid.uuid4().hex
-        self.conn.execute(
+        self._store([_entry(
+            asset, capability, old["state"] if old else mt.NOT_ASSESSED,
+            old["level"] if old else None, state, level, answers, failed_question, notes,
+            na_reason, na_until, assessed_by, assessed_at, source,
+        )])
+        if not refresh:
+            return []
+        return self.refresh_items({(asset, capability)}, reassessed={(asset, capability)})
+
+    def _store(self, entries: list[tuple]) -> None:
+        """Append history entries and set their cells (set-based, inside a transaction)."""
+        self.conn.executemany(
             "INSERT INTO assessments (id, asset, capability, old_state, old_level, new_state, "
             "new_level, answers, failed_question, notes, na_reason, na_until, assessed_by, "
             "assessed_at, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (aid, asset, capability, old["state"] if old else mt.NOT_ASSESSED,
-             old["level"] if old else None, state, level, json.dumps(answers), failed_question,
-             notes, na_reason, na_until, assessed_by, assessed_at, source),
+            entries,
         )
-        self.conn.execute(
+        self.conn.executemany(
             "INSERT INTO cells (asset, capability, state, level, na_reason, na_until, "
             "failed_question, notes, assessed_by, assessed_at, assessment_id) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(asset, capability) DO UPDATE SET "
@@ -542,12 +552,9 @@ class Database:
             "na_until = excluded.na_until, failed_question = excluded.failed_question, "
             "notes = excluded.notes, assessed_by = excluded.assessed_by, "
             "assessed_at = excluded.assessed_at, assessment_id = excluded.assessment_id",
-            (asset, capability, state, level, na_reason, na_until, failed_question, notes,
-             assessed_by, assessed_at, aid),
+            [(e[1], e[2], e[5], e[6], e[10], e[11], e[8], e[9], e[12], e[13], e[0])
+             for e in entries],
         )
-        if not refresh:
-            return []
-        return self.refresh_items({(asset, capability)}, reassessed={(asset, capability)})
 
     # ------------------------------------------------------------------ items
     def desired_items(
@@ -671,6 +678,16 @@ class Database:
             params,
         )
         return changed
+
+
+def _entry(asset: str, capability: str, old_state: str, old_level: int | None, state: str,
+           level: int | None, answers: list[dict], failed_question: str, notes: str,
+           na_reason: str, na_until: str, assessed_by: str, assessed_at: str,
+           source: str) -> tuple:
+    """One history row, in the column order of the assessments table."""
+    return (uuid.uuid4().hex, asset, capability, old_state, old_level, state, level,
+            json.dumps(answers), failed_question, notes, na_reason, na_until, assessed_by,
+            assessed_at, source)
 
 
 def _check_header(path: Path) -> None:

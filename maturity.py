@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 ASSESSED = "Assessed"
 NOT_ASSESSED = "Not Assessed"
@@ -52,7 +53,7 @@ class Capability:
     category: str
     levels: Mapping[int, LevelSpec]
 
-    @property
+    @cached_property
     def go_live_level(self) -> int:
         """The highest level with a question required for go live (0 if none)."""
         return max((lv for lv, spec in self.levels.items() if spec.go_live), default=0)

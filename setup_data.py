@@ -75,7 +75,7 @@ def apply(ctx, *, dry_run: bool = False) -> int:
                 report = db.import_definitions(flows, model, now)
                 changed, skipped = db.import_assessments(rows, assessor, now,
                                                          csvfiles.ASSESSMENTS_FILE)
-                changes = db.refresh_items(now=now)
+                changes = db.refresh_items(now=now, reassessed=changed)
                 if not (report.changed or changed or changes):
                     # Leave the file byte-identical so git sees no change and no commit is made.
                     raise _Rollback
@@ -97,7 +97,7 @@ def apply(ctx, *, dry_run: bool = False) -> int:
     return EXIT_OK
 
 
-def _message(report, changed: int, changes) -> str:
+def _message(report, changed: set, changes) -> str:
     parts = []
     if report.added:
         parts.append(f"{len(report.added)} added")
@@ -106,14 +106,14 @@ def _message(report, changed: int, changes) -> str:
     if report.archived:
         parts.append(f"{len(report.archived)} archived")
     if changed:
-        parts.append(f"{changed} assessments imported")
+        parts.append(f"{len(changed)} assessments imported")
     opened = sum(1 for c in changes if c.new_state == "open")
     if opened:
         parts.append(f"{opened} items opened")
     return "setup: " + (", ".join(parts) if parts else "refresh")
 
 
-def _print_report(ctx, report, changed: int, skipped: list[str], changes) -> None:
+def _print_report(ctx, report, changed: set, skipped: list[str], changes) -> None:
     if not (report.changed or changed or changes):
         ctx.print("setup: nothing changed")
     for label, entries in (("added", report.added), ("updated", report.updated),
@@ -123,7 +123,7 @@ def _print_report(ctx, report, changed: int, skipped: list[str], changes) -> Non
                                              if len(entries) > 8 else "")
             ctx.print(f"{label}: {shown}")
     if changed:
-        ctx.print(f"imported {changed} assessments from {csvfiles.ASSESSMENTS_FILE}")
+        ctx.print(f"imported {len(changed)} assessments from {csvfiles.ASSESSMENTS_FILE}")
     for s in skipped:
         ctx.print(f"skipped {s}")
     if changes:
@@ -149,7 +149,7 @@ def _dry_run(ctx, flows, model, rows, assessor: str, now: str) -> int:
                 report = db.import_definitions(flows, model, now)
                 changed, skipped = db.import_assessments(rows, assessor, now,
                                                          csvfiles.ASSESSMENTS_FILE)
-                changes = db.refresh_items(now=now)
+                changes = db.refresh_items(now=now, reassessed=changed)
                 after_matrix, _f, after_items = load_view(db)
                 raise _Rollback
         except _Rollback:

@@ -1,0 +1,45 @@
+"""Generate large data folders for the benchmark: N assets x 60 capabilities, assessed."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+CATEGORIES = 12
+CAPS_PER_CATEGORY = 5
+
+
+def write_folder(folder: Path, assets: int, seed: int = 7) -> None:
+    """flows.csv, maturity_model.csv and assessments.csv for ``assets`` assets."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "maturity_model.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Category", "Capability", "Level", "Criteria", "Question", "Owner",
+                    "Priority", "Required for Go Live", "Target Milestone"])
+        for c in range(CATEGORIES):
+            for k in range(CAPS_PER_CATEGORY):
+                cap = f"Capability {c:02d}-{k}"
+                for lv in range(1, 6):
+                    w.writerow([f"Category {c:02d}", cap, lv, f"{cap} criteria {lv}",
+                                f"Is {cap} at level {lv}?", "Asset", "", "Yes" if lv <= 2 else
+                                "No", "Go-Live" if lv <= 2 else ""])
+    flows = [f"Flow {i:02d}" for i in range(max(2, assets // 25))]
+    with open(folder / "flows.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Flow", "Asset Name", "Team", "Target Level"])
+        for a in range(assets):
+            name = f"asset-{a:05d}"
+            w.writerow([flows[a % len(flows)], name, f"team-{a % 40}", rng.randint(2, 4)])
+            if a % 10 == 0:  # some assets sit in two flows
+                w.writerow([flows[(a + 1) % len(flows)], name, f"team-{a % 40}", 3])
+    with open(folder / "assessments.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Asset Name", "Capability", "Level", "Assessed By", "Assessed At"])
+        for a in range(assets):
+            for c in range(CATEGORIES):
+                for k in range(CAPS_PER_CATEGORY):
+                    if rng.random() < 0.9:
+                        w.writerow([f"asset-{a:05d}", f"Capability {c:02d}-{k}",
+                                    rng.randint(0, 5), "bench", "2026-10-01"])

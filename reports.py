@@ -267,8 +267,8 @@ def status_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: M
     names = list(by_asset) + [f"[{f}]" for f in dict.fromkeys(x["flow"] for x in flows)]
     width = max([len(n) for n in names] + [len("asset")]) + 2
     col = max(5, *(len(a) + 1 for a in abbr.values()))
-    out = ["asset".ljust(width) + "target ".ljust(8) + "".join(a.ljust(col) for a in
-                                                              abbr.values())]
+    out = [("asset".ljust(width) + "target ".ljust(8)
+            + "".join(a.ljust(col) for a in abbr.values())).rstrip()]
     for asset, cats in by_asset.items():
         first = next(iter(cats.values()))[0]
         line = asset.ljust(width) + str(first["target_level"]).ljust(8)

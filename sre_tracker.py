@@ -25,6 +25,7 @@ from errors import (
     EXIT_USAGE,
     GitError,
     InputError,
+    PartialFailure,
     TrackerError,
 )
 
@@ -186,12 +187,17 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     if args.cycle_time:
         ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
         return EXIT_OK
-    code = EXIT_OK
+    code, partial = EXIT_OK, None
     if args.push:
-        code = sync.push(args, ctx)
+        try:
+            code = sync.push(args, ctx)
+        except PartialFailure as exc:
+            partial = exc  # the files still show what was created; the error is raised last
         with ctx.open_db() as db:
             matrix, _flows, items = load_view(db)
     write_report_files(ctx, args, matrix, items)
+    if partial is not None:
+        raise partial
     return code
 
 

@@ -137,13 +137,16 @@ def load_view(db, today: str | None = None):
     today = today or now_iso()[:10]
     model, assets = db.load_model(), db.load_assets()
     items = db.load_items()
+    cells = db.load_cells()
     for it in items:
         info = assets.get(it["asset"])
         it["flows"] = info.flow_label if info else ""
         it["team"] = info.team if info else ""
+        cell = cells.get((it["asset"], it["capability"]))
+        it["current_level"] = cell.level if cell is not None else None
     live = [it for it in items if mt.is_open(it["state"]) and it["asset"] in assets
             and it["capability"] in model]
-    matrix, flows = mt.matrix_view(model, assets, db.load_cells(), live, today)
+    matrix, flows = mt.matrix_view(model, assets, cells, live, today)
     return matrix, flows, [it for it in items if it["asset"] in assets or
                            not mt.is_open(it["state"])]
 

@@ -67,6 +67,7 @@ def test_story_carries_key_description_and_web_url(gaps, run, rally):
     item = items(gaps)["web / On-call / 2"]
     assert "web / On-call / 2" in story["Notes"]
     assert "A rota exists" in story["Description"]
+    assert "<b>Current level:</b> 1<br />" in story["Description"]
     assert "Is someone reachable" not in story["Description"]
     assert item["rally_url"].endswith(f"/#/{rally.project_id}/detail/userstory/"
                                       f"{story['ObjectID']}")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import storage_format
 from conftest import git
 from database import Database
+from fake_confluence import FakeConfluence
 from fake_rally import FakeRally
 
 
@@ -264,3 +266,93 @@ def test_status_json_shows_the_story_state(gaps, run, rally):
     run(gaps, "report", "--push")
     code, out, _err = run(gaps, "status", "--format", "json")
     assert code == 0 and json.loads(out)["summary"]
+
+
+# ------------------------------------------------------------------------ Confluence
+PAGE = ('<h1>Checkout reliability</h1><p>Owner: <ac:link><ri:user ri:account-id="557058:1"/>'
+        '</ac:link>&nbsp;see below.</p><ac:structured-macro ac:name="code"><ac:plain-text-body>'
+        '<![CDATA[if a < b && c: pass]]></ac:plain-text-body></ac:structured-macro>'
+        '<h2>SRE Action Items</h2><p>old table follows</p>'
+        '<table><tbody><tr><th><p>Task</p></th><th><p>Asset Name</p></th></tr>'
+        '<tr><td><p>nothing yet</p></td><td><p>-</p></td></tr></tbody></table>'
+        '<p>Footer &copy; SRE</p>')
+
+
+@pytest.fixture(params=["cloud", "datacenter"])
+def wiki(request, monkeypatch: pytest.MonkeyPatch):
+    """A fake Confluence (both flavours) holding the to-do page, with CONFLUENCE_* set."""
+    with FakeConfluence() as fake:
+        page_id = fake.add_page("SRE maturity", PAGE, version=7)
+        if request.param == "cloud":
+            settings = {"CONFLUENCE_BASE_URL": fake.cloud_url, "CONFLUENCE_API": "cloud",
+                        "CONFLUENCE_USER": fake.email, "CONFLUENCE_API_TOKEN": fake.api_token}
+        else:
+            settings = {"CONFLUENCE_BASE_URL": fake.dc_url, "CONFLUENCE_API": "datacenter",
+                        "CONFLUENCE_PAT": fake.pat}
+        for name, value in {**settings, "CONFLUENCE_PAGE_ID": page_id}.items():
+            monkeypatch.setenv(name, value)
+        fake.page_id = page_id
+        yield fake
+
+
+def test_push_puts_the_stories_on_the_page_and_leaves_the_rest_alone(gaps, run, rally, wiki):
+    code, out, err = run(gaps, "report", "--push")
+    body = wiki.body(wiki.page_id)
+    table = storage_format.table_rows(body, "SRE Action Items")
+    assert code == 0, err
+    assert "confluence: page updated to version 8" in out
+    assert "&nbsp;see below.</p>" in body and '<ri:user ri:account-id="557058:1"' in body
+    assert "<![CDATA[if a < b && c: pass]]>" in body and body.endswith("<p>Footer &copy; SRE</p>")
+    assert [r["Task"] for r in table][:2] == ["On-call → L2", "On-call → L3"]
+    assert table[0]["Rally Card"].startswith("US")
+
+
+def test_sync_with_nothing_new_writes_no_page_version(gaps, run, rally, wiki):
+    run(gaps, "report", "--push")
+    puts = wiki.count("PUT")
+    code, out, _err = run(gaps, "sync")
+    assert code == 0 and "table already up to date (no new version)" in out
+    assert wiki.count("PUT") == puts and wiki.version(wiki.page_id) == 8
+
+
+def test_sync_shows_the_new_status_on_the_page(gaps, run, rally, wiki):
+    run(gaps, "report", "--push")
+    for s in sre_stories(rally):
+        s["ScheduleState"] = "Completed"
+    code, _out, _err = run(gaps, "sync")
+    table = storage_format.table_rows(wiki.body(wiki.page_id), "SRE Action Items")
+    assert code == 0
+    assert {r["Status"] for r in table if r["Asset Name"] == "web"} == \
+        {"Completed – awaiting re-assessment"}
+
+
+def test_sync_from_csv_also_updates_the_page(gaps, run, wiki, tmp_path):
+    export = tmp_path / "export.csv"
+    export.write_text(EXPORT, encoding="utf-8")
+    code, _out, _err = run(gaps, "sync", "--from-csv", str(export))
+    table = storage_format.table_rows(wiki.body(wiki.page_id), "SRE Action Items")
+    assert code == 0 and {r["Rally Card"] for r in table if r["Asset Name"] == "web"} == \
+        {"US11", "US12"}
+
+
+def test_a_wrong_page_id_is_one_line_naming_the_setting(gaps, run, rally, wiki,
+                                                        monkeypatch):
+    monkeypatch.setenv("CONFLUENCE_PAGE_ID", "999")
+    code, _out, err = run(gaps, "sync")
+    assert code == 1 and "CONFLUENCE_PAGE_ID" in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_reads_the_page_and_its_table(gaps, run, rally, wiki):
+    code, out, _err = run(gaps, "check")
+    assert code == 0
+    assert "ok    confluence: page 'SRE maturity' v7, table 'SRE Action Items' with 1 row" in out
+
+
+def test_confluence_secrets_never_reach_output_or_files(gaps, run, rally, wiki, caplog):
+    caplog.set_level(logging.DEBUG)
+    code, out, err = run(gaps, "-v", "report", "--push")
+    text = out + err + caplog.text
+    files = b"".join(p.read_bytes() for p in gaps.rglob("*") if p.is_file())
+    assert code == 0
+    for secret in (wiki.api_token, wiki.pat):
+        assert secret not in text and secret.encode() not in files

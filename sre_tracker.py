@@ -13,6 +13,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -587,18 +589,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbosity: int) -> None:
+@contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """Route the tool's log lines to stderr for one run, then put the logger back as it was
+    (main() is also called as a library function, e.g. by tests)."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else \
         logging.DEBUG
     if verbosity < 0:
         level = logging.ERROR
     logger = logging.getLogger("sre_tracker")
-    logger.handlers.clear()
+    saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("sre_tracker: %(message)s"))
-    logger.addHandler(handler)
+    logger.handlers = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])  # setLevel, not assignment: it clears the enabled-for cache
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -612,7 +622,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _setup_logging(verbosity)
+    with _logging(verbosity):
+        return _run(args, verbosity)
+
+
+def _run(args: argparse.Namespace, verbosity: int) -> int:
+    """Load the settings, run the command, turn a TrackerError into one line and its code."""
     try:
         import config
 

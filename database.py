@@ -441,6 +441,13 @@ class Database:
             "UPDATE questions SET archived_at = ? WHERE capability = ? AND level = ? AND seq = ?",
             [(now, *k) for k in gone],
         )
+        if report.changed:
+            # The merge driver follows the side whose definitions were imported last.
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('definitions_imported_at', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (now,),
+            )
         return report
 
     def import_assessments(
@@ -653,11 +660,14 @@ class Database:
         """
         if not states:
             return []
-        rows = {
-            r["key"]: r for r in self.conn.execute(
-                "SELECT key, state, work_status, rally_state, rally_oid, done_at FROM items"
-            ) if r["key"] in states
-        }
+        rows = {}
+        keys = list(states)
+        for i in range(0, len(keys), 900):  # stay under SQLite's bound-variable limit
+            chunk = keys[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            rows.update((r["key"], r) for r in self.conn.execute(
+                "SELECT key, state, work_status, rally_state, rally_oid, done_at FROM items "
+                f"WHERE key IN ({marks})", chunk))
         changed, params = [], []
         for key, rally_state in states.items():
             r = rows.get(key)

@@ -95,13 +95,16 @@ def run(ctx, *, keep_model: bool = True) -> None:
             choice = p.ask("(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ").casefold()
         if choice == "r":
             existing = []
-        if choice != "k":
+        if choice == "k":
+            p.write(f"kept the existing {flows_path.name}")
+        else:
             rows = collect_flows(p)
             csvfiles.write_flows(flows_path, existing + [
                 r for r in rows if (r[0], r[1]) not in {(e[0], e[1]) for e in existing}])
+            p.write(f"wrote {flows_path}")
     else:
         csvfiles.write_flows(flows_path, collect_flows(p))
-    p.write(f"wrote {flows_path}")
+        p.write(f"wrote {flows_path}")
     if ensure_model(folder, replace=not keep_model):
         p.write(f"wrote the default {csvfiles.MODEL_FILE} (edit it to fit your teams)")
     else:

@@ -14,6 +14,7 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 
 import maturity as mt
 
@@ -37,7 +38,11 @@ _RESET = "\033[0m"
 # ---------------------------------------------------------------------------- items and rows
 def clean_text(value: object) -> str:
     """Text with control characters removed and line ends normalised to ``\\n``."""
-    text = "" if value is None else str(value)
+    return _clean("" if value is None else str(value))
+
+
+@lru_cache(maxsize=16384)  # the same criteria, owners and flows recur on every row
+def _clean(text: str) -> str:
     text = _LINE_BREAKS.sub("\n", text).replace("\t", " ")
     return _CONTROL.sub("", text).strip()
 
@@ -85,9 +90,12 @@ def story_description(item: Mapping, flows: str) -> str:
         ("Required for go live", "Yes" if item["go_live"] else "No"),
         ("Target milestone", item["milestone"] or "-"),
     ]
-    return "<br />".join(
-        f"<b>{html.escape(k)}:</b> {html.escape(clean_text(v))}" for k, v in lines
-    )
+    return "<br />".join(_description_line(k, str(v)) for k, v in lines)
+
+
+@lru_cache(maxsize=16384)
+def _description_line(label: str, value: str) -> str:
+    return f"<b>{html.escape(label)}:</b> {html.escape(clean_text(value))}"
 
 
 def sort_key(item: Mapping) -> tuple:
@@ -158,24 +166,25 @@ def rally_import_csv(items: Sequence[Mapping], tag: str) -> str:
 
 
 # ---------------------------------------------------------------------------- wiki markup
-_WIKI_SPECIAL = set("|[]{}*_-+^~?!&():;#")
+_WIKI_SPECIAL = "|[]{}*_-+^~?!&():;#"
+_WIKI_ESCAPES = str.maketrans({
+    "\n": "\\\\",
+    "\\": "&bsol;",  # a backslash cannot itself be backslash-escaped
+    **{ch: "\\" + ch for ch in _WIKI_SPECIAL},
+})
 
 
 def wiki_escape(text: object) -> str:
     """Escape text for one cell of a Confluence wiki-markup table (never empty)."""
-    out = []
-    for ch in clean_text(text):
-        if ch == "\n":
-            out.append("\\\\")
-        elif ch == "\\":
-            out.append("&bsol;")  # a backslash cannot itself be backslash-escaped
-        elif ch in _WIKI_SPECIAL:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out) or " "
+    return _wiki_escape(clean_text(text))
 
 
+@lru_cache(maxsize=16384)
+def _wiki_escape(text: str) -> str:
+    return text.translate(_WIKI_ESCAPES) or " "
+
+
+@lru_cache(maxsize=1024)
 def _macro_value(text: str) -> str:
     # `|`, `{`, `}` and `=` end a macro parameter; there is no escape for them there.
     return re.sub(r"[|{}=\n]", " ", clean_text(text)).strip() or "-"
@@ -356,12 +365,9 @@ def matrix_csv(matrix: Sequence[Mapping]) -> str:
     more than writing the file.
     """
     buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, MATRIX_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for e in matrix:
-        record = matrix_record(e)
-        writer.writerow({k: neutralise(v) if isinstance(v, str) else v
-                         for k, v in record.items()})
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(MATRIX_COLUMNS)
+    writer.writerows(matrix_row(e) for e in matrix)
     return buf.getvalue()
 
 
@@ -372,16 +378,16 @@ MATRIX_COLUMNS = [
 ]
 
 
-def matrix_record(e: Mapping) -> dict:
-    return {
-        "Asset Name": e["asset"], "Flows": ", ".join(e["flows"]), "Team": e.get("team") or "",
-        "Category": e["category"], "Capability": e["capability"], "State": e["state"],
-        "Level": "" if e["level"] is None else e["level"], "Target Level": e["target_level"],
-        "Go Live Level": e["go_live_level"], "RAG": e["rag"] or "", "Open Items": e["open_items"],
-        "Assessed By": e["assessed_by"] or "", "Assessed At": e["assessed_at"] or "",
-        "Not Applicable Reason": e["not_applicable_reason"] or "",
-        "Not Applicable Until": e.get("not_applicable_until") or "",
-    }
+def matrix_row(e: Mapping) -> list:
+    """One matrix entry as a CSV row in :data:`MATRIX_COLUMNS` order (text cells neutralised)."""
+    return [
+        neutralise(e["asset"]), neutralise(", ".join(e["flows"])), neutralise(e.get("team") or ""),
+        neutralise(e["category"]), neutralise(e["capability"]), e["state"],
+        "" if e["level"] is None else e["level"], e["target_level"], e["go_live_level"],
+        e["rag"] or "", e["open_items"], neutralise(e["assessed_by"] or ""),
+        e["assessed_at"] or "", neutralise(e["not_applicable_reason"] or ""),
+        e.get("not_applicable_until") or "",
+    ]
 
 
 def status_json(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Mapping) -> str:

@@ -79,11 +79,13 @@ def apply(ctx, *, dry_run: bool = False) -> int:
                 if not (report.changed or changed or changes):
                     # Leave the file byte-identical so git sees no change and no commit is made.
                     raise _Rollback
+            unchanged = False
         except _Rollback:
-            pass
-        from sre_tracker import write_matrix_file
+            unchanged = True
+        if not unchanged or not (folder / MATRIX_FILE).exists():
+            from sre_tracker import write_matrix_file
 
-        write_matrix_file(ctx, db)
+            write_matrix_file(ctx, db)
     finally:
         db.close()
     _print_report(ctx, report, changed, skipped, changes)

@@ -23,6 +23,7 @@ import html.entities
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lxml import etree
 
@@ -132,7 +133,10 @@ def _status_macro(title: str, colour: str) -> str:
 
 
 def _tool_cell(column: str, row: Mapping[str, object]) -> str:
-    value = xml_clean(row.get(column, "") or "")
+    raw = row.get(column, "") or ""
+    if column not in ("Rally Card", "Status") or not raw:
+        return _text_cell(str(raw))
+    value = xml_clean(raw)
     if column == "Rally Card" and value:
         href = _safe_href(row.get("_link", ""))
         if href:
@@ -140,6 +144,11 @@ def _tool_cell(column: str, row: Mapping[str, object]) -> str:
     if column == "Status" and value:
         title = value.replace("\n", " ")  # a macro parameter holds no line break
         return f"<td><p>{_status_macro(title, _colour(row.get('_colour')))}</p></td>"
+    return f"<td>{_paragraph(_lines(value))}</td>"
+
+
+@lru_cache(maxsize=16384)  # criteria, owners, flows and categories recur on every row
+def _text_cell(value: str) -> str:
     return f"<td>{_paragraph(_lines(value))}</td>"
 
 

@@ -554,6 +554,9 @@ class FakeConfluence:
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeConfluence
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the client's delayed ACK
+    # stalls every request by ~40 ms, which would swamp the latency we mean to add.
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         fake = self.owner

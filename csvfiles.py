@@ -11,6 +11,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from errors import InputError
@@ -290,6 +291,7 @@ def read_model(path: Path) -> list[ModelRow]:
     return result
 
 
+@lru_cache(maxsize=4096)  # bulk imports repeat the same few dates
 def parse_date(value: str) -> str | None:
     """An ISO date or date-time -> ISO string ('YYYY-MM-DD' or full timestamp); None if bad."""
     value = value.strip()
@@ -329,7 +331,8 @@ def read_assessments(path: Path) -> list[AssessmentRow]:
                 problems.add(line, "Level", f"{raw!r} is not a level 0-5 or N/A")
                 continue
         at = v.get("assessed at", "")
-        if at and parse_date(at) is None:
+        when = parse_date(at) if at else ""
+        if when is None:
             problems.add(line, "Assessed At", f"{at!r} is not an ISO date (YYYY-MM-DD)")
             continue
         key = (asset.casefold(), capability.casefold())
@@ -339,7 +342,7 @@ def read_assessments(path: Path) -> list[AssessmentRow]:
             continue
         seen[key] = line
         result.append(AssessmentRow(line, asset, capability, level, v.get("notes", ""),
-                                    v.get("assessed by", ""), parse_date(at) if at else "",
+                                    v.get("assessed by", ""), when,
                                     reason))
     problems.raise_if_any()
     return result

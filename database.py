@@ -292,6 +292,14 @@ class Database:
             )
         return [dict(r) for r in cur]
 
+    def open_item_cells(self) -> list[sqlite3.Row]:
+        """(asset, capability, go_live) of every item still counted as a gap: all the matrix
+        needs, without building a dict per item."""
+        return self.conn.execute(
+            "SELECT asset, capability, go_live FROM items WHERE state IN (?, ?)",
+            (mt.OPEN, mt.DONE),
+        ).fetchall()
+
     def history(
         self, asset: str | None = None, capability: str | None = None, since: str | None = None
     ) -> list[dict]:

@@ -122,12 +122,13 @@ class Context:
 
 def write_matrix_file(ctx: Context, db) -> None:
     """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review)."""
-    from csvfiles import atomic_write
-    from database import MATRIX_FILE
-
-    matrix, _flows, _items = load_view(db)
+    import maturity as mt
     import reports
+    from csvfiles import atomic_write
+    from database import MATRIX_FILE, now_iso
 
+    matrix, _flows = mt.matrix_view(db.load_model(), db.load_assets(), db.load_cells(),
+                                    db.open_item_cells(), now_iso()[:10])
     atomic_write(ctx.data_dir / MATRIX_FILE, reports.matrix_csv(matrix))
 
 

@@ -43,3 +43,31 @@ def write_folder(folder: Path, assets: int, seed: int = 7) -> None:
                     if rng.random() < 0.9:
                         w.writerow([f"asset-{a:05d}", f"Capability {c:02d}-{k}",
                                     rng.randint(0, 5), "bench", "2026-10-01"])
+
+
+def write_push_folder(folder: Path, red_items: int = 500, assets: int = 10) -> None:
+    """A data folder whose ``report --push`` creates exactly ``red_items`` stories.
+
+    Every asset has target level 2 (= the go-live level of the generated model), so a cell
+    assessed at level 1 yields one Red item (level 2) and a cell at level 5 none; Amber items,
+    which ``report --push`` leaves alone without ``--include-amber``, do not occur.
+    """
+    cells = assets * CATEGORIES * CAPS_PER_CATEGORY
+    if red_items > cells:
+        raise ValueError(f"{red_items} Red items need more than {assets} assets")
+    write_folder(folder, assets)  # the model (and files to overwrite)
+    with open(folder / "flows.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Flow", "Asset Name", "Team", "Target Level"])
+        for a in range(assets):
+            w.writerow([f"Flow {a % 2:02d}", f"asset-{a:05d}", f"team-{a % 4}", 2])
+    with open(folder / "assessments.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Asset Name", "Capability", "Level", "Assessed By", "Assessed At"])
+        n = 0
+        for a in range(assets):
+            for c in range(CATEGORIES):
+                for k in range(CAPS_PER_CATEGORY):
+                    w.writerow([f"asset-{a:05d}", f"Capability {c:02d}-{k}",
+                                1 if n < red_items else 5, "bench", "2026-10-01"])
+                    n += 1

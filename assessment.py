@@ -237,28 +237,28 @@ def run(args, ctx) -> int:
 
 
 def _pick_asset(p: Prompter, args, assets, interactive: bool) -> str:
+    flows = sorted({f for info in assets.values() for f in info.flows})
+    flow = args.flow
+    if flow is not None:  # names match case-insensitively, as --asset and --capability do
+        flow = {f.casefold(): f for f in flows}.get(flow.casefold())
+        if flow is None:
+            hint = mt.close_matches(args.flow, flows)
+            raise InputError(f"unknown flow {args.flow!r}" + (
+                f"; did you mean {', '.join(hint)}?" if hint else "; see flows.csv"))
     if args.asset:
-        if args.asset not in assets:
-            folded = {a.casefold(): a for a in assets}
-            if args.asset.casefold() in folded:
-                return folded[args.asset.casefold()]
+        asset = {a.casefold(): a for a in assets}.get(args.asset.casefold())
+        if asset is None:
             hint = mt.close_matches(args.asset, assets)
             raise InputError(f"unknown asset {args.asset!r}" + (
                 f"; did you mean {', '.join(hint)}?" if hint else "; see flows.csv"))
-        if args.flow and args.flow not in assets[args.asset].flows:
-            raise InputError(f"asset {args.asset!r} is not in flow {args.flow!r} (it is in "
-                             f"{assets[args.asset].flow_label})")
-        return args.asset
+        if flow and flow not in assets[asset].flows:
+            raise InputError(f"asset {asset!r} is not in flow {flow!r} (it is in "
+                             f"{assets[asset].flow_label})")
+        return asset
     if not interactive:
         raise InputError("--asset is required when stdin is not a terminal")
-    flows = sorted({f for info in assets.values() for f in info.flows})
-    flow = args.flow
     if flow is None:
         flow = p.choose("Flow:", [(f, f) for f in flows])
-    elif flow not in flows:
-        hint = mt.close_matches(flow, flows)
-        raise InputError(f"unknown flow {flow!r}" + (f"; did you mean {', '.join(hint)}?"
-                                                     if hint else ""))
     names = [a for a, info in assets.items() if flow in info.flows]
     return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names]))
 

@@ -401,3 +401,16 @@ def test_export_matrix_and_items(ready, run, tmp_path):
     assert code == code2 == 0 and "wrote" in out
     assert (tmp_path / "m.csv").read_text().count("\n") == 1 + 3 * 3
     assert items.splitlines()[0].startswith("key,flows,asset") and "web / Alerts / 2" in items
+
+
+def test_assess_names_match_in_any_case(ready, run):
+    code, _out, err = run(ready, "assess", "--flow", "checkout", "--asset", "WEB",
+                          "--capability", "alerts", "--level", "2")
+    assert code == 0, err
+    assert "assess: Checkout, Login/web Alerts none→2" in git(ready, "log", "-1", "--format=%s")
+
+
+def test_assess_unknown_flow_suggests_one(ready, run):
+    code, _out, err = run(ready, "assess", "--flow", "Chekout", "--asset", "web",
+                          "--capability", "Alerts", "--level", "1")
+    assert code == 1 and "did you mean Checkout?" in err

@@ -68,9 +68,11 @@ class Prompter:
             answer = self.ask(f"{question} [y/n]: ").casefold()
             if answer in ("y", "yes"):
                 return True
-            if answer in ("n", "no", "q"):
+            if answer in ("n", "no"):
                 return False
-            self.write("  please answer y or n")
+            if answer == "q":  # with --all, q ends the walk; what was saved stays saved
+                raise Quit
+            self.write("  please answer y or n (q quits)")
 
 
 def parse_answers(text: str) -> list[bool]:

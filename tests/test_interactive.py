@@ -436,3 +436,21 @@ def test_interactive_setup_adds_flows_to_existing_ones(ready):
                     ("Login", "auth"), ("Search", "search-api")]
     assert "search-api" in {e["asset"] for e in status(ready)["matrix"]}
     assert commits(ready)[0].startswith("setup: ")
+
+
+def test_q_at_the_save_prompt_of_all_ends_the_walk_keeping_what_was_saved(ready):
+    child = spawn(ready, "assess", "--asset", "payment-api", "--all", "--assessor", "jdoe")
+    child.expect_exact("Monitoring / Dashboards for payment-api")
+    reply(child, DASHBOARDS[0], "y")
+    reply(child, DASHBOARDS[1], "n")
+    reply(child, NOTES, "")
+    reply(child, SAVE, "y")
+    child.expect_exact("saved")
+    reply(child, ALERTS[0], "n")
+    reply(child, NOTES, "")
+    reply(child, SAVE, "q")
+    code, _signal, transcript = finish(child)
+
+    matrix = {e["capability"]: e for e in status(ready)["matrix"] if e["asset"] == "payment-api"}
+    assert code == 0 and "Alerting / On-call" not in transcript
+    assert [matrix[c]["state"] for c in ("Dashboards", "Alerts")] == ["Assessed", "Not Assessed"]

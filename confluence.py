@@ -24,16 +24,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, ReadTimeoutError
-from urllib3.util.retry import Retry
+from urllib3.exceptions import ReadTimeoutError
 
 import storage_format
 from errors import ConfluenceError
+from http_retry import CappedRetry, mount_retries
 
 log = logging.getLogger("sre_tracker.confluence")
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)  # GET only; a PUT is retried on 429 alone
 USER_AGENT = "sre-tracker (+confluence)"
 MESSAGE_PREFIX = "sre-tracker: "
 _MAX_SERVER_TEXT = 300
@@ -55,29 +53,10 @@ class WriteOutcomeUnknown(ConfluenceError):
     """A write got a 5xx answer, timed out or lost its connection: it may have been saved."""
 
 
-class _CappedRetry(Retry):
-    """urllib3 ``Retry`` with the ``Retry-After`` wait capped, and PUT retried only on 429.
-
-    Cloud has sent ``Retry-After: 9223372036854775807``; the wait is clamped to
-    ``max_retry_after`` seconds. A PUT is repeated only after 429 (refused before any work);
-    after a 5xx or a read error it may have been saved, which the caller checks by reading the
-    page again (``update_todo_table``) instead of blindly sending it twice.
-    """
-
-    def __init__(self, *args: Any, max_retry_after: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_retry_after = max_retry_after
-
-    def new(self, **kw: Any) -> _CappedRetry:
-        kw.setdefault("max_retry_after", self.max_retry_after)
-        return super().new(**kw)
-
-    def parse_retry_after(self, retry_after: str) -> float:
-        try:
-            seconds = super().parse_retry_after(retry_after)
-        except InvalidHeader:
-            seconds = 1.0  # garbage header: wait a little rather than fail the request
-        return max(0.0, min(seconds, self.max_retry_after))
+class _ConfluenceRetry(CappedRetry):
+    """A PUT is repeated only after 429 (refused before any work); after a 5xx or a read
+    error it may have been saved, which the caller checks by reading the page again
+    (``update_todo_table``) instead of blindly sending it twice."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method and method.upper() == "PUT":
@@ -205,16 +184,9 @@ class ConfluenceClient:
         # trust_env stays True: REQUESTS_CA_BUNDLE and proxy variables keep working.
         self.session.auth = auth
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
-        retry = _CappedRetry(
-            total=retries, connect=retries, read=retries, status=retries, redirect=0,
-            backoff_factor=backoff, backoff_max=max(max_retry_after, backoff),
-            status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
-            respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False,
-            max_retry_after=max_retry_after,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        mount_retries(self.session, retries=retries, backoff=backoff,
+                      max_retry_after=max_retry_after, allowed_methods=frozenset({"GET"}),
+                      retry_class=_ConfluenceRetry)
 
     def __repr__(self) -> str:
         return f"ConfluenceClient({self.base_url!r}, api={self.flavour!r})"

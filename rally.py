@@ -15,17 +15,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, NewConnectionError, ReadTimeoutError
-from urllib3.util.retry import Retry
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from errors import RallyError
+from http_retry import RETRY_STATUSES, CappedRetry, mount_retries
 
 log = logging.getLogger("sre_tracker.rally")
 
 API_PATH = "/slm/webservice/v2.0"
 MAX_PAGESIZE = 2000  # WSAPI v2.0 maximum (§2.1)
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 CREATED_FIELDS = "ObjectID,FormattedID,Name"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _ENVELOPE_META = ("Errors", "Warnings", "_rallyAPIMajor", "_rallyAPIMinor")
@@ -84,31 +82,12 @@ def _created(obj: dict) -> dict:
     return out
 
 
-class _CappedRetry(Retry):
-    """urllib3 ``Retry`` that caps ``Retry-After`` and never repeats a write after a read error.
-
-    Servers have sent ``Retry-After: 9223372036854775807``; urllib3 would sleep that long (or
-    overflow), so the wait is clamped to ``max_retry_after`` seconds.
-    """
-
-    def __init__(self, *args: Any, max_retry_after: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_retry_after = max_retry_after
-
-    def new(self, **kw: Any) -> _CappedRetry:
-        kw.setdefault("max_retry_after", self.max_retry_after)
-        return super().new(**kw)
-
-    def parse_retry_after(self, retry_after: str) -> float:
-        try:
-            seconds = super().parse_retry_after(retry_after)
-        except InvalidHeader:
-            seconds = 1.0  # garbage header: wait a little rather than fail the request
-        return min(seconds, self.max_retry_after)
+class _RallyRetry(CappedRetry):
+    """Never repeats a write after a read error (it may have been applied)."""
 
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None
-                  ) -> _CappedRetry:
+                  ) -> _RallyRetry:
         # A POST that timed out or lost its connection after being sent may have been applied
         # (a batch of creates): repeating it would duplicate stories, so only 429/5xx answers,
         # which Rally sends before doing the work, are retried for POST.
@@ -178,20 +157,12 @@ class RallyClient:
             "X-RallyIntegrationVersion": version,
             "X-RallyIntegrationLibrary": "requests",
         })
-        retry = _CappedRetry(
-            total=retries, connect=retries, read=retries, status=retries, redirect=0,
-            backoff_factor=backoff, backoff_max=max(max_retry_after, backoff),
-            status_forcelist=RETRY_STATUSES,
-            # POST is allowed so that 429/5xx answers to creates are retried: Rally refuses
-            # before creating, and should a story still be created twice, the caller's
-            # adopt-by-key logic (the item key in Notes) finds it on the next run.
-            allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
-            respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False,
-            max_retry_after=max_retry_after,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+        # POST is allowed so that 429/5xx answers to creates are retried: Rally refuses
+        # before creating, and should a story still be created twice, the caller's
+        # adopt-by-key logic (the item key in Notes) finds it on the next run.
+        mount_retries(session, retries=retries, backoff=backoff, max_retry_after=max_retry_after,
+                      allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
+                      retry_class=_RallyRetry)
         session.hooks["response"].append(self._on_response)
         return session
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from errors import RallyError
 from fake_rally import PARENT_AND_PI, FakeRally, QueryError, parse_query
-from rally import RallyClient, _CappedRetry, quote_query_value, short_ref, story_url
+from http_retry import CappedRetry
+from rally import RallyClient, quote_query_value, short_ref, story_url
 
 FIELDS = ["Name", "ScheduleState", "Notes"]
 
@@ -381,11 +382,11 @@ def test_huge_retry_after_is_clamped(fake, sleeps):
 @pytest.mark.parametrize(("header", "expected"), [
     ("9223372036854775807", 7.0), ("3", 3.0), ("0", 0.0), ("soon", 1.0)])
 def test_retry_after_parsing_is_capped(header, expected):
-    assert _CappedRetry(total=1, max_retry_after=7.0).parse_retry_after(header) == expected
+    assert CappedRetry(total=1, max_retry_after=7.0).parse_retry_after(header) == expected
 
 
 def test_cap_survives_retry_increments():
-    retry = _CappedRetry(total=3, max_retry_after=2.0).new(total=2)
+    retry = CappedRetry(total=3, max_retry_after=2.0).new(total=2)
     assert retry.parse_retry_after("600") == 2.0
 
 

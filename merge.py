@@ -205,25 +205,35 @@ def _follow(winner: Rows, loser: Rows, stamp: str) -> Rows:
     return merged
 
 
-def _pick_cell(base: Row | None, ours: Row | None, theirs: Row | None) -> Row | None:
-    """One-sided changes win; both changed: the newest assessment (then the larger id)."""
+_BOTH_CHANGED = object()
+
+
+def _one_sided(base: Row | None, ours: Row | None, theirs: Row | None) -> Any:
+    """The row when at most one side changed it (or only one side has it), else
+    ``_BOTH_CHANGED``: then the caller decides."""
     if ours == theirs or theirs == base:
         return ours
     if ours == base:
         return theirs
     if ours is None or theirs is None:
         return ours or theirs
+    return _BOTH_CHANGED
+
+
+def _pick_cell(base: Row | None, ours: Row | None, theirs: Row | None) -> Row | None:
+    """One-sided changes win; both changed: the newest assessment (then the larger id)."""
+    row = _one_sided(base, ours, theirs)
+    if row is not _BOTH_CHANGED:
+        return row
     return max(ours, theirs, key=lambda r: (r["assessed_at"], r["assessment_id"]))
 
 
 def _merge_item(base: Row | None, ours: Row | None, theirs: Row | None) -> Row | None:
     """Field by field: one-sided changes win, else the side updated last; a story id is kept."""
-    if ours == theirs or theirs == base:
-        return ours
-    if ours == base:
-        return theirs
-    if ours is None or theirs is None:
-        return ours or theirs
+    row = _one_sided(base, ours, theirs)
+    if row is not _BOTH_CHANGED:
+        return row
+    assert ours is not None and theirs is not None
     newer_theirs = (theirs.get("updated_at") or "") > (ours.get("updated_at") or "")
     merged = dict(ours)
     for name in ours:
@@ -354,12 +364,9 @@ def _read_matrix(path: Path, label: str, *, missing_ok: bool = False
 
 def _pick_matrix_row(base: dict | None, ours: dict | None, theirs: dict | None,
                      columns: list[str]) -> dict | None:
-    if ours == theirs or theirs == base:
-        return ours
-    if ours == base:
-        return theirs
-    if ours is None or theirs is None:
-        return ours or theirs
+    row = _one_sided(base, ours, theirs)
+    if row is not _BOTH_CHANGED:
+        return row
     return max(ours, theirs,
                key=lambda r: (r.get("Assessed At") or "", [r.get(c) or "" for c in columns]))
 

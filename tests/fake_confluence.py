@@ -48,11 +48,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from lxml import etree
+
+from fake_http import FakeServer, Reply
 
 DEFAULT_EMAIL = "sre.bot@example.com"
 DEFAULT_TOKEN = "ATATT3xFfGF0-fake-cloud-api-token-0123456789"
@@ -117,22 +118,6 @@ def normalise(body: str, flavour: str) -> str:
     return body.replace("<table>", '<table class="wrapped">')
 
 
-class _Reply:
-    def __init__(self, status: int, payload: Any, content_type: str = "application/json",
-                 headers: dict | None = None) -> None:
-        self.status = status
-        self.payload = payload
-        self.content_type = content_type
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        if isinstance(self.payload, bytes):
-            return self.payload
-        if isinstance(self.payload, str):
-            return self.payload.encode("utf-8")
-        return json.dumps(self.payload).encode("utf-8")
-
-
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Payload Too Large",
             429: "Too Many Requests", 500: "Internal Server Error", 501: "Not Implemented",
@@ -142,9 +127,9 @@ _V2_CODES = {400: "INVALID_REQUEST_PARAMETER", 401: "UNAUTHORIZED", 403: "PERMIS
              500: "INTERNAL_SERVER_ERROR", 503: "SERVICE_UNAVAILABLE"}
 
 
-def v1_error(status: int, message: str, headers: dict | None = None) -> _Reply:
+def v1_error(status: int, message: str, headers: dict | None = None) -> Reply:
     """The v1 (Data Center, Cloud v1) error envelope."""
-    return _Reply(status, {
+    return Reply(status, {
         "statusCode": status,
         "data": {"authorized": status not in (401, 403), "valid": status != 400,
                  "allowedInReadOnlyMode": True, "errors": [], "successful": False},
@@ -152,13 +137,13 @@ def v1_error(status: int, message: str, headers: dict | None = None) -> _Reply:
 
 
 def v2_error(status: int, title: str, detail: str | None = None,
-             headers: dict | None = None) -> _Reply:
+             headers: dict | None = None) -> Reply:
     """The v2 (Cloud) error envelope."""
-    return _Reply(status, {"errors": [{"status": status, "code": _V2_CODES.get(status, "ERROR"),
+    return Reply(status, {"errors": [{"status": status, "code": _V2_CODES.get(status, "ERROR"),
                                        "title": title, "detail": detail}]}, headers=headers)
 
 
-class FakeConfluence:
+class FakeConfluence(FakeServer):
     """A Confluence server on 127.0.0.1 (port chosen by the OS) holding pages.
 
     ``cloud_url`` (``…/wiki``) is the CONFLUENCE_BASE_URL for ``api="cloud"``; ``dc_url``
@@ -170,6 +155,7 @@ class FakeConfluence:
                  dc_password: str = DEFAULT_DC_PASSWORD, context: str = "",
                  latency: float = 0.0, anonymous_access: bool = False,
                  normalise_bodies: bool = True) -> None:
+        super().__init__()
         self.email = email
         self.api_token = api_token
         self.pat = pat
@@ -190,44 +176,8 @@ class FakeConfluence:
         self._faults: list[dict] = []
         self._edits: list[dict] = []
         self._after_put: list[dict] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._port: int | None = None
 
     # --- life cycle ---
-
-    def start(self) -> FakeConfluence:
-        """Start serving in a background thread."""
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self._port = self._server.server_address[1]
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeConfluence:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._port is not None, "FakeConfluence not started"
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def cloud_url(self) -> str:
@@ -311,7 +261,18 @@ class FakeConfluence:
 
     # --- request handling ---
 
-    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Reply:
+    def respond(self, method: str, raw_path: str, headers: Any, body: bytes) -> Reply:
+        """Answer one request; a PUT that was saved may still get a fault (``fail_after_put``)."""
+        reply = self.handle(method, raw_path, headers, body)
+        if method == "PUT" and reply.status == 200:
+            fault = self.after_put_fault()
+            if fault is not None:
+                time.sleep(fault["delay"])
+                body_text = fault["body"] if fault["body"] is not None else HTML_502
+                reply = Reply(fault["status"], body_text, "text/html")
+        return reply
+
+    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> Reply:
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         path = split.path
@@ -332,10 +293,10 @@ class FakeConfluence:
         if path.startswith("/wiki/"):
             return self._cloud(method, path, query, parsed, headers)
         if self.context and not path.startswith(self.context + "/"):
-            return _Reply(404, "<html><body><h1>Not Found</h1></body></html>", "text/html")
+            return Reply(404, "<html><body><h1>Not Found</h1></body></html>", "text/html")
         return self._datacenter(method, path[len(self.context):], query, parsed, headers)
 
-    def _take_fault(self, method: str, path: str) -> _Reply | None:
+    def _take_fault(self, method: str, path: str) -> Reply | None:
         for fault in self._faults:
             if fault["n"] <= 0:
                 continue
@@ -358,7 +319,7 @@ class FakeConfluence:
             if fault["body"] is not None:
                 ctype = fault["content_type"] or (
                     "application/json" if isinstance(fault["body"], dict) else "text/html")
-                return _Reply(status, fault["body"], ctype, hdrs)
+                return Reply(status, fault["body"], ctype, hdrs)
             reason = _REASONS.get(status, "Error")
             if path.startswith("/wiki/"):
                 return v2_error(status, reason, None, hdrs)
@@ -371,10 +332,10 @@ class FakeConfluence:
         expected = base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
         return (headers.get("Authorization") or "") == f"Basic {expected}"
 
-    def _cloud(self, method: str, path: str, query: dict, body: Any, headers: Any) -> _Reply:
+    def _cloud(self, method: str, path: str, query: dict, body: Any, headers: Any) -> Reply:
         if not self._cloud_auth(headers):
             # Cloud answers a bad pair with text, not JSON (reference §1).
-            return _Reply(401, "Basic authentication with passwords is deprecated.  For more "
+            return Reply(401, "Basic authentication with passwords is deprecated.  For more "
                           "information, see: https://developer.atlassian.com/cloud/confluence/"
                           "deprecation-notice-basic-auth/", "text/plain;charset=UTF-8",
                           {"WWW-Authenticate": 'Basic realm="protected-area"'})
@@ -392,7 +353,7 @@ class FakeConfluence:
             if page is None or pid in self.hidden:
                 return v2_error(404, "Not Found", None)
             if method == "GET":
-                return _Reply(200, self._v2_page(page, query.get("body-format") == "storage"))
+                return Reply(200, self._v2_page(page, query.get("body-format") == "storage"))
             if method != "PUT":
                 return v2_error(405, "Method Not Allowed")
             if not isinstance(body, dict):
@@ -412,9 +373,9 @@ class FakeConfluence:
             version = body["version"] or {}
             result = self._put(page, pid, "cloud", body["title"], storage["value"],
                                version.get("number"), version.get("message") or "", False)
-            if isinstance(result, _Reply):
+            if isinstance(result, Reply):
                 return result
-            return _Reply(200, self._v2_page(page, True))
+            return Reply(200, self._v2_page(page, True))
 
     def _v2_page(self, page: dict, with_body: bool) -> dict:
         data = {"id": page["id"], "status": page["status"], "title": page["title"],
@@ -450,21 +411,21 @@ class FakeConfluence:
         return None
 
     def _datacenter(self, method: str, path: str, query: dict, body: Any,
-                    headers: Any) -> _Reply:
+                    headers: Any) -> Reply:
         who = self._dc_user(headers)
         if who is None:
             return v1_error(401, "This request requires authentication",
                             {"WWW-Authenticate": 'OAuth realm="http%3A%2F%2Flocalhost"'})
         if path == "/rest/api/user/current" and method == "GET":
             if who == "anonymous":
-                return _Reply(200, {"type": "anonymous", "displayName": "Anonymous",
+                return Reply(200, {"type": "anonymous", "displayName": "Anonymous",
                                     "profilePicture": {"path": "/images/icons/profilepics/"
                                                                "anonymous.svg"}})
-            return _Reply(200, {"type": "known", "username": self.dc_user,
+            return Reply(200, {"type": "known", "username": self.dc_user,
                                 "userKey": "8a7f80c2fake", "displayName": "Jane Doe"})
         m = re.match(r"^/rest/api/content/([^/]+)$", path)
         if not m:
-            return _Reply(404, "<html><body><h1>Not Found</h1></body></html>", "text/html")
+            return Reply(404, "<html><body><h1>Not Found</h1></body></html>", "text/html")
         pid = unquote(m.group(1))
         with self.lock:
             page = self.pages.get(pid)
@@ -472,7 +433,7 @@ class FakeConfluence:
                 return v1_error(404, f"No content found with id: ContentId{{id={pid}}}")
             if method == "GET":
                 expand = set(filter(None, query.get("expand", "").split(",")))
-                return _Reply(200, self._v1_page(page, expand))
+                return Reply(200, self._v1_page(page, expand))
             if method != "PUT":
                 return v1_error(405, "Method Not Allowed")
             if not isinstance(body, dict):
@@ -489,9 +450,9 @@ class FakeConfluence:
             result = self._put(page, pid, "datacenter", body["title"], storage["value"],
                                version.get("number"), version.get("message") or "",
                                bool(version.get("minorEdit")))
-            if isinstance(result, _Reply):
+            if isinstance(result, Reply):
                 return result
-            return _Reply(200, self._v1_page(page, {"body.storage", "version"}))
+            return Reply(200, self._v1_page(page, {"body.storage", "version"}))
 
     def _v1_page(self, page: dict, expand: set[str]) -> dict:
         base = self.dc_url
@@ -517,8 +478,8 @@ class FakeConfluence:
     # --- shared write path ---
 
     def _put(self, page: dict, pid: str, flavour: str, title: str, body: str, number: Any,
-             message: str, minor: bool) -> _Reply | None:
-        """Apply a PUT under the lock; a _Reply when refused, None when saved."""
+             message: str, minor: bool) -> Reply | None:
+        """Apply a PUT under the lock; a Reply when refused, None when saved."""
         v2 = flavour == "cloud"
         for edit in self._edits:
             if edit["id"] == pid and edit["n"] > 0:
@@ -549,40 +510,3 @@ class FakeConfluence:
                     fault["n"] -= 1
                     return fault
         return None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: FakeConfluence
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without TCP_NODELAY the client's delayed ACK
-    # stalls every request by ~40 ms, which would swamp the latency we mean to add.
-    disable_nagle_algorithm = True
-
-    def _serve(self) -> None:
-        fake = self.owner
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            reply = fake.handle(self.command, self.path, self.headers, body)
-            if self.command == "PUT" and reply.status == 200:
-                fault = fake.after_put_fault()
-                if fault is not None:
-                    time.sleep(fault["delay"])
-                    reply = (_Reply(fault["status"], fault["body"], "text/html")
-                             if fault["body"] is not None
-                             else _Reply(fault["status"], HTML_502, "text/html"))
-            data = reply.body()
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout): nothing to answer
-
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass

@@ -29,9 +29,10 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from fake_http import FakeServer, Reply
 
 API_PATH = "/slm/webservice/v2.0"
 DEFAULT_KEY = "_fakeRallyKey0123456789"
@@ -203,28 +204,12 @@ def _now() -> str:
 
 # --- the fake --------------------------------------------------------------------------------
 
-class _Reply:
-    def __init__(self, status: int, payload: Any, content_type: str = "application/json",
-                 headers: dict | None = None) -> None:
-        self.status = status
-        self.payload = payload
-        self.content_type = content_type
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        if isinstance(self.payload, bytes):
-            return self.payload
-        if isinstance(self.payload, str):
-            return self.payload.encode("utf-8")
-        return json.dumps(self.payload).encode("utf-8")
-
-
-def _html(status: int, reason: str, path: str, headers: dict | None = None) -> _Reply:
-    return _Reply(status, PAGE_ERROR.format(status=status, reason=reason, path=path),
+def _html(status: int, reason: str, path: str, headers: dict | None = None) -> Reply:
+    return Reply(status, PAGE_ERROR.format(status=status, reason=reason, path=path),
                   "text/html;charset=iso-8859-1", headers)
 
 
-class FakeRally:
+class FakeRally(FakeServer):
     """A Rally WSAPI server on 127.0.0.1 (port chosen by the OS), with seeded objects.
 
     Seeded: workspace ``workspace_id``; project ``project_id`` with a child project
@@ -233,6 +218,7 @@ class FakeRally:
     """
 
     def __init__(self, *, api_key: str = DEFAULT_KEY, latency: float = 0.0) -> None:
+        super().__init__()
         self.api_key = api_key
         self.valid_keys: set[str] = {api_key}
         self.latency = latency
@@ -240,9 +226,7 @@ class FakeRally:
         self.max_batch_entries: int | None = None
         self.requests: list[tuple[str, str, dict]] = []
         self.last_headers: dict[str, str] = {}
-        self.max_concurrent = 0
         self.lock = threading.RLock()
-        self._in_flight = 0
         self._faults: list[dict] = []
         self._malformed = 0
         self._creates_left: int | None = None
@@ -253,8 +237,6 @@ class FakeRally:
         self.objects: dict[str, dict[int, dict]] = {t: {} for t in SCHEMA}
         self.stories = self.objects["hierarchicalrequirement"]
         self.tags = self.objects["tag"]
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._seed()
 
     # --- life cycle ---
@@ -271,39 +253,6 @@ class FakeRally:
         self.user_id = self._add("user", UserName="sre.bot@example.com",
                                  DisplayName="SRE Bot", EmailAddress="sre.bot@example.com")
         self.add_tag("Backlog")
-
-    def start(self) -> FakeRally:
-        """Start serving in a background thread."""
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeRally:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The site address to use as RALLY_BASE_URL (``http://127.0.0.1:<port>``)."""
-        assert self._server is not None, "FakeRally not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def full_ref(self, ref: str) -> str:
         return (self.url if self._server else "https://rally1.rallydev.com") + API_PATH + ref
@@ -400,7 +349,7 @@ class FakeRally:
 
     # --- request handling ---
 
-    def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Reply:
+    def respond(self, method: str, raw_path: str, headers: Any, body: bytes) -> Reply:
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         path = split.path
@@ -419,21 +368,21 @@ class FakeRally:
                 return fault
             if self._malformed > 0:
                 self._malformed -= 1
-                return _Reply(200, '{"QueryResult": {"Errors": [], "Results": [{"_ref": "')
+                return Reply(200, '{"QueryResult": {"Errors": [], "Results": [{"_ref": "')
             key = headers.get("ZSESSIONID")  # email.message headers: any case matches
             if not key or key not in self.valid_keys:
-                return _Reply(401, PAGE_401.format(path=split.path),
+                return Reply(401, PAGE_401.format(path=split.path),
                               "text/html;charset=iso-8859-1")
             if not split.path.startswith(API_PATH + "/"):
                 return _html(404, "Not Found", split.path)
             try:
                 parsed = json.loads(body) if body.strip() else None
             except ValueError:
-                return _Reply(200, {"OperationResult": self._result(
+                return Reply(200, {"OperationResult": self._result(
                     ["Cannot parse input stream due to I/O error as JSON stream."])})
             return self.route(method, path, query, parsed, split.path)
 
-    def _take_fault(self, path: str) -> _Reply | None:
+    def _take_fault(self, path: str) -> Reply | None:
         for fault in self._faults:
             if fault["n"] > 0 and (fault["path"] is None or fault["path"] in path):
                 fault["n"] -= 1
@@ -444,14 +393,14 @@ class FakeRally:
                 if fault["retry_after"] is not None:
                     headers["Retry-After"] = str(fault["retry_after"])
                 if fault["body"] is not None:
-                    return _Reply(status, fault["body"], "text/html", headers)
+                    return Reply(status, fault["body"], "text/html", headers)
                 reason = {403: IP_TEXT, 429: "Too Many Requests", 500: "Server Error",
                           502: "Bad Gateway", 503: "Service Unavailable",
                           504: "Gateway Timeout"}.get(status, "Error")
                 return _html(status, reason, API_PATH + path, headers)
         return None
 
-    def _create_allowed(self, path: str) -> _Reply | None:
+    def _create_allowed(self, path: str) -> Reply | None:
         if self._creates_left is None:
             return None
         if self._creates_left > 0:
@@ -471,7 +420,7 @@ class FakeRally:
                 "Warnings": warnings or [], **extra}
 
     def route(self, method: str, path: str, query: dict, body: Any, raw: str = "",
-              in_batch: bool = False) -> _Reply:
+              in_batch: bool = False) -> Reply:
         """Dispatch one API call (also used for each ``/batch`` entry)."""
         if path.endswith(".js"):
             path = path[:-3]
@@ -508,8 +457,8 @@ class FakeRally:
             return self._update(tkey, oid, query, body)
         if method == "DELETE":
             if self.objects[tkey].pop(oid, None) is None:
-                return _Reply(200, {"OperationResult": self._result([NOT_FOUND])})
-            return _Reply(200, {"OperationResult": self._result()})
+                return Reply(200, {"OperationResult": self._result([NOT_FOUND])})
+            return Reply(200, {"OperationResult": self._result()})
         return _html(405, "Method Not Allowed", raw)
 
     # --- reading ---
@@ -576,31 +525,31 @@ class FakeRally:
         parent = self._get(story.get("Parent"))
         return self._feature_of(parent, depth + 1) if parent and depth < 50 else None
 
-    def _read(self, tkey: str, oid: int, query: dict) -> _Reply:
+    def _read(self, tkey: str, oid: int, query: dict) -> Reply:
         obj = self.objects[tkey].get(oid)
         if obj is None:
-            return _Reply(200, {"OperationResult": self._result([NOT_FOUND])})
+            return Reply(200, {"OperationResult": self._result([NOT_FOUND])})
         rendered = self.render(tkey, obj, self._fetch_spec(query, True))
         rendered.update(Errors=[], Warnings=[])
-        return _Reply(200, {SCHEMA[tkey][1]: rendered})
+        return Reply(200, {SCHEMA[tkey][1]: rendered})
 
-    def _query(self, tkey: str, query: dict) -> _Reply:
+    def _query(self, tkey: str, query: dict) -> Reply:
         try:
             objs = self.select(tkey, query)
         except QueryError as exc:
-            return _Reply(200, {"QueryResult": self._result(
+            return Reply(200, {"QueryResult": self._result(
                 [str(exc)], TotalResultCount=0, StartIndex=0, PageSize=0, Results=[])})
         try:
             start = max(1, int(query.get("start") or 1))
             pagesize = int(query.get("pagesize") or 20)
         except ValueError:
-            return _Reply(200, {"QueryResult": self._result(
+            return Reply(200, {"QueryResult": self._result(
                 ["Could not parse: start and pagesize must be numbers"], TotalResultCount=0,
                 StartIndex=0, PageSize=0, Results=[])})
         pagesize = min(max(pagesize, 1), 2000)  # above 2000: clamped [U in reference]
         fetch = self._fetch_spec(query, False)
         page = [self.render(tkey, o, fetch) for o in objs[start - 1:start - 1 + pagesize]]
-        return _Reply(200, {"QueryResult": self._result(
+        return Reply(200, {"QueryResult": self._result(
             TotalResultCount=len(objs), StartIndex=start, PageSize=pagesize, Results=page)})
 
     def select(self, tkey: str, query: dict) -> list[dict]:
@@ -810,11 +759,11 @@ class FakeRally:
                 return value
         return None
 
-    def _create(self, tkey: str, query: dict, body: Any) -> _Reply:
+    def _create(self, tkey: str, query: dict, body: Any) -> Reply:
         display = SCHEMA[tkey][0]
         fields = self._unwrap(tkey, body)
         if fields is None:
-            return _Reply(200, {"CreateResult": self._result(
+            return Reply(200, {"CreateResult": self._result(
                 [f"Could not read: the request body has no {display} object"], Object=None)})
         errors: list[str] = []
         warnings: list[str] = []
@@ -835,7 +784,7 @@ class FakeRally:
         if tkey == "tag" and not errors and self.tag_ref(obj["Name"]):
             errors.append(f'Validation error: a Tag named "{obj["Name"]}" already exists')
         if errors:
-            return _Reply(200, {"CreateResult": self._result(errors, warnings, Object=None)})
+            return Reply(200, {"CreateResult": self._result(errors, warnings, Object=None)})
         del obj["ObjectID"]
         obj["Workspace"] = norm_ref(query.get("workspace")) or self.workspace_ref
         if tkey == "hierarchicalrequirement":
@@ -843,38 +792,38 @@ class FakeRally:
         oid = self._add(tkey, **obj)
         rendered = self.render(tkey, self.objects[tkey][oid], self._fetch_spec(query, True))
         rendered["_CreatedAt"] = "just now"
-        return _Reply(200, {"CreateResult": self._result([], warnings, Object=rendered)})
+        return Reply(200, {"CreateResult": self._result([], warnings, Object=rendered)})
 
-    def _update(self, tkey: str, oid: int, query: dict, body: Any) -> _Reply:
+    def _update(self, tkey: str, oid: int, query: dict, body: Any) -> Reply:
         display = SCHEMA[tkey][0]
         obj = self.objects[tkey].get(oid)
         if obj is None:
-            return _Reply(200, {"OperationResult": self._result(
+            return Reply(200, {"OperationResult": self._result(
                 [f"Could not read: Could not read {display} {oid} to update."])})
         fields = self._unwrap(tkey, body)
         if fields is None:
-            return _Reply(200, {"OperationResult": self._result(
+            return Reply(200, {"OperationResult": self._result(
                 [f"Could not read: the request body has no {display} object"])})
         errors: list[str] = []
         warnings: list[str] = []
         changed = dict(obj)
         self._apply(tkey, changed, fields, errors, warnings)
         if errors:
-            return _Reply(200, {"OperationResult": self._result(errors, warnings)})
+            return Reply(200, {"OperationResult": self._result(errors, warnings)})
         if tkey == "hierarchicalrequirement":
             changed["LastUpdateDate"] = _now()
         obj.clear()
         obj.update(changed)
         rendered = self.render(tkey, obj, self._fetch_spec(query, True))
-        return _Reply(200, {"OperationResult": self._result([], warnings, Object=rendered)})
+        return Reply(200, {"OperationResult": self._result([], warnings, Object=rendered)})
 
-    def _batch(self, query: dict, body: Any, path: str) -> _Reply:
+    def _batch(self, query: dict, body: Any, path: str) -> Reply:
         entries = body.get("Batch") if isinstance(body, dict) else None
         if not isinstance(entries, list):
-            return _Reply(200, {"BatchResult": self._result(
+            return Reply(200, {"BatchResult": self._result(
                 ['Could not read: the request body has no "Batch" array'], Results=[])})
         if self.max_batch_entries is not None and len(entries) > self.max_batch_entries:
-            return _Reply(200, {"BatchResult": self._result(
+            return Reply(200, {"BatchResult": self._result(
                 [f"Batch has {len(entries)} entries; at most {self.max_batch_entries} are "
                  "allowed"], Results=[])})
         if any(self._is_create(e) for e in entries):
@@ -901,7 +850,7 @@ class FakeRally:
                                 "Warnings": inner.get("Warnings") or []})
             else:
                 results.append({"Errors": inner["Errors"], "Warnings": inner["Warnings"]})
-        return _Reply(200, {"BatchResult": self._result(Results=results)})
+        return Reply(200, {"BatchResult": self._result(Results=results)})
 
     @staticmethod
     def _is_create(item: Any) -> bool:
@@ -927,39 +876,3 @@ def _comparator(op: str, kind: str, value: Any) -> Callable[[Any], bool]:
             return False
 
     return ordered
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: FakeRally
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without TCP_NODELAY the client's delayed ACK
-    # stalls every request by ~40 ms, which would swamp the latency we mean to add.
-    disable_nagle_algorithm = True
-
-    def _serve(self) -> None:
-        fake = self.owner
-        with fake.lock:
-            fake._in_flight += 1
-            fake.max_concurrent = max(fake.max_concurrent, fake._in_flight)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            reply = fake.handle(self.command, self.path, self.headers, body)
-            data = reply.body()
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout): nothing to answer
-        finally:
-            with fake.lock:
-                fake._in_flight -= 1
-
-    do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass

@@ -1,0 +1,121 @@
+"""What the fake Rally and Confluence servers share: a threaded HTTP/1.1 server on 127.0.0.1
+(port chosen by the OS) that hands each request to the fake's ``respond`` and writes its reply.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+
+class Reply:
+    """One HTTP answer: status, payload (dict/list as JSON, str or bytes), type, headers."""
+
+    def __init__(self, status: int, payload: Any, content_type: str = "application/json",
+                 headers: dict | None = None) -> None:
+        self.status = status
+        self.payload = payload
+        self.content_type = content_type
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        if isinstance(self.payload, bytes):
+            return self.payload
+        if isinstance(self.payload, str):
+            return self.payload.encode("utf-8")
+        return json.dumps(self.payload).encode("utf-8")
+
+
+class FakeServer:
+    """Life cycle of a fake: ``with Fake() as fake:`` serves in a background thread.
+
+    Subclasses implement ``respond(method, raw_path, headers, body) -> Reply``. The most
+    requests seen at the same time are kept in ``max_concurrent``.
+    """
+
+    def __init__(self) -> None:
+        self.max_concurrent = 0
+        self._in_flight = 0
+        self._flight_lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._port: int | None = None
+
+    def respond(self, method: str, raw_path: str, headers: Any, body: bytes) -> Reply:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Start serving in a background thread."""
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        assert self._port is not None, f"{type(self).__name__} not started"
+        return f"http://127.0.0.1:{self._port}"
+
+    def _enter_request(self) -> None:
+        with self._flight_lock:
+            self._in_flight += 1
+            self.max_concurrent = max(self.max_concurrent, self._in_flight)
+
+    def _leave_request(self) -> None:
+        with self._flight_lock:
+            self._in_flight -= 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FakeServer
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the client's delayed ACK
+    # stalls every request by ~40 ms, which would swamp the latency the fakes add on purpose.
+    disable_nagle_algorithm = True
+
+    def _serve(self) -> None:
+        fake = self.owner
+        fake._enter_request()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            reply = fake.respond(self.command, self.path, self.headers, body)
+            data = reply.body()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout): nothing to answer
+        finally:
+            fake._leave_request()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass

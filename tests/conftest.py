@@ -7,8 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import sre_tracker
+
+# Property tests check correctness, not speed: a busy CI machine must not fail them on time.
+settings.register_profile("sre-tracker", deadline=None)
+settings.load_profile("sre-tracker")
 
 FLOWS = """Flow,Asset Name,Team,Target Level
 Checkout,payment-api,Payments,4

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import requests
@@ -17,7 +18,8 @@ class CappedRetry(Retry):
     """urllib3 ``Retry`` that caps the ``Retry-After`` wait at ``max_retry_after`` seconds.
 
     Servers have sent ``Retry-After: 9223372036854775807``; urllib3 would sleep that long (or
-    overflow). A header that is not a number or a date waits one second.
+    overflow). Decimal seconds are accepted; a header that is not a number or a date waits
+    one second.
     """
 
     def __init__(self, *args: Any, max_retry_after: float = 30.0, **kwargs: Any) -> None:
@@ -32,8 +34,18 @@ class CappedRetry(Retry):
         try:
             seconds = super().parse_retry_after(retry_after)
         except InvalidHeader:
-            seconds = 1.0  # garbage header: wait a little rather than fail the request
+            seconds = _decimal_seconds(retry_after)
         return max(0.0, min(seconds, self.max_retry_after))
+
+
+def _decimal_seconds(value: str) -> float:
+    """``Retry-After: 0.5`` (urllib3 takes only whole seconds and dates); anything else that is
+    not a number waits one second rather than failing the request."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return 1.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 1.0
 
 
 def mount_retries(session: requests.Session, *, retries: int, backoff: float,

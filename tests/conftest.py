@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import urllib3.util.retry
 from hypothesis import settings
 
 import sre_tracker
@@ -87,3 +88,12 @@ def ready(folder: Path, run) -> Path:
     code, _out, err = run(folder, "setup", "--from-csv")
     assert code == 0, err
     return folder
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits urllib3 makes between attempts, recorded instead of slept (speed belongs to
+    bench/, tests check which waits were asked for)."""
+    recorded: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", recorded.append)
+    return recorded

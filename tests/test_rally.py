@@ -8,7 +8,6 @@ import socket
 
 import pytest
 import requests
-import urllib3.util.retry
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -349,14 +348,6 @@ def test_update_of_deleted_story_says_so(fake, client):
 
 # --- retries, timeouts, broken answers -----------------------------------------------------
 
-@pytest.fixture
-def sleeps(monkeypatch):
-    """The waits urllib3 makes between attempts, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(urllib3.util.retry.time, "sleep", recorded.append)
-    return recorded
-
-
 def test_429_with_retry_after_is_retried_after_that_wait(fake, client, sleeps):
     fake.fail_next(1, status=429, retry_after="1")
     assert client.current_user()["UserName"] == "sre.bot@example.com"
@@ -380,7 +371,8 @@ def test_huge_retry_after_is_clamped(fake, sleeps):
 
 
 @pytest.mark.parametrize(("header", "expected"), [
-    ("9223372036854775807", 7.0), ("3", 3.0), ("0", 0.0), ("soon", 1.0)])
+    ("9223372036854775807", 7.0), ("3", 3.0), ("0", 0.0), ("0.25", 0.25), ("soon", 1.0),
+    ("nan", 1.0), ("-2", 1.0)])
 def test_retry_after_parsing_is_capped(header, expected):
     assert CappedRetry(total=1, max_retry_after=7.0).parse_retry_after(header) == expected
 

@@ -18,7 +18,8 @@ from functools import lru_cache
 
 import maturity as mt
 
-TODO_COLUMNS = [
+# The to-do table's columns, in SPEC §6 order (the page, confluence_page.txt, the HTML).
+PAGE_COLUMNS = [
     "Priority", "Required for Go Live", "Target Milestone", "Owner", "Flow", "Asset Name",
     "Task", "Description", "Rally Card", "Status", "Category",
 ]
@@ -199,10 +200,10 @@ def _safe_url(url: str) -> str | None:
 
 def wiki_table(rows: Sequence[Mapping[str, str]]) -> str:
     """The to-do table in Confluence wiki markup: ``||header||`` then ``|cell|`` rows."""
-    lines = ["||" + "||".join(TODO_COLUMNS) + "||"]
+    lines = ["||" + "||".join(PAGE_COLUMNS) + "||"]
     for row in rows:
         cells = []
-        for col in TODO_COLUMNS:
+        for col in PAGE_COLUMNS:
             value = row.get(col, "")
             if col == "Rally Card" and value:
                 url = _safe_url(row.get("_link", ""))

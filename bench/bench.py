@@ -442,7 +442,7 @@ def todo_rows(n: int, variant: int = 0) -> list[dict[str, str]]:
         asset, cap, level = f"asset-{i // 12:05d}", f"Capability {i % 12:02d}-{i % 5}", 2 + i % 3
         status = statuses[(i + variant * (i % 10 == 0)) % 4]
         rid = f"US{1000 + i}" if status != "Not Started" else ""
-        row = dict(zip(reports.TODO_COLUMNS, [
+        row = dict(zip(reports.PAGE_COLUMNS, [
             f"P{1 + i % 3}", "Yes" if level <= 2 else "No", "Go-Live" if level <= 2 else "",
             "Asset", f"Flow {i % 7:02d}", asset, f"{cap} → L{level}",
             f"{cap} criteria {level}: the service has it & it is <checked> weekly "

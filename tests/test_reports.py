@@ -101,7 +101,7 @@ def test_todo_rows_keep_done_items_awaiting_reassessment_and_drop_closed():
 def test_todo_row_columns_and_task():
     row = reports.todo_rows([item(rally_id="US12", rally_url="https://r/x")])[0]
     assert ([k for k in row if not k.startswith("_")], row["Task"], row["Flow"]) == (
-        reports.TODO_COLUMNS, "Alerts → L2", "Checkout, Login")
+        reports.PAGE_COLUMNS, "Alerts → L2", "Checkout, Login")
 
 
 # ---------------------------------------------------------------- rally_import.csv
@@ -150,7 +150,7 @@ def test_item_key_survives_rally_notes_html(asset, wrap):
 def test_wiki_table_header_and_column_order():
     text = reports.wiki_table(reports.todo_rows([item()]))
     header, row = text.splitlines()
-    assert header == "||" + "||".join(reports.TODO_COLUMNS) + "||"
+    assert header == "||" + "||".join(reports.PAGE_COLUMNS) + "||"
     assert len(split_wiki_row(row)) == 11
 
 
@@ -173,21 +173,21 @@ texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=4
 
 @given(st.lists(texts, min_size=11, max_size=11))
 def test_any_text_in_any_cell_gives_eleven_cells_that_round_trip(values):
-    row = dict(zip(reports.TODO_COLUMNS, values, strict=True))
+    row = dict(zip(reports.PAGE_COLUMNS, values, strict=True))
     row["Rally Card"] = ""
     row["Status"] = ""
     line = reports.wiki_table([row]).splitlines()[1:]
     assert len(line) == 1
     cells = split_wiki_row(line[0])
     assert len(cells) == 11
-    for col, cell in zip(reports.TODO_COLUMNS, cells, strict=True):
+    for col, cell in zip(reports.PAGE_COLUMNS, cells, strict=True):
         if col in ("Rally Card", "Status"):
             continue
         assert wiki_unescape(cell).strip() == reports.clean_text(row[col])
 
 
 def test_empty_cells_are_never_empty():
-    row = dict.fromkeys(reports.TODO_COLUMNS, "")
+    row = dict.fromkeys(reports.PAGE_COLUMNS, "")
     assert "||" not in reports.wiki_table([row]).splitlines()[1]
 
 

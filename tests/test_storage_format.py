@@ -12,7 +12,7 @@ from lxml import etree
 import storage_format as sf
 from errors import ConfluenceError
 from fake_confluence import normalise, xhtml_error
-from reports import TODO_COLUMNS
+from reports import PAGE_COLUMNS
 
 TITLE = "SRE Action Items"
 
@@ -86,7 +86,7 @@ def spliced(old: str, new: str, before: str, after: str) -> str:
 
 def human_table(extra_rows: str = "", comments: bool = True) -> str:
     """A table the tool wrote earlier, with a human 'Comments' column after Task."""
-    cols = list(TODO_COLUMNS)
+    cols = list(PAGE_COLUMNS)
     if comments:
         cols.insert(7, "Comments")
     header = "<tr>" + "".join(f"<th><p>{c}</p></th>" for c in cols) + "</tr>"
@@ -120,7 +120,7 @@ def test_render_table_header_order_escaping_link_and_status():
                                _colour="green", Status="In-Progress")])
     root = wrap(out)
     ths = [th.findtext("p") for th in root.iter("th")]
-    assert ths == TODO_COLUMNS
+    assert ths == PAGE_COLUMNS
     assert "a &lt; b &amp; c &gt; d ]]&gt; \"q\"<br />line two" in out
     assert '<a href="https://rally1.rallydev.com/#/detail/userstory/12">US12</a>' in out
     assert '<ac:parameter ac:name="colour">Green</ac:parameter>' in out
@@ -268,7 +268,7 @@ def test_human_column_keeps_cells_and_position_matched_by_asset_and_task():
     assert summary == "1 row added, 1 updated, 1 removed"
     table = spliced(body, new, before, after)
     got = sf.table_rows(new, TITLE)
-    assert list(got[0])[:12] == [*TODO_COLUMNS[:7], "Comments", *TODO_COLUMNS[7:]]
+    assert list(got[0])[:12] == [*PAGE_COLUMNS[:7], "Comments", *PAGE_COLUMNS[7:]]
     assert [(r["Asset Name"], r["Comments"]) for r in got] == [
         ("auth", "done next week"), ("new-svc", ""), ("payment-api", "waiting on  & team ")]
     assert '<td><p>waiting on <ac:link><ri:user ri:account-id="abc" /></ac:link> &amp; team <ac:emoticon ac:name="smile" /></p></td>' in table
@@ -293,7 +293,7 @@ def test_human_rows_kept_after_tool_rows_and_blank_rows_dropped():
 
 
 def test_new_tool_column_drops_stale_colgroup_and_keeps_thead():
-    cols = [c for c in TODO_COLUMNS if c != "Category"]
+    cols = [c for c in PAGE_COLUMNS if c != "Category"]
     header = "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
     body = (f'<h2>SRE Action Items</h2><table class="wrapped"><colgroup><col /><col /></colgroup>'
             f"<thead>{header}</thead><tbody></tbody></table>")
@@ -323,7 +323,7 @@ def test_unreadable_tables_refused(table, match):
 
 def test_table_with_caption_and_rows_outside_tbody():
     body = ("<h2>SRE Action Items</h2><table><caption>c</caption><tr>"
-            + "".join(f"<th>{c}</th>" for c in TODO_COLUMNS) + "</tr></table>")
+            + "".join(f"<th>{c}</th>" for c in PAGE_COLUMNS) + "</tr></table>")
     new, changed, _ = sf.update_table(body, TITLE, [row()])
     assert changed and "<caption>c</caption>" in new
     assert sf.inspect_page(new, TITLE).rows == 1
@@ -397,7 +397,7 @@ _TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.fixed_dictionaries({c: _TEXT for c in TODO_COLUMNS}), _TEXT, _TEXT)
+@given(st.fixed_dictionaries({c: _TEXT for c in PAGE_COLUMNS}), _TEXT, _TEXT)
 def test_any_text_renders_well_formed_and_reads_back(values, link, colour):
     item = {**values, "_link": link, "_colour": colour}
     table = sf.render_table([item])
@@ -405,7 +405,7 @@ def test_any_text_renders_well_formed_and_reads_back(values, link, colour):
     new, changed, _ = sf.update_table("<p>page</p>", TITLE, [item])
     assert changed and new.startswith("<p>page</p><h2>SRE Action Items</h2>")
     got = sf.table_rows(new, TITLE)[0]
-    for column in TODO_COLUMNS:
+    for column in PAGE_COLUMNS:
         expected = sf.xml_clean(values[column])
         if column == "Status":
             expected = expected.replace("\n", " ")
@@ -415,15 +415,15 @@ def test_any_text_renders_well_formed_and_reads_back(values, link, colour):
 
 
 def test_cell_text_from_paragraphs_entities_and_macro_parameters():
-    cols = "".join(f"<th>{c}</th>" for c in TODO_COLUMNS)
-    values = {c: f"<td><p>{row()[c]}</p></td>" for c in TODO_COLUMNS}
+    cols = "".join(f"<th>{c}</th>" for c in PAGE_COLUMNS)
+    values = {c: f"<td><p>{row()[c]}</p></td>" for c in PAGE_COLUMNS}
     values["Description"] = "<td><p>Every alert</p><p>is&nbsp;actionable</p></td>"
     values["Rally Card"] = f'<td><a href="{row()["_link"]}">US12</a></td>'
     values["Status"] = ('<td><p><ac:structured-macro ac:name="status"><ac:parameter '
                         'ac:name="title">In&nbsp;progress<b>!</b></ac:parameter><ac:parameter '
                         'ac:name="colour">Blue</ac:parameter></ac:structured-macro></p></td>')
     body = ("<h2>SRE Action Items</h2><table><!-- note --><tbody><tr>" + cols + "</tr><tr>"
-            + "".join(values[c] for c in TODO_COLUMNS) + "</tr></tbody></table>")
+            + "".join(values[c] for c in PAGE_COLUMNS) + "</tr></tbody></table>")
     got = sf.table_rows(body, TITLE)[0]
     assert got["Description"] == "Every alert\nis\xa0actionable"
     assert got["Status"] == "In\xa0progress!" and got["_colour"] == "Blue"

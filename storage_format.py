@@ -28,11 +28,9 @@ from functools import lru_cache
 from lxml import etree
 
 from errors import ConfluenceError
+from reports import PAGE_COLUMNS
 
-COLUMNS = [
-    "Priority", "Required for Go Live", "Target Milestone", "Owner", "Flow", "Asset Name",
-    "Task", "Description", "Rally Card", "Status", "Category",
-]
+COLUMNS = PAGE_COLUMNS  # the tool's own columns; any other column on the page is a human's
 STATUS_COLOURS = ("Grey", "Red", "Yellow", "Green", "Blue")
 DEFAULT_COLOUR = "Grey"
 

@@ -196,12 +196,14 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     code, partial = EXIT_OK, None
     if args.push:
         try:
-            code = sync.push(args, ctx)
+            sync.push(args, ctx, items)
         except PartialFailure as exc:
-            partial = exc  # the files still show what was created; the error is raised last
-        with ctx.open_db() as db:
+            partial = exc  # files and page still show what was created; raised last
+        with ctx.open_db() as db:  # again: the items now carry their story ids
             matrix, _flows, items = load_view(db)
     write_report_files(ctx, args, matrix, items)
+    if args.push:
+        code = sync.update_page(ctx, items)
     if partial is not None:
         raise partial
     return code

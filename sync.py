@@ -82,14 +82,13 @@ def _progress(ctx, done: int, total: int) -> None:
         print(f"\rcreating stories: {done}/{total}", end="", file=ctx.out, flush=True)
 
 
-def push(args, ctx) -> int:
-    """Create the missing stories (adopting any that already exist), commit, update the page."""
-    from sre_tracker import load_view, write_matrix_file
+def push(args, ctx, items: list[dict]) -> None:
+    """Create the stories the selected ``items`` lack (adopting any that already exist) and
+    commit their ids; PartialFailure lists the stories that could not be created."""
+    from sre_tracker import write_matrix_file
 
     settings: Settings = ctx.settings
     tag = settings.get("RALLY_TAG")
-    with ctx.open_db() as db:
-        _m, _f, items = load_view(db)
     selected = reports.select_for_rally(items, args.include_amber)
     created, adopted, failures = 0, 0, []
     db = ctx.open_db()
@@ -134,13 +133,11 @@ def push(args, ctx) -> int:
                        f"report --push: {created} stories created, {adopted} adopted")
     ctx.print(f"rally: {created} stories created, {adopted} existing stories adopted, "
               f"{len(failures)} failed")
-    code = update_page(ctx)
     if failures:
         for key, error in failures:
             print(f"  not created: {key}: {error}", file=ctx.err)
         raise PartialFailure(f"{len(failures)} of {len(selected)} stories were not created "
                              "(listed above); run report --push again to finish")
-    return code
 
 
 def _record(db, settings: Settings, key: str, story: dict, now: str) -> None:
@@ -263,10 +260,9 @@ def run_sync(args, ctx) -> int:
     return update_page(ctx)
 
 
-def update_page(ctx) -> int:
-    """Bring the Confluence to-do table up to date, or say why the page is skipped."""
-    from sre_tracker import load_view
-
+def update_page(ctx, items: list[dict] | None = None) -> int:
+    """Bring the Confluence to-do table up to date (from ``items`` when the caller already
+    has them), or say why the page is skipped."""
     settings: Settings = ctx.settings
     missing = settings.confluence_missing()
     if missing:
@@ -274,8 +270,11 @@ def update_page(ctx) -> int:
         return EXIT_OK
     import confluence
 
-    with ctx.open_db() as db:
-        _m, _f, items = load_view(db)
+    if items is None:
+        from sre_tracker import load_view
+
+        with ctx.open_db() as db:
+            _m, _f, items = load_view(db)
     rows = reports.todo_rows(items)
     client = confluence_client(settings)
     try:

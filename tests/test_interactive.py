@@ -293,9 +293,8 @@ def test_declining_the_confirmation_writes_nothing(ready):
 
 
 # ---------------------------------------------------------------- 6. --all
-@pytest.mark.parametrize(("stop", "exit_code"), [("q", 0), ("ctrl-c", 130)])
-def test_all_saves_each_confirmed_capability_even_when_stopped(ready, stop, exit_code):
-    head = git(ready, "rev-parse", "HEAD").strip()
+def start_all_and_save_dashboards(ready: Path) -> pexpect.spawn:
+    """``assess --all`` on payment-api with Dashboards answered (level 1) and saved."""
     child = spawn(ready, "assess", "--asset", "payment-api", "--all", "--assessor", "jdoe")
     child.expect_exact("Monitoring / Dashboards for payment-api")
     reply(child, DASHBOARDS[0], "y")
@@ -303,6 +302,13 @@ def test_all_saves_each_confirmed_capability_even_when_stopped(ready, stop, exit
     reply(child, NOTES, "")
     reply(child, SAVE, "y")
     child.expect_exact("saved")
+    return child
+
+
+@pytest.mark.parametrize(("stop", "exit_code"), [("q", 0), ("ctrl-c", 130)])
+def test_all_saves_each_confirmed_capability_even_when_stopped(ready, stop, exit_code):
+    head = git(ready, "rev-parse", "HEAD").strip()
+    child = start_all_and_save_dashboards(ready)
     child.expect_exact("Alerting / Alerts for payment-api")
     reply(child, ALERTS[0], "n")
     reply(child, NOTES, "")
@@ -326,6 +332,18 @@ def test_all_saves_each_confirmed_capability_even_when_stopped(ready, stop, exit
         "assess: Checkout/payment-api 2 capabilities (jdoe)", "", "Dashboards none→1",
         "Alerts none→0"]
     assert git(ready, "status", "--porcelain") == ""
+
+
+def test_q_at_the_save_prompt_of_all_ends_the_walk_keeping_what_was_saved(ready):
+    child = start_all_and_save_dashboards(ready)
+    reply(child, ALERTS[0], "n")
+    reply(child, NOTES, "")
+    reply(child, SAVE, "q")
+    code, _signal, transcript = finish(child)
+
+    matrix = {e["capability"]: e for e in status(ready)["matrix"] if e["asset"] == "payment-api"}
+    assert code == 0 and "Alerting / On-call" not in transcript
+    assert [matrix[c]["state"] for c in ("Dashboards", "Alerts")] == ["Assessed", "Not Assessed"]
 
 
 # ---------------------------------------------------------------- 8. no terminal
@@ -436,21 +454,3 @@ def test_interactive_setup_adds_flows_to_existing_ones(ready):
                     ("Login", "auth"), ("Search", "search-api")]
     assert "search-api" in {e["asset"] for e in status(ready)["matrix"]}
     assert commits(ready)[0].startswith("setup: ")
-
-
-def test_q_at_the_save_prompt_of_all_ends_the_walk_keeping_what_was_saved(ready):
-    child = spawn(ready, "assess", "--asset", "payment-api", "--all", "--assessor", "jdoe")
-    child.expect_exact("Monitoring / Dashboards for payment-api")
-    reply(child, DASHBOARDS[0], "y")
-    reply(child, DASHBOARDS[1], "n")
-    reply(child, NOTES, "")
-    reply(child, SAVE, "y")
-    child.expect_exact("saved")
-    reply(child, ALERTS[0], "n")
-    reply(child, NOTES, "")
-    reply(child, SAVE, "q")
-    code, _signal, transcript = finish(child)
-
-    matrix = {e["capability"]: e for e in status(ready)["matrix"] if e["asset"] == "payment-api"}
-    assert code == 0 and "Alerting / On-call" not in transcript
-    assert [matrix[c]["state"] for c in ("Dashboards", "Alerts")] == ["Assessed", "Not Assessed"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import maturity as mt
 from csvfiles import AssessmentRow, FlowRow, ModelRow
-from errors import DatabaseError, InputError
+from errors import DatabaseError, InputError, NewerSchema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -199,7 +199,7 @@ class Database:
                 "move it away or pass --data-dir"
             )
         if version > SCHEMA_VERSION:
-            raise DatabaseError(
+            raise NewerSchema(
                 f"{self.path} was written by a newer sre-tracker (schema {version}, this one "
                 f"knows {SCHEMA_VERSION}); upgrade sre-tracker"
             )

@@ -32,6 +32,10 @@ class DatabaseError(TrackerError):
     """The SQLite file is corrupt, foreign, or from a newer version."""
 
 
+class NewerSchema(DatabaseError):
+    """The SQLite file was written by a newer sre-tracker (upgrading is the fix)."""
+
+
 class GitError(TrackerError):
     """A git command failed; the data change itself is kept."""
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from errors import EXIT_OK, DatabaseError, InputError
+from errors import EXIT_OK, DatabaseError, InputError, NewerSchema
 
 # Primary keys of the merged tables (the schema's, repeated so the merge reads on its own).
 DEFINITION_TABLES = {
@@ -52,67 +52,41 @@ def merge_db(base: Path, ours: Path, theirs: Path) -> str:
     (on copies); a newer, foreign or damaged side raises DatabaseError and leaves ``ours`` as it
     was. Returns a one-line summary of what came from theirs.
     """
-    from database import Database
-
     with tempfile.TemporaryDirectory(prefix="sre-merge-") as tmp:
         work = Path(tmp)
-        have_base = base.is_file() and base.stat().st_size > 0
-        copies = {}
-        for label, path in (("ours", ours), ("theirs", theirs), ("base", base)):
-            if label == "base" and not have_base:
-                continue
-            copies[label] = _open_copy(path, label, work)
-        with Database(copies["theirs"]) as db:
+        with _open_side(theirs, "theirs", work) as db:
             other = _snapshot(db.conn)
-        if "base" in copies:
-            with Database(copies["base"]) as db:
+        ancestor: dict[str, Rows] = {}
+        if base.is_file() and base.stat().st_size > 0:
+            with _open_side(base, "base", work) as db:
                 ancestor = _snapshot(db.conn)
-        else:
-            ancestor = {}
-        with Database(copies["ours"]) as db:
+        with _open_side(ours, "ours", work) as db:
             summary = _merge_into(db, ancestor, other)
-        result = work / "ours.db"
         target = ours.with_name(f".{ours.name}.merge.tmp")
-        shutil.copyfile(result, target)
+        shutil.copyfile(work / "ours.db", target)
         os.replace(target, ours)
     return summary
 
 
-def _open_copy(path: Path, label: str, work: Path) -> Path:
-    """Copy one side into ``work`` and check it opens (migrating an older schema there)."""
-    from database import APPLICATION_ID, SCHEMA_VERSION, Database
+def _open_side(path: Path, label: str, work: Path):
+    """Open a copy of one side in ``work``: ``Database`` refuses a foreign, damaged or newer
+    file and migrates an older one (on the copy, so the work tree stays clean)."""
+    from database import Database
 
     what = f"cannot merge sre_data.db: the {label} version"
     if not path.is_file() or path.stat().st_size == 0:
         raise DatabaseError(f"{what} is missing or empty; resolve the conflict by hand "
                             "(git checkout --ours/--theirs sre_data.db)")
-    with open(path, "rb") as fh:
-        if fh.read(16) != b"SQLite format 3\x00":
-            raise DatabaseError(f"{what} is not an SQLite database; resolve by hand "
-                                "(git checkout --ours sre_data.db)")
     copy = work / f"{label}.db"
     shutil.copyfile(path, copy)
     try:
-        conn = sqlite3.connect(f"{copy.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{what} is damaged ({exc}); resolve by hand") from None
-    if app_id not in (0, APPLICATION_ID):
-        raise DatabaseError(f"{what} is not an sre-tracker database; resolve by hand")
-    if version > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"{what} was written by a newer sre-tracker (schema {version}, this one knows "
-            f"{SCHEMA_VERSION}); upgrade sre-tracker and merge again"
-        )
-    try:
-        Database(copy).close()
+        return Database(copy)
     except DatabaseError as exc:
-        raise DatabaseError(f"{what}: {str(exc).replace(str(copy), 'sre_data.db')}") from None
-    return copy
+        # Keep what is wrong, not where (a temporary copy) nor the advice meant for a command.
+        problem = str(exc).replace(str(copy), "").split(";")[0].strip()
+        advice = ("upgrade sre-tracker and merge again" if isinstance(exc, NewerSchema) else
+                  "resolve the conflict by hand (git checkout --ours sre_data.db)")
+        raise DatabaseError(f"{what} {problem}; {advice}") from None
 
 
 def _snapshot(conn: sqlite3.Connection) -> dict[str, Rows]:

@@ -289,12 +289,9 @@ class ConfluenceClient:
         except requests.exceptions.ConnectTimeout as exc:
             raise self._error(f"cannot reach Confluence at {self.host} (connection timed out);"
                               " check CONFLUENCE_BASE_URL and the network or proxy") from exc
-        except requests.exceptions.Timeout as exc:
-            kind = WriteOutcomeUnknown if method != "GET" else ConfluenceError
-            raise self._error(f"Confluence at {self.host} did not answer {method} {what} within "
-                              f"{self.timeout:g} s; try again later", kind) from exc
-        except requests.exceptions.ConnectionError as exc:
-            if _timed_out(exc):  # read timeouts that used up urllib3's retries end up here
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+            # Read timeouts that used up urllib3's retries arrive as ConnectionError.
+            if isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
                 kind = WriteOutcomeUnknown if method != "GET" else ConfluenceError
                 raise self._error(f"Confluence at {self.host} did not answer {method} {what} "
                                   f"within {self.timeout:g} s; try again later", kind) from exc

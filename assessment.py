@@ -205,7 +205,7 @@ def run(args, ctx) -> int:
     p = Prompter(write=lambda text: print(text, file=ctx.out, flush=True))
     today = now_iso()[:10]
     assessor = args.assessor or gitops.user_name(ctx.data_dir)
-    from sre_tracker import write_matrix_file
+    from views import write_matrix_file
 
     saved: list[str] = []
     db = ctx.open_db()

@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 from errors import ConfigError
 
+__version__ = "0.1.0"
+
 SECRETS = frozenset({"RALLY_API_KEY", "CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT"})
 
 # name -> (default, one-line meaning); the order is the order of `.env.example` and `check`.

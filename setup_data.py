@@ -83,7 +83,7 @@ def apply(ctx, *, dry_run: bool = False) -> int:
         except _Rollback:
             unchanged = True
         if not unchanged or not (folder / MATRIX_FILE).exists():
-            from sre_tracker import write_matrix_file
+            from views import write_matrix_file
 
             write_matrix_file(ctx, db)
     finally:
@@ -136,7 +136,7 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes) -> Non
 
 
 def _dry_run(ctx, flows, model, rows, assessor: str, now: str) -> int:
-    from sre_tracker import load_view
+    from views import load_view
 
     path = ctx.data_dir / DB_FILE
     tmp = None

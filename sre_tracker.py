@@ -15,10 +15,11 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from config import __version__
+from context import Context
 from errors import (
     EXIT_ERROR,
     EXIT_GATE_CLOSED,
@@ -30,8 +31,8 @@ from errors import (
     PartialFailure,
     TrackerError,
 )
+from views import load_view
 
-__version__ = "0.1.0"
 log = logging.getLogger("sre_tracker")
 
 EPILOG_ENV = (
@@ -39,125 +40,6 @@ EPILOG_ENV = (
     "(see .env.example). Exit codes: 0 done, 1 error, 2 usage, 3 partly done, 4 gate closed, "
     "130 interrupted."
 )
-
-
-# ---------------------------------------------------------------------------- context
-@dataclass
-class Context:
-    """What every handler gets: resolved settings, output streams, verbosity."""
-
-    settings: object
-    verbosity: int = 0
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    _said: set = field(default_factory=set)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.settings.data_dir  # type: ignore[attr-defined]
-
-    def print(self, text: str = "") -> None:
-        print(text, file=self.out)
-
-    def notice(self, text: str) -> None:
-        """A remark on stderr, said once per run, silenced by -q."""
-        if text in self._said or self.verbosity < 0:
-            return
-        self._said.add(text)
-        print(f"sre_tracker: {text}", file=self.err)
-
-    def db_path(self) -> Path:
-        from database import DB_FILE
-
-        return self.data_dir / DB_FILE
-
-    def open_db(self, *, create: bool = False):
-        from database import Database
-
-        self.prepare_folder()
-        db = Database(self.db_path(), create=create)
-        if db.migrated_from is not None:
-            self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
-                        f"{db.schema_version()} (backup: {db.backup.name})")
-        return db
-
-    def prepare_folder(self) -> None:
-        """Register the git drivers in the data folder's repo and warn about a tracked .env."""
-        if "prepared" in self._said:
-            return
-        self._said.add("prepared")
-        import gitops
-
-        if not self.data_dir.is_dir():
-            raise InputError(f"data folder {self.data_dir} does not exist; create it or pass "
-                             "--data-dir")
-        if gitops.repo_root(self.data_dir) is None:
-            return
-        gitops.register_drivers(self.data_dir)
-        if gitops.env_tracked(self.data_dir):
-            self.notice("warning: .env is tracked by git and holds secrets; run "
-                        "'git rm --cached .env' and commit")
-
-    def commit(self, files: list[str], message: str) -> None:
-        """Commit the data files this run changed, or say once why not."""
-        import gitops
-
-        if not self.settings.commit:  # type: ignore[attr-defined]
-            self.notice("not committing (--no-commit or SRE_TRACKER_GIT_COMMIT=false)")
-            return
-        if not gitops.available():
-            self.notice("git is not installed; changes are saved but not committed")
-            return
-        if gitops.repo_root(self.data_dir) is None:
-            self.notice(f"{self.data_dir} is not a git repository; changes are saved but not "
-                        "committed (run setup to create one)")
-            return
-        try:
-            sha = gitops.commit(self.data_dir, files, message)
-        except GitError as exc:
-            raise GitError(f"the change is saved, but {exc}") from None
-        if sha:
-            log.info("committed %s: %s", sha, message)
-
-
-def write_matrix_file(ctx: Context, db) -> None:
-    """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review)."""
-    import maturity as mt
-    import reports
-    from csvfiles import atomic_write
-    from database import MATRIX_FILE, now_iso
-
-    matrix, _flows = mt.matrix_view(db.load_model(), db.load_assets(), db.load_cells(),
-                                    db.open_item_cells(), now_iso()[:10])
-    atomic_write(ctx.data_dir / MATRIX_FILE, reports.matrix_csv(matrix))
-
-
-def load_view(db, today: str | None = None):
-    """Matrix entries, flow roll-ups and item dicts (with their flows) from the database."""
-    import maturity as mt
-    from database import now_iso
-
-    today = today or now_iso()[:10]
-    model, assets = db.load_model(), db.load_assets()
-    items = db.load_items()
-    cells = db.load_cells()
-    for it in items:
-        info = assets.get(it["asset"])
-        it["flows"] = info.flow_label if info else ""
-        it["team"] = info.team if info else ""
-        cell = cells.get((it["asset"], it["capability"]))
-        it["current_level"] = cell.level if cell is not None else None
-    live = [it for it in items if mt.is_open(it["state"]) and it["asset"] in assets
-            and it["capability"] in model]
-    matrix, flows = mt.matrix_view(model, assets, cells, live, today)
-    return matrix, flows, [it for it in items if it["asset"] in assets or
-                           not mt.is_open(it["state"])]
-
-
-def data_files() -> list[str]:
-    from database import DB_FILE, MATRIX_FILE
-
-    return [DB_FILE, MATRIX_FILE]
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -219,8 +101,8 @@ def write_report_files(ctx: Context, args: argparse.Namespace, matrix, items) ->
     out_dir = Path(args.output_dir).expanduser() if args.output_dir else ctx.data_dir
     if not out_dir.is_dir():
         raise InputError(f"--output-dir {out_dir} does not exist; create it first")
-    tag = ctx.settings.get("RALLY_TAG")  # type: ignore[attr-defined]
-    title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")  # type: ignore[attr-defined]
+    tag = ctx.settings.get("RALLY_TAG")
+    title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")
     selected = reports.select_for_rally(items, args.include_amber)
     rows = reports.todo_rows(items)
     atomic_write(out_dir / "rally_import.csv", reports.rally_import_csv(selected, tag))

@@ -27,8 +27,8 @@ def require_rally(settings: Settings, purpose: str = "report --push") -> None:
 
 
 def rally_client(settings: Settings):
+    from config import __version__
     from rally import RallyClient
-    from sre_tracker import __version__
 
     return RallyClient(
         settings.get("RALLY_BASE_URL"), settings.get("RALLY_API_KEY"),
@@ -85,7 +85,7 @@ def _progress(ctx, done: int, total: int) -> None:
 def push(args, ctx, items: list[dict]) -> None:
     """Create the stories the selected ``items`` lack (adopting any that already exist) and
     commit their ids; PartialFailure lists the stories that could not be created."""
-    from sre_tracker import write_matrix_file
+    from views import write_matrix_file
 
     settings: Settings = ctx.settings
     tag = settings.get("RALLY_TAG")
@@ -203,7 +203,7 @@ class _Rollback(Exception):
 
 def run_sync(args, ctx) -> int:
     """The ``sync`` command."""
-    from sre_tracker import write_matrix_file
+    from views import write_matrix_file
 
     settings: Settings = ctx.settings
     if args.from_csv:
@@ -271,7 +271,7 @@ def update_page(ctx, items: list[dict] | None = None) -> int:
     import confluence
 
     if items is None:
-        from sre_tracker import load_view
+        from views import load_view
 
         with ctx.open_db() as db:
             _m, _f, items = load_view(db)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import config
 import sre_tracker
 from conftest import git
 from database import Database
@@ -35,7 +36,7 @@ def cell(data: dict, asset: str, capability: str) -> dict:
 # ---------------------------------------------------------------- basics
 def test_version(capsys):
     assert sre_tracker.main(["--version"]) == 0
-    assert sre_tracker.__version__ in capsys.readouterr().out
+    assert config.__version__ in capsys.readouterr().out
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

@@ -1,0 +1,85 @@
+"""The project's import graph: data walks one way, nothing climbs back to the entry point."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = "sre_tracker"
+
+
+def project_modules() -> dict[str, Path]:
+    return {path.stem: path for path in sorted(ROOT.glob("*.py"))}
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """Project modules `path` imports anywhere (module level, inside functions, TYPE_CHECKING)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module.split(".")[0]]
+        else:
+            continue
+        found.update(name for name in names if name in known)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    known = set(modules)
+    return {name: imported_modules(path, known) - {name} for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path [a, b, ..., a], or None (depth-first, three colours)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_graph_sees_imports_inside_functions():
+    graph = import_graph()
+    assert ENTRY in graph and "maturity" in graph
+    # sre_tracker imports its command modules inside the handlers, so those edges must show.
+    assert graph[ENTRY] - {"config", "context", "errors"}
+
+
+def test_no_import_cycle():
+    assert find_cycle(import_graph()) is None
+
+
+def test_cycle_finder_reports_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_nothing_imports_the_entry_point():
+    upward = sorted(name for name, targets in import_graph().items() if ENTRY in targets)
+    assert upward == []
+
+
+def test_maturity_rules_stay_pure():
+    """maturity.py holds the rules as pure functions: no project module, no I/O library."""
+    assert import_graph()["maturity"] == set()
+    io_libraries = {"sqlite3", "pandas", "requests", "subprocess", "os", "pathlib", "io", "csv"}
+    used = imported_modules(ROOT / "maturity.py", io_libraries)
+    assert used == set()

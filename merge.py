@@ -91,24 +91,9 @@ def _open_side(path: Path, label: str, work: Path):
 
 def _snapshot(conn: sqlite3.Connection) -> dict[str, Rows]:
     """Every merged table as {primary key: row dict}."""
-    return {table: _rows(conn, table) for table in TABLE_ORDER}
+    from database import rows_by_key
 
-
-def _primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
-    info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-    pk = sorted((r[5], r[1]) for r in info if r[5])
-    return tuple(name for _pos, name in pk)
-
-
-def _rows(conn: sqlite3.Connection, table: str) -> Rows:
-    pk = _primary_key(conn, table)
-    cur = conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid')
-    names = [d[0] for d in cur.description]
-    out: Rows = {}
-    for values in cur:
-        row = dict(zip(names, values, strict=True))
-        out[tuple(row[k] for k in pk)] = row
-    return out
+    return {table: rows_by_key(conn, table) for table in TABLE_ORDER}
 
 
 def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
@@ -141,10 +126,11 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
                      if row != ours["cells"].get(key) or row != theirs["cells"].get(key)}
     reassessed = _reassessed(changed_cells, merged["cells"], merged["items"])
 
+    from database import rewrite_rows
+
     with db.transaction():
-        conn.execute("PRAGMA defer_foreign_keys=ON")
         for table in TABLE_ORDER:
-            _apply(conn, table, ours[table], merged[table])
+            rewrite_rows(conn, table, ours[table], merged[table])
         db.refresh_items(reassessed=reassessed)
 
     new_history = len(set(theirs["assessments"]) - set(ours["assessments"]))
@@ -237,29 +223,6 @@ def _reassessed(changed: set[tuple], cells: Rows, items: Rows) -> set[tuple]:
             done_at[key] = max(done_at.get(key, ""), row.get("done_at") or "")
     return {key for key in changed
             if key in done_at and cells[key]["assessed_at"] > done_at[key]}
-
-
-def _apply(conn: sqlite3.Connection, table: str, current: Rows, merged: Rows) -> None:
-    """Turn ``current`` into ``merged``: insert, update and delete rows (rowids of kept rows
-    stay)."""
-    pk = _primary_key(conn, table)
-    where = " AND ".join(f'"{k}" = ?' for k in pk)
-    for key in current.keys() - merged.keys():
-        conn.execute(f'DELETE FROM "{table}" WHERE {where}', key)
-    for key, row in merged.items():
-        old = current.get(key)
-        if old == row:
-            continue
-        names = list(row)
-        if old is None:
-            marks = ",".join("?" * len(names))
-            cols = ",".join(f'"{n}"' for n in names)
-            conn.execute(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})',
-                         [row[n] for n in names])
-        else:
-            sets = ",".join(f'"{n}" = ?' for n in names)
-            conn.execute(f'UPDATE "{table}" SET {sets} WHERE {where}',
-                         [*(row[n] for n in names), *key])
 
 
 # ---------------------------------------------------------------------------- merge-matrix
@@ -370,7 +333,7 @@ def dump(path: Path) -> str:
     One section per table, one line per row, rows in primary-key order (the history in time
     order). Never raises for a bad file: it says what the file is in one line instead.
     """
-    from database import APPLICATION_ID
+    from database import APPLICATION_ID, file_identity, open_read_only
 
     path = Path(path)
     try:
@@ -383,15 +346,11 @@ def dump(path: Path) -> str:
     if head != b"SQLite format 3\x00":
         return f"{path.name}: not an SQLite database ({path.stat().st_size} bytes)\n"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        conn = open_read_only(path)
     except sqlite3.Error as exc:
         return f"{path.name}: cannot be opened ({exc})\n"
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )]
+        app_id, version, tables = file_identity(conn)
         if app_id not in (0, APPLICATION_ID):
             return f"{path.name}: an SQLite file of another application (not sre-tracker)\n"
         order = [t for t in TABLE_ORDER if t in tables] + sorted(set(tables) - set(TABLE_ORDER))
@@ -409,13 +368,14 @@ def dump(path: Path) -> str:
 
 
 def _dump_rows(conn: sqlite3.Connection, table: str) -> list[Row]:
-    cur = conn.execute(f'SELECT * FROM "{table}"')
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, values, strict=True)) for values in cur]
+    from database import primary_key, table_rows
+
+    rows = table_rows(conn, table, rowid_order=False)
+    names = list(rows[0]) if rows else []
     if table == "assessments" and {"assessed_at", "id"} <= set(names):
         sort_cols: Iterable[str] = ("assessed_at", "id")
     else:
-        sort_cols = _primary_key(conn, table) or tuple(names)
+        sort_cols = primary_key(conn, table) or tuple(names)
     return sorted(rows, key=lambda r: [_sort_value(r.get(c)) for c in sort_cols])
 
 

@@ -12,6 +12,7 @@ from datetime import date
 
 import maturity as mt
 from errors import EXIT_OK, InputError
+from names import resolve
 
 HELP = "answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), q (quit)"
 
@@ -241,18 +242,10 @@ def run(args, ctx) -> int:
 def _pick_asset(p: Prompter, args, assets, interactive: bool) -> str:
     flows = sorted({f for info in assets.values() for f in info.flows})
     flow = args.flow
-    if flow is not None:  # names match case-insensitively, as --asset and --capability do
-        flow = {f.casefold(): f for f in flows}.get(flow.casefold())
-        if flow is None:
-            hint = mt.close_matches(args.flow, flows)
-            raise InputError(f"unknown flow {args.flow!r}" + (
-                f"; did you mean {', '.join(hint)}?" if hint else "; see flows.csv"))
+    if flow is not None:  # names match case-insensitively, as everywhere (names.py)
+        flow = resolve("flow", flow, flows, "see flows.csv")
     if args.asset:
-        asset = {a.casefold(): a for a in assets}.get(args.asset.casefold())
-        if asset is None:
-            hint = mt.close_matches(args.asset, assets)
-            raise InputError(f"unknown asset {args.asset!r}" + (
-                f"; did you mean {', '.join(hint)}?" if hint else "; see flows.csv"))
+        asset = resolve("asset", args.asset, assets, "see flows.csv")
         if flow and flow not in assets[asset].flows:
             raise InputError(f"asset {asset!r} is not in flow {flow!r} (it is in "
                              f"{assets[asset].flow_label})")
@@ -272,14 +265,7 @@ def _pick_capabilities(p: Prompter, args, model, db, asset: str,
             raise InputError("--all asks questions; it needs a terminal")
         return list(model.values())
     if args.capability:
-        folded = {c.casefold(): c for c in model}
-        name = folded.get(args.capability.casefold())
-        if name is None:
-            hint = mt.close_matches(args.capability, model)
-            raise InputError(f"unknown capability {args.capability!r}" + (
-                f"; did you mean {', '.join(hint)}?" if hint else
-                "; see maturity_model.csv"))
-        return [model[name]]
+        return [model[resolve("capability", args.capability, model, "see maturity_model.csv")]]
     if not interactive:
         raise InputError("--capability is required when stdin is not a terminal")
     categories = list(dict.fromkeys(c.category for c in model.values()))

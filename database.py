@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import maturity as mt
 from csvfiles import AssessmentRow, FlowRow, ModelRow
 from errors import DatabaseError, InputError, NewerSchema
+from names import unknown_message
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -318,6 +319,12 @@ class Database:
         sql += " ORDER BY assessed_at DESC, rowid DESC"
         return [dict(r, answers=json.loads(r["answers"])) for r in self.conn.execute(sql, params)]
 
+    def history_names(self, column: str) -> set[str]:
+        """Every asset (``column="asset"``) or capability ever assessed, archived ones too."""
+        if column not in ("asset", "capability"):
+            raise ValueError(column)
+        return {r[0] for r in self.conn.execute(f"SELECT DISTINCT {column} FROM assessments")}
+
     def frame(self, sql: str, params: Iterable[object] = ()) -> pd.DataFrame:
         """A query as a pandas DataFrame."""
         import pandas as pd
@@ -475,20 +482,14 @@ class Database:
             )
         }
         for row in rows:
+            where = f"{source_name}:{row.line}, column"
             if row.asset.casefold() not in assets:
-                hint = mt.close_matches(row.asset, assets.values())
-                raise InputError(
-                    f"{source_name}:{row.line}, column 'Asset Name': unknown asset "
-                    f"{row.asset!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else "")
-                    + "; add it to flows.csv or fix the name"
-                )
+                raise InputError(f"{where} 'Asset Name': " + unknown_message(
+                    "asset", row.asset, assets.values(), "add it to flows.csv or fix the name"))
             if row.capability.casefold() not in caps:
-                hint = mt.close_matches(row.capability, caps.values())
-                raise InputError(
-                    f"{source_name}:{row.line}, column 'Capability': unknown capability "
-                    f"{row.capability!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else "")
-                    + "; add it to maturity_model.csv or fix the name"
-                )
+                raise InputError(f"{where} 'Capability': " + unknown_message(
+                    "capability", row.capability, caps.values(),
+                    "add it to maturity_model.csv or fix the name"))
         cells = self.load_cells()
         skipped: list[str] = []
         entries: list[tuple] = []

@@ -394,14 +394,26 @@ def display_status(work_status: str, state: str) -> str:
     return work_status
 
 
-def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
-    """Names close to ``word`` (case-insensitive), for 'did you mean' messages."""
-    import difflib
+def unassessed_go_live(
+    model: Mapping[str, Capability],
+    asset_names: Iterable[str],
+    cells: Mapping[tuple[str, str], Cell],
+    today: str,
+) -> list[tuple[str, Capability]]:
+    """(asset, capability) pairs that close the go-live gate for want of an assessment.
 
-    folded = {c.casefold(): c for c in choices}
-    hits = difflib.get_close_matches(word.casefold(), list(folded), n=n, cutoff=0.5)
-    subs = [c for f, c in folded.items() if word.casefold() in f and c not in hits]
-    return ([folded[h] for h in hits] + subs)[:n]
+    A capability with a go-live level of 1 or more that is Not Assessed on the asset today
+    (never assessed, or Not Applicable past its expiry) is a gate nobody has checked.
+    """
+    found = []
+    for asset in sorted(asset_names):
+        for cap in model.values():
+            if cap.go_live_level < 1:
+                continue
+            cell = effective_cell(cells.get((asset, cap.name)) or Cell(asset, cap.name), today)
+            if cell.state == NOT_ASSESSED:
+                found.append((asset, cap))
+    return found
 
 
 def matrix_view(

@@ -152,34 +152,61 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
-    """Exit 4 when the flow (or asset) has open go-live-required items, else 0."""
+    """Exit 4 when the flow (or asset) has open go-live-required items or go-live capabilities
+    nobody assessed (unless --allow-unassessed), else 0."""
     import maturity as mt
+    from database import now_iso
+    from names import resolve
 
     with ctx.open_db() as db:
         assets = db.load_assets()
+        model = db.load_model()
+        cells = db.load_cells()
         _matrix, _flows, items = load_view(db)
     if args.flow:
-        names = {a for a, info in assets.items() if args.flow in info.flows}
-        if not names:
-            raise InputError(_unknown("flow", args.flow, {f for i in assets.values()
-                                                          for f in i.flows}))
-        scope = f"flow {args.flow}"
+        flow = resolve("flow", args.flow, {f for i in assets.values() for f in i.flows})
+        names = {a for a, info in assets.items() if flow in info.flows}
+        scope = f"flow {flow}"
     else:
-        if args.asset not in assets:
-            raise InputError(_unknown("asset", args.asset, assets))
-        names, scope = {args.asset}, f"asset {args.asset}"
+        asset = resolve("asset", args.asset, assets)
+        names, scope = {asset}, f"asset {asset}"
     blocking = [it for it in items if it["asset"] in names and it["go_live"]
                 and mt.is_open(it["state"])]
-    if not blocking:
-        ctx.print(f"gate open: {scope} has no open go-live item")
+    unassessed = mt.unassessed_go_live(model, names, cells, now_iso()[:10])
+    allowed = ""
+    if args.allow_unassessed and unassessed:
+        allowed = (f" ({_count(len(unassessed), 'go-live capability', 'go-live capabilities')}"
+                   " not assessed, allowed by --allow-unassessed)")
+        unassessed = []
+    if not blocking and not unassessed:
+        ctx.print(f"gate open: {scope} has no open go-live item{allowed}")
         return EXIT_OK
-    ctx.print(f"gate closed: {scope} has {len(blocking)} open go-live item(s)")
+    reasons = []
+    if blocking:
+        reasons.append(_count(len(blocking), "open go-live item", "open go-live items"))
+    if unassessed:
+        reasons.append(_count(len(unassessed), "go-live capability", "go-live capabilities")
+                       + " not assessed")
+    ctx.print(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
     for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
         status = mt.display_status(it["work_status"], it["state"])
         task = mt.task_name(it["capability"], it["level"])
         story = f", {it['rally_id']}" if it["rally_id"] else ""
         ctx.print(f"  {it['priority']}  {it['asset']}  {task}  [{status}{story}]  {it['why']}")
+    by_asset: dict[str, list[str]] = {}
+    for asset, cap in unassessed:
+        by_asset.setdefault(asset, []).append(f"{cap.name} (L{cap.go_live_level})")
+    for asset, caps in by_asset.items():
+        ctx.print(f"  not assessed  {asset}  {', '.join(caps)}")
+    if unassessed:
+        ctx.print("  (assess them, or mark them Not Applicable; --allow-unassessed leaves them "
+                  "out)")
     return EXIT_GATE_CLOSED
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``1 asset`` / ``3 assets``."""
+    return f"{n} {one if n == 1 else many}"
 
 
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
@@ -192,7 +219,8 @@ def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
         if since is None:
             raise InputError(f"--since {args.since!r} is not a date; use YYYY-MM-DD")
     with ctx.open_db() as db:
-        entries = db.history(args.asset, args.capability, since)
+        asset, capability = _history_names(db, args.asset, args.capability)
+        entries = db.history(asset, capability, since)
     if not entries:
         ctx.print("no assessments recorded" + (" for that filter" if args.asset or
                                                 args.capability or since else ""))
@@ -214,6 +242,19 @@ def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
         if e["notes"]:
             ctx.print(f"    notes: {e['notes']}")
     return EXIT_OK
+
+
+def _history_names(db, asset: str | None, capability: str | None
+                   ) -> tuple[str | None, str | None]:
+    """The filters' canonical names; archived assets and capabilities keep their history."""
+    from names import resolve
+
+    if asset:
+        asset = resolve("asset", asset, {*db.load_assets(), *db.history_names("asset")})
+    if capability:
+        capability = resolve("capability", capability,
+                             {*db.load_model(), *db.history_names("capability")})
+    return asset, capability
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
@@ -272,27 +313,18 @@ def _level_text(state: str, level: int | None) -> str:
     return str(level)
 
 
-def _unknown(kind: str, name: str, choices) -> str:
-    import maturity as mt
-
-    hint = mt.close_matches(name, choices)
-    return (f"unknown {kind} {name!r}" + (f"; did you mean {', '.join(hint)}?" if hint else
-                                          f"; known: {', '.join(sorted(choices)[:8])}"))
-
-
 def _filter(matrix, flows, items, flow: str | None, asset: str | None):
+    from names import resolve
+
     if flow:
-        known = {f["flow"] for f in flows}
-        if flow not in known:
-            raise InputError(_unknown("flow", flow, known))
+        flow = resolve("flow", flow, {f["flow"] for f in flows})
         matrix = [e for e in matrix if flow in e["flows"]]
         flows = [f for f in flows if f["flow"] == flow]
         names = {e["asset"] for e in matrix}
         items = [it for it in items if it["asset"] in names]
     if asset:
-        known = {e["asset"] for e in matrix}
-        if asset not in known:
-            raise InputError(_unknown("asset", asset, known))
+        asset = resolve("asset", asset, {e["asset"] for e in matrix},
+                        f"it is not in flow {flow}" if flow else "")
         matrix = [e for e in matrix if e["asset"] == asset]
         own = set(matrix[0]["flows"]) if matrix else set()
         flows = [f for f in flows if f["flow"] in own]
@@ -434,12 +466,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--as-of", metavar="DATE|COMMIT", help="the matrix as it was (git history)")
 
-    p = add("gate", cmd_gate, "go-live gate: exit 4 when go-live items are open",
+    p = add("gate", cmd_gate, "go-live gate: exit 4 when go-live items are open or go-live "
+            "capabilities are not assessed",
             "  sre_tracker.py gate --flow Checkout && deploy\n"
-            "  sre_tracker.py gate --asset payment-api\n")
+            "  sre_tracker.py gate --asset payment-api\n"
+            "  sre_tracker.py gate --flow Checkout --allow-unassessed  # only open items\n")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--flow")
-    which.add_argument("--asset")
+    which.add_argument("--flow", help="every asset listed in this flow")
+    which.add_argument("--asset", help="this asset only")
+    p.add_argument("--allow-unassessed", action="store_true",
+                   help="do not close the gate for go-live capabilities nobody assessed")
 
     p = add("history", cmd_history, "assessment history, newest first",
             "  sre_tracker.py history\n"

@@ -177,8 +177,8 @@ def test_assessment_of_unknown_asset_writes_nothing(ready, run):
     (ready / "assessments.csv").write_text("Asset Name,Capability,Level\nwebb,Alerts,1\n")
     before = (ready / "sre_data.db").read_bytes()
     code, _out, err = run(ready, "setup", "--from-csv")
-    assert code == 1 and "assessments.csv:2, column 'Asset Name': unknown asset 'webb' " \
-        "(did you mean web?)" in err
+    assert code == 1 and "assessments.csv:2, column 'Asset Name': unknown asset 'webb'; " \
+        "did you mean web?" in err
     assert (ready / "sre_data.db").read_bytes() == before
 
 
@@ -361,10 +361,45 @@ def test_gate_closed_lists_go_live_items_and_exits_4(ready, run):
     assert code == 4 and "web  On-call → L2" in out and "Answered" not in out.split("\n")[0]
 
 
-def test_gate_open_exits_0(ready, run):
+def test_gate_open_exits_0_when_every_go_live_capability_is_met(ready, run):
+    for capability, level in (("Dashboards", "2"), ("Alerts", "1"), ("On-call", "3")):
+        run(ready, "assess", "--asset", "payment-api", "--capability", capability,
+            "--level", level)
+    code, out, _err = run(ready, "gate", "--asset", "PAYMENT-API")
+    assert (code, out) == (0, "gate open: asset payment-api has no open go-live item\n")
+
+
+def test_gate_right_after_setup_is_closed_listing_what_nobody_assessed(ready, run):
+    code, out, _err = run(ready, "gate", "--flow", "checkout")
+    lines = out.splitlines()
+    assert code == 4
+    assert lines[0] == "gate closed: flow Checkout has 6 go-live capabilities not assessed"
+    assert "  not assessed  payment-api  Dashboards (L2), Alerts (L1), On-call (L3)" in lines
+    assert "  not assessed  web  Dashboards (L2), Alerts (L1), On-call (L3)" in lines
+
+
+def test_gate_allow_unassessed_leaves_them_out(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    code, out, _err = run(ready, "gate", "--asset", "web", "--allow-unassessed")
+    assert (code, out) == (0, "gate open: asset web has no open go-live item (2 go-live "
+                              "capabilities not assessed, allowed by --allow-unassessed)\n")
     run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
-    code, out, _err = run(ready, "gate", "--asset", "payment-api")
-    assert (code, "gate open" in out) == (0, True)
+    code, out, _err = run(ready, "gate", "--flow", "Login", "--allow-unassessed")
+    assert code == 4 and "2 open go-live items (4 go-live capabilities not assessed, allowed" \
+        in out.splitlines()[0]
+    assert "not assessed  " not in out
+
+
+def test_gate_counts_an_expired_not_applicable_mark_as_not_assessed(ready, run):
+    for capability in ("Dashboards", "Alerts"):
+        run(ready, "assess", "--asset", "auth", "--capability", capability, "--level", "2")
+    run(ready, "assess", "--asset", "auth", "--capability", "On-call", "--not-applicable",
+        "batch", "--until", "2999-01-01")
+    assert run(ready, "gate", "--asset", "auth")[0] == 0
+    with Database(ready / "sre_data.db") as db, db.transaction() as conn:
+        conn.execute("UPDATE cells SET na_until = '2000-01-01' WHERE asset = 'auth'")
+    code, out, _err = run(ready, "gate", "--asset", "auth")
+    assert code == 4 and "  not assessed  auth  On-call (L3)" in out.splitlines()
 
 
 def test_asset_in_two_flows_blocks_both(ready, run):
@@ -376,6 +411,29 @@ def test_asset_in_two_flows_blocks_both(ready, run):
 def test_gate_unknown_flow(ready, run):
     code, _out, err = run(ready, "gate", "--flow", "Nope")
     assert code == 1 and "unknown flow" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["status", "--flow", "login"], None),
+    (["status", "--asset", "Web"], None),
+    (["history", "--asset", "AUTH"], None),
+    (["history", "--capability", "alerts"], None),
+    (["gate", "--asset", "Auth"], None),
+    (["status", "--flow", "Logn"], "unknown flow 'Logn'; did you mean Login?"),
+    (["status", "--asset", "webb"], "unknown asset 'webb'; did you mean web?"),
+    (["history", "--asset", "nope"], "unknown asset 'nope'; known: auth, payment-api, web"),
+    (["history", "--capability", "alert"], "unknown capability 'alert'; did you mean Alerts?"),
+    (["gate", "--asset", "paymentapi"], "unknown asset 'paymentapi'; did you mean payment-api?"),
+    (["assess", "--asset", "wbe", "--capability", "Alerts", "--level", "1"],
+     "unknown asset 'wbe'; did you mean web?; see flows.csv"),
+])
+def test_names_match_in_any_case_and_unknown_ones_name_close_matches(ready, run, argv,
+                                                                      message):
+    code, _out, err = run(ready, *argv)
+    if message is None:
+        assert code in (0, 4) and err == ""
+    else:
+        assert (code, err) == (1, f"sre_tracker: error: {message}\n")
 
 
 def test_history_newest_first_with_answers(ready, run):

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import maturity as mt
+from names import close_matches
 
 
 def capability(go_live_levels=(1, 2), questions_per_level=None) -> mt.Capability:
@@ -213,5 +214,7 @@ def test_display_and_colour_of_done_items():
         "Completed – awaiting re-assessment", "Green", "Red")
 
 
-def test_close_matches_suggests_similar_names():
-    assert mt.close_matches("paymnt-api", ["payment-api", "web", "auth"]) == ["payment-api"]
+def test_close_matches_suggests_similar_names_each_once():
+    assert close_matches("paymnt-api", ["payment-api", "web", "auth"]) == ["payment-api"]
+    assert close_matches("login", ["Login", "Logout", "web"]) == ["Login", "Logout"]
+    assert close_matches("backups", ["Backups", "Rollback", "backup-db"]).count("Backups") == 1

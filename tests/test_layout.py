@@ -83,3 +83,17 @@ def test_maturity_rules_stay_pure():
     io_libraries = {"sqlite3", "pandas", "requests", "subprocess", "os", "pathlib", "io", "csv"}
     used = imported_modules(ROOT / "maturity.py", io_libraries)
     assert used == set()
+
+
+def test_sql_runs_only_in_the_database_module():
+    """Only database.py calls execute/executemany/executescript (SQL lives in one place)."""
+    sql_calls = {"execute", "executemany", "executescript"}
+    offenders = []
+    for name, path in project_modules().items():
+        if name == "database":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in sql_calls):
+                offenders.append(f"{name}.py:{node.lineno}")
+    assert offenders == []

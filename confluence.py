@@ -20,7 +20,7 @@ import base64
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -29,6 +29,9 @@ from urllib3.exceptions import ReadTimeoutError
 import storage_format
 from errors import ConfluenceError
 from http_retry import CappedRetry, mount_retries
+
+if TYPE_CHECKING:
+    from config import Settings
 
 log = logging.getLogger("sre_tracker.confluence")
 
@@ -427,6 +430,15 @@ def _server_text(resp: requests.Response) -> str:
     unique = list(dict.fromkeys(f.strip() for f in found if f and f.strip()))
     text = re.sub(r"\s+", " ", "; ".join(unique)).strip()
     return text[:_MAX_SERVER_TEXT] + ("…" if len(text) > _MAX_SERVER_TEXT else "")
+
+
+def client_from_settings(settings: Settings) -> ConfluenceClient:
+    """The client for the site and credentials the settings name (CONFLUENCE_*)."""
+    return make_client(
+        settings.get("CONFLUENCE_BASE_URL"), api=settings.confluence_api,
+        user=settings.get("CONFLUENCE_USER"), api_token=settings.get("CONFLUENCE_API_TOKEN"),
+        pat=settings.get("CONFLUENCE_PAT"),
+    )
 
 
 def make_client(base_url: str | None, *, api: str = "auto", user: str | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -19,6 +19,9 @@ from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from errors import RallyError
 from http_retry import RETRY_STATUSES, CappedRetry, mount_retries
+
+if TYPE_CHECKING:
+    from config import Settings
 
 log = logging.getLogger("sre_tracker.rally")
 
@@ -65,6 +68,16 @@ def _site_url(base_url: str) -> str:
 def story_url(base_url: str, project_id: str | int, object_id: str | int) -> str:
     """The web page of a story: ``<site>/#/<projectOID>/detail/userstory/<storyOID>`` (§7)."""
     return f"{_site_url(base_url)}/#/{project_id}/detail/userstory/{object_id}"
+
+
+def client_from_settings(settings: Settings) -> RallyClient:
+    """The client for the workspace and project the settings name (RALLY_*)."""
+    from config import __version__
+
+    return RallyClient(
+        settings.get("RALLY_BASE_URL"), settings.get("RALLY_API_KEY"),
+        settings.get("RALLY_WORKSPACE_ID"), settings.get("RALLY_PROJECT_ID"), version=__version__,
+    )
 
 
 def _plain(obj: dict) -> dict:

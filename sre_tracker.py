@@ -277,9 +277,9 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     """Check configuration, git wiring, and that Rally and Confluence are reachable."""
-    import sync
+    import check
 
-    return sync.run_check(args, ctx)
+    return check.run(ctx)
 
 
 def cmd_merge_db(args: argparse.Namespace, ctx: Context) -> int:

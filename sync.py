@@ -13,7 +13,7 @@ import maturity as mt
 import reports
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE, MATRIX_FILE, now_iso
-from errors import EXIT_ERROR, EXIT_OK, ConfluenceError, PartialFailure, RallyError, TrackerError
+from errors import EXIT_OK, PartialFailure
 
 log = logging.getLogger("sre_tracker.sync")
 
@@ -24,16 +24,6 @@ EXPORT_COLUMNS = {"formatted id": True, "name": False, "schedule state": True, "
 
 def require_rally(settings: Settings, purpose: str = "report --push") -> None:
     settings.require(RALLY_REQUIRED, purpose)
-
-
-def rally_client(settings: Settings):
-    from config import __version__
-    from rally import RallyClient
-
-    return RallyClient(
-        settings.get("RALLY_BASE_URL"), settings.get("RALLY_API_KEY"),
-        settings.get("RALLY_WORKSPACE_ID"), settings.get("RALLY_PROJECT_ID"), version=__version__,
-    )
 
 
 def story_url(settings: Settings, oid: str) -> str:
@@ -85,6 +75,7 @@ def _progress(ctx, done: int, total: int) -> None:
 def push(args, ctx, items: list[dict]) -> None:
     """Create the stories the selected ``items`` lack (adopting any that already exist) and
     commit their ids; PartialFailure lists the stories that could not be created."""
+    import rally
     from views import write_matrix_file
 
     settings: Settings = ctx.settings
@@ -93,7 +84,7 @@ def push(args, ctx, items: list[dict]) -> None:
     created, adopted, failures = 0, 0, []
     db = ctx.open_db()
     try:
-        with rally_client(settings) as rc:
+        with rally.client_from_settings(settings) as rc:
             parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
             existing = index_by_key(rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS))
             now = now_iso()
@@ -210,9 +201,10 @@ def run_sync(args, ctx) -> int:
         stories = read_rally_export(Path(args.from_csv))
         source = Path(args.from_csv).name
     else:
-        settings.require(("RALLY_API_KEY", "RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID",
-                          "RALLY_PARENT_ID"), "sync (or use sync --from-csv EXPORT.csv)")
-        with rally_client(settings) as rc:
+        import rally
+
+        settings.require(RALLY_REQUIRED, "sync (or use sync --from-csv EXPORT.csv)")
+        with rally.client_from_settings(settings) as rc:
             parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
             stories = rc.fetch_stories(settings.get("RALLY_TAG"), parent["_ref"], STORY_FIELDS)
         source = "Rally"
@@ -276,7 +268,7 @@ def update_page(ctx, items: list[dict] | None = None) -> int:
         with ctx.open_db() as db:
             _m, _f, items = load_view(db)
     rows = reports.todo_rows(items)
-    client = confluence_client(settings)
+    client = confluence.client_from_settings(settings)
     try:
         result = confluence.update_todo_table(
             client, settings.get("CONFLUENCE_PAGE_ID"), settings.get("CONFLUENCE_TABLE_TITLE"),
@@ -291,97 +283,4 @@ def update_page(ctx, items: list[dict] | None = None) -> int:
         ctx.print("confluence: table already up to date (no new version)")
     return EXIT_OK
 
-
-def confluence_client(settings: Settings):
-    import confluence
-
-    return confluence.make_client(
-        settings.get("CONFLUENCE_BASE_URL"), api=settings.confluence_api,
-        user=settings.get("CONFLUENCE_USER"), api_token=settings.get("CONFLUENCE_API_TOKEN"),
-        pat=settings.get("CONFLUENCE_PAT"),
-    )
-
-
-def run_check(args, ctx) -> int:
-    """``check``: one line per check, ok or the reason and the fix."""
-    import gitops
-
-    settings: Settings = ctx.settings
-    results: list[tuple[bool | None, str]] = []
-    source = f" ({settings.env_file})" if settings.env_file else " (no .env file)"
-    results.append((True, f"settings: loaded{source}"))
-    folder = settings.data_dir
-    db_path = folder / DB_FILE
-    if db_path.exists():
-        try:
-            with ctx.open_db() as db:
-                results.append((True, f"database: {db_path.name} schema {db.schema_version()}"))
-        except TrackerError as exc:
-            results.append((False, f"database: {exc}"))
-    else:
-        results.append((False, f"database: no {DB_FILE} in {folder}; run setup"))
-    if not gitops.available():
-        results.append((False, "git: not installed; install git to keep the history"))
-    elif gitops.repo_root(folder) is None:
-        results.append((False, f"git: {folder} is not a repository; run setup"))
-    else:
-        registered = gitops.drivers_registered(folder)
-        results.append((registered, "git: merge driver and diff registered" if registered else
-                        "git: merge driver not registered; run any command in the folder"))
-        if gitops.env_tracked(folder):
-            results.append((False, "git: .env is tracked; run git rm --cached .env"))
-    results.extend(_check_rally(settings))
-    results.extend(_check_confluence(settings))
-    failed = 0
-    for ok, text in results:
-        label = "ok  " if ok else "skip" if ok is None else "FAIL"
-        failed += ok is False
-        ctx.print(f"{label}  {text}")
-    return EXIT_OK if not failed else EXIT_ERROR
-
-
-def _check_rally(settings: Settings) -> list[tuple[bool | None, str]]:
-    missing = settings.missing(RALLY_REQUIRED)
-    if missing:
-        return [(None, f"rally: not configured ({', '.join(missing)} not set); "
-                       "report works offline")]
-    out: list[tuple[bool | None, str]] = []
-    try:
-        with rally_client(settings) as rc:
-            user = rc.current_user()
-            out.append((True, f"rally: API key accepted (user {user.get('UserName', '?')})"))
-            ws = rc.get_workspace()
-            out.append((True, f"rally: workspace {ws.get('Name', '?')}"))
-            pr = rc.get_project()
-            out.append((True, f"rally: project {pr.get('Name', '?')}"))
-            parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
-            out.append((True, f"rally: parent {parent.get('FormattedID')} "
-                              f"{parent.get('Name', '')}".rstrip()))
-            tag = settings.get("RALLY_TAG")
-            if rc.find_tag(tag):
-                out.append((True, f"rally: tag {tag} exists"))
-            else:
-                out.append((True, f"rally: tag {tag} will be created by the first push"))
-    except RallyError as exc:
-        out.append((False, f"rally: {exc}"))
-    return out
-
-
-def _check_confluence(settings: Settings) -> list[tuple[bool | None, str]]:
-    missing = settings.confluence_missing()
-    if missing:
-        return [(None, f"confluence: not configured ({', '.join(missing)} not set); "
-                       "paste confluence_page.txt instead")]
-    import confluence
-
-    try:
-        client = confluence_client(settings)
-        try:
-            line = confluence.check_page(client, settings.get("CONFLUENCE_PAGE_ID"),
-                                         settings.get("CONFLUENCE_TABLE_TITLE"))
-        finally:
-            client.close()
-    except ConfluenceError as exc:
-        return [(False, f"confluence: {exc}")]
-    return [(True, f"confluence: {line}")]
 

@@ -7,7 +7,6 @@ touch the database, the network or the terminal.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import re
@@ -23,11 +22,6 @@ PAGE_COLUMNS = [
     "Priority", "Required for Go Live", "Target Milestone", "Owner", "Flow", "Asset Name",
     "Task", "Description", "Rally Card", "Status", "Category",
 ]
-# Display-name headers of Rally's user-story import template (reference/rally.md §8).
-RALLY_IMPORT_COLUMNS = ["Name", "Description", "Schedule State", "Tags", "Notes"]
-NAME_LIMIT = 256
-KEY_MARKER = "sre-tracker item:"
-_KEY_RE = re.compile(re.escape(KEY_MARKER) + r"[ \t]*(.+?)[ \t]*(?:$|\n)", re.IGNORECASE | re.M)
 # Every Unicode line break (NEL, LS, PS too) becomes \n, so a cell can never split a table row.
 _LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -46,57 +40,6 @@ def clean_text(value: object) -> str:
 def _clean(text: str) -> str:
     text = _LINE_BREAKS.sub("\n", text).replace("\t", " ")
     return _CONTROL.sub("", text).strip()
-
-
-def story_name(asset: str, capability: str, level: int) -> str:
-    """``[SRE] <asset> – <capability> L<level>``, shortened to Rally's 256 characters."""
-    name = f"[SRE] {asset} – {capability} L{level}"
-    if len(name) <= NAME_LIMIT:
-        return name
-    fixed = len(f"[SRE]  –  L{level}")
-    room = NAME_LIMIT - fixed
-    a_room = min(len(asset), max(room // 2, room - len(capability)))
-    a = asset if len(asset) <= a_room else asset[: a_room - 1] + "…"
-    c_room = room - len(a)
-    c = capability if len(capability) <= c_room else capability[: c_room - 1] + "…"
-    return f"[SRE] {a} – {c} L{level}"
-
-
-def story_notes(key: str) -> str:
-    """The Notes (Rally rich text) carrying the item key, so the tool always finds its story."""
-    return html.escape(f"{KEY_MARKER} {key}", quote=False)
-
-
-def key_from_text(text: str | None) -> str | None:
-    """The item key found in a story's Notes (or Name), tolerating Rally's HTML."""
-    if not text:
-        return None
-    # Rally stores Notes as HTML: break at block tags, drop tags, then decode entities.
-    plain = re.sub(r"<br\s*/?>|</p>|</div>", "\n", text, flags=re.I)
-    plain = html.unescape(re.sub(r"<[^>]+>", "", plain))
-    match = _KEY_RE.search(plain)
-    return match.group(1).strip() if match else None
-
-
-def story_description(item: Mapping, flows: str) -> str:
-    """The story's Description (Rally rich text): criteria, flow, asset, level and why."""
-    current = item.get("current_level")
-    lines = [
-        ("Goal", f"{item['capability']} at level {item['level']}"),
-        ("Criteria", item["criteria"]),
-        ("Flow", flows),
-        ("Asset", item["asset"]),
-        ("Current level", "" if current is None else str(current)),
-        ("Why", item["why"]),
-        ("Required for go live", "Yes" if item["go_live"] else "No"),
-        ("Target milestone", item["milestone"] or "-"),
-    ]
-    return "<br />".join(_description_line(k, str(v)) for k, v in lines)
-
-
-@lru_cache(maxsize=16384)
-def _description_line(label: str, value: str) -> str:
-    return f"<b>{html.escape(label)}:</b> {html.escape(clean_text(value))}"
 
 
 def sort_key(item: Mapping) -> tuple:
@@ -132,38 +75,11 @@ def todo_rows(items: Iterable[Mapping]) -> list[dict[str, str]]:
     return rows
 
 
-def select_for_rally(items: Iterable[Mapping], include_amber: bool) -> list[Mapping]:
-    """Open items with no Rally story: Red ones, plus Amber ones when asked."""
-    return sorted(
-        (it for it in items
-         if it["state"] == mt.OPEN and not it.get("rally_oid")
-         and (it["go_live"] or include_amber)),
-        key=sort_key,
-    )
-
-
 def neutralise(cell: str) -> str:
     """Stop spreadsheet apps from executing a cell (CSV formula injection)."""
     if cell and cell[0] in "=+-@\t\r":
         return "'" + cell
     return cell
-
-
-def rally_import_csv(items: Sequence[Mapping], tag: str) -> str:
-    """rally_import.csv: one row per item, Rally's import-template headers."""
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(RALLY_IMPORT_COLUMNS)
-    for it in items:
-        row = [
-            story_name(it["asset"], it["capability"], it["level"]),
-            story_description(it, it.get("flows", "")),
-            "Defined",
-            tag,
-            story_notes(it["key"]),
-        ]
-        writer.writerow([neutralise(clean_text(c)) for c in row])
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------- wiki markup

@@ -66,9 +66,9 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     import reports
 
     if args.push:
-        import sync
+        import push
 
-        sync.require_rally(ctx.settings)
+        push.require_settings(ctx.settings)
     with ctx.open_db() as db:
         matrix, _flows, items = load_view(db)
         teams = {a: info.team for a, info in db.load_assets().items()}
@@ -78,14 +78,14 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     code, partial = EXIT_OK, None
     if args.push:
         try:
-            sync.push(args, ctx, items)
+            push.push_stories(args, ctx, items)
         except PartialFailure as exc:
             partial = exc  # files and page still show what was created; raised last
         with ctx.open_db() as db:  # again: the items now carry their story ids
             matrix, _flows, items = load_view(db)
     write_report_files(ctx, args, matrix, items)
     if args.push:
-        code = sync.update_page(ctx, items)
+        code = push.push_page(ctx, items)
     if partial is not None:
         raise partial
     return code
@@ -95,6 +95,7 @@ def write_report_files(ctx: Context, args: argparse.Namespace, matrix, items) ->
     """rally_import.csv, confluence_page.txt and confluence_page.html, then a summary."""
     import reports
     import storage_format
+    import stories
     from csvfiles import atomic_write
     from database import now_iso
 
@@ -103,9 +104,9 @@ def write_report_files(ctx: Context, args: argparse.Namespace, matrix, items) ->
         raise InputError(f"--output-dir {out_dir} does not exist; create it first")
     tag = ctx.settings.get("RALLY_TAG")
     title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")
-    selected = reports.select_for_rally(items, args.include_amber)
+    selected = stories.select_for_rally(items, args.include_amber)
     rows = reports.todo_rows(items)
-    atomic_write(out_dir / "rally_import.csv", reports.rally_import_csv(selected, tag))
+    atomic_write(out_dir / "rally_import.csv", stories.rally_import_csv(selected, tag))
     atomic_write(out_dir / "confluence_page.txt",
                  reports.wiki_page(rows, title, now_iso()[:10]))
     atomic_write(out_dir / "confluence_page.html", storage_format.render_table(rows) + "\n")

@@ -312,7 +312,7 @@ def round_trip(n: int = 10) -> float:
 def bench_rally_fetch(rep: Report, sizes: list[int]) -> None:
     from fake_rally import FakeRally
     from rally import RallyClient
-    from sync import STORY_FIELDS
+    from stories import STORY_FIELDS
 
     rep.header(f"3a. Rally fetch (in-process client; fake Rally, {ms(LATENCY)} per request)")
     rep.line("fake round trip", ms(round_trip()), f"≈ {ms(LATENCY)}")
@@ -335,8 +335,8 @@ def bench_rally_fetch(rep: Report, sizes: list[int]) -> None:
 def bench_rally_sync(rep: Report, folder: Path, stories: int) -> None:
     import database
     import maturity as mt
-    import reports
     from fake_rally import FakeRally
+    from stories import story_notes
 
     rep.header(f"3b. sync --no-confluence, {stories} stories (subprocess, git commits on, "
                f"fake Rally {ms(LATENCY)}/request)")
@@ -349,7 +349,7 @@ def bench_rally_sync(rep: Report, folder: Path, stories: int) -> None:
     keys = keys[:stories]
     with FakeRally(latency=LATENCY) as fake:
         oids = fake.seed_stories(stories, TAG, fake.feature_ref,
-                                 notes_fn=lambda i: reports.story_notes(keys[i]),
+                                 notes_fn=lambda i: story_notes(keys[i]),
                                  name_fn=lambda i: f"[SRE] story {i}")
         env = rally_env(fake)
         rep.note(f"data folder: {folder.name} ({len(keys)} of its open items have a story)")

@@ -6,7 +6,6 @@ import csv
 import io
 import re
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,17 +70,6 @@ def wiki_unescape(cell: str) -> str:
 
 
 # ---------------------------------------------------------------- selection and sorting
-def test_only_open_red_items_without_story_are_selected():
-    items = [item(), item(key="a", go_live=0), item(key="b", rally_oid="9"),
-             item(key="c", state="verified"), item(key="d", state="done")]
-    assert [i["key"] for i in reports.select_for_rally(items, False)] == ["web / Alerts / 2"]
-
-
-def test_include_amber_adds_amber_items():
-    items = [item(), item(key="a", go_live=0, priority="P3")]
-    assert len(reports.select_for_rally(items, True)) == 2
-
-
 def test_todo_rows_sorted_by_priority_go_live_flow_asset():
     items = [item(key="1", priority="P3", go_live=0, asset="z"),
              item(key="2", priority="P1", go_live=0, asset="b"),
@@ -107,43 +95,6 @@ def test_todo_row_columns_and_task():
 # ---------------------------------------------------------------- rally_import.csv
 def parse_csv(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
-
-
-def test_rally_csv_headers_and_row():
-    rows = parse_csv(reports.rally_import_csv([item()], "SRE-Maturity"))
-    assert rows[0] == ["Name", "Description", "Schedule State", "Tags", "Notes"]
-    name, description, state, tag, notes = rows[1]
-    assert (name, state, tag, notes) == ("[SRE] web – Alerts L2", "Defined", "SRE-Maturity",
-                                         "sre-tracker item: web / Alerts / 2")
-    assert "Alerts page" in description and "Checkout, Login" in description and \
-        "Answered no: x" in description
-
-
-@pytest.mark.parametrize("danger", ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(A1)", "\tx"])
-def test_formula_cells_are_neutralised(danger):
-    rows = parse_csv(reports.rally_import_csv([item(asset=danger.strip())], "=tag"))
-    assert all(not c or c[0] not in "=+-@\t\r" for c in rows[1]) and rows[1][3] == "'=tag"
-
-
-def test_long_names_are_shortened_to_256():
-    name = reports.story_name("a" * 300, "c" * 300, 3)
-    assert len(name) == 256 and name.startswith("[SRE] a") and name.endswith(" L3")
-
-
-@given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=300))
-def test_story_name_never_exceeds_limit(asset, capability):
-    assert len(reports.story_name(asset, capability, 5)) <= reports.NAME_LIMIT
-
-
-names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
-                min_size=1, max_size=60).map(str.strip).filter(lambda s: s and " / " not in s)
-
-
-@given(names, st.booleans())
-def test_item_key_survives_rally_notes_html(asset, wrap):
-    key = f"{asset} / Alerts / 3"
-    notes = reports.story_notes(key)
-    assert reports.key_from_text(f"<p>{notes}</p>" if wrap else notes) == key
 
 
 # ---------------------------------------------------------------- wiki markup

@@ -1,0 +1,120 @@
+"""``report --push``: create the Rally stories open items lack (adopting stories that already
+carry an item's key), store their ids as Rally returns them, and bring the Confluence to-do
+table up to date (``sync`` reuses that last step).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import reports
+from config import RALLY_REQUIRED, Settings
+from database import DB_FILE, MATRIX_FILE, now_iso
+from errors import EXIT_OK, PartialFailure
+from stories import STORY_FIELDS, index_by_key, record_story, select_for_rally, story_payload
+
+if TYPE_CHECKING:
+    from context import Context
+
+
+def require_settings(settings: Settings, purpose: str = "report --push") -> None:
+    """Refuse before any work when a Rally setting the push needs is missing."""
+    settings.require(RALLY_REQUIRED, purpose)
+
+
+def _progress(ctx: Context, done: int, total: int) -> None:
+    if total >= 20 and ctx.out.isatty() and ctx.verbosity >= 0:
+        print(f"\rcreating stories: {done}/{total}", end="", file=ctx.out, flush=True)
+
+
+def push_stories(args, ctx: Context, items: list[dict]) -> None:
+    """Create the stories the selected ``items`` lack (adopting any that already exist) and
+    commit their ids; PartialFailure lists the stories that could not be created."""
+    import rally
+    from views import write_matrix_file
+
+    settings: Settings = ctx.settings
+    tag = settings.get("RALLY_TAG")
+    selected = select_for_rally(items, args.include_amber)
+    created, adopted, failures = 0, 0, []
+    db = ctx.open_db()
+    try:
+        with rally.client_from_settings(settings) as rc:
+            parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
+            existing = index_by_key(rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS))
+            now = now_iso()
+            to_create = []
+            with db.transaction():
+                for it in selected:
+                    story = existing.get(it["key"])
+                    if story:
+                        record_story(db, settings, it["key"], story, now)
+                        adopted += 1
+                    else:
+                        to_create.append(it)
+            if to_create:
+                tag_ref = rc.ensure_tag(tag)
+                payloads = [story_payload(it, settings, parent["_ref"], tag_ref)
+                            for it in to_create]
+
+                def on_created(index: int, obj: dict) -> None:
+                    nonlocal created
+                    # Store each id at once: a run that dies later must not create it again.
+                    with db.transaction():
+                        record_story(db, settings, to_create[index]["key"], obj, now_iso())
+                    created += 1
+                    _progress(ctx, created, len(to_create))
+
+                results = rc.create_stories(payloads, on_created=on_created)
+                if created >= 20 and ctx.out.isatty():
+                    print(file=ctx.out)
+                failures = [(to_create[i]["key"], r.get("error", "failed"))
+                            for i, r in enumerate(results) if not r.get("ok")]
+        if created or adopted:
+            write_matrix_file(ctx, db)
+    finally:
+        db.close()
+        if created or adopted:
+            ctx.commit([DB_FILE, MATRIX_FILE],
+                       f"report --push: {created} stories created, {adopted} adopted")
+    ctx.print(f"rally: {created} stories created, {adopted} existing stories adopted, "
+              f"{len(failures)} failed")
+    if failures:
+        for key, error in failures:
+            print(f"  not created: {key}: {error}", file=ctx.err)
+        raise PartialFailure(f"{len(failures)} of {len(selected)} stories were not created "
+                             "(listed above); run report --push again to finish")
+
+
+def push_page(ctx: Context, items: list[dict] | None = None) -> int:
+    """Bring the Confluence to-do table up to date (from ``items`` when the caller already
+    has them), or say why the page is skipped."""
+    settings: Settings = ctx.settings
+    missing = settings.confluence_missing()
+    if missing:
+        ctx.notice(f"Confluence page skipped: {', '.join(missing)} not set")
+        return EXIT_OK
+    import confluence
+
+    if items is None:
+        from views import load_view
+
+        with ctx.open_db() as db:
+            _m, _f, items = load_view(db)
+    rows = reports.todo_rows(items)
+    client = confluence.client_from_settings(settings)
+    try:
+        result = confluence.update_todo_table(
+            client, settings.get("CONFLUENCE_PAGE_ID"), settings.get("CONFLUENCE_TABLE_TITLE"),
+            rows,
+        )
+    finally:
+        client.close()
+    if result["changed"]:
+        ctx.print(f"confluence: page updated to version {result['version']} "
+                  f"({result['summary']})")
+    else:
+        ctx.print("confluence: table already up to date (no new version)")
+    return EXIT_OK
+
+

@@ -1,0 +1,162 @@
+"""Rally user stories for action items: their text (name, description, the Notes that carry
+the item key), finding the key again in what Rally returns, and recording a story on its item.
+
+The ``sre-tracker item: <key>`` line in Notes is how the tool recognises its own stories, even
+after someone edited them in Rally's rich-text editor.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import maturity as mt
+from reports import clean_text, neutralise, sort_key
+
+if TYPE_CHECKING:
+    from config import Settings
+    from database import Database
+
+# Display-name headers of Rally's user-story import template (reference/rally.md §8).
+RALLY_IMPORT_COLUMNS = ["Name", "Description", "Schedule State", "Tags", "Notes"]
+# The fields read back from Rally when matching stories to items.
+STORY_FIELDS = ["ObjectID", "FormattedID", "Name", "ScheduleState", "Notes"]
+NAME_LIMIT = 256
+KEY_MARKER = "sre-tracker item:"
+_KEY_RE = re.compile(re.escape(KEY_MARKER) + r"[ \t]*(.+?)[ \t]*(?:$|\n)", re.IGNORECASE | re.M)
+
+
+# ---------------------------------------------------------------------------- story text
+def story_name(asset: str, capability: str, level: int) -> str:
+    """``[SRE] <asset> – <capability> L<level>``, shortened to Rally's 256 characters."""
+    name = f"[SRE] {asset} – {capability} L{level}"
+    if len(name) <= NAME_LIMIT:
+        return name
+    fixed = len(f"[SRE]  –  L{level}")
+    room = NAME_LIMIT - fixed
+    a_room = min(len(asset), max(room // 2, room - len(capability)))
+    a = asset if len(asset) <= a_room else asset[: a_room - 1] + "…"
+    c_room = room - len(a)
+    c = capability if len(capability) <= c_room else capability[: c_room - 1] + "…"
+    return f"[SRE] {a} – {c} L{level}"
+
+
+def story_notes(key: str) -> str:
+    """The Notes (Rally rich text) carrying the item key, so the tool always finds its story."""
+    return html.escape(f"{KEY_MARKER} {key}", quote=False)
+
+
+def key_from_text(text: str | None) -> str | None:
+    """The item key found in a story's Notes (or Name), tolerating Rally's HTML."""
+    if not text:
+        return None
+    # Rally stores Notes as HTML: break at block tags, drop tags, then decode entities.
+    plain = re.sub(r"<br\s*/?>|</p>|</div>", "\n", text, flags=re.I)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", plain))
+    match = _KEY_RE.search(plain)
+    return match.group(1).strip() if match else None
+
+
+def story_description(item: Mapping, flows: str) -> str:
+    """The story's Description (Rally rich text): criteria, flow, asset, level and why."""
+    current = item.get("current_level")
+    lines = [
+        ("Goal", f"{item['capability']} at level {item['level']}"),
+        ("Criteria", item["criteria"]),
+        ("Flow", flows),
+        ("Asset", item["asset"]),
+        ("Current level", "" if current is None else str(current)),
+        ("Why", item["why"]),
+        ("Required for go live", "Yes" if item["go_live"] else "No"),
+        ("Target milestone", item["milestone"] or "-"),
+    ]
+    return "<br />".join(_description_line(k, str(v)) for k, v in lines)
+
+
+@lru_cache(maxsize=16384)
+def _description_line(label: str, value: str) -> str:
+    return f"<b>{html.escape(label)}:</b> {html.escape(clean_text(value))}"
+
+
+def select_for_rally(items: Iterable[Mapping], include_amber: bool) -> list[Mapping]:
+    """Open items with no Rally story: Red ones, plus Amber ones when asked."""
+    return sorted(
+        (it for it in items
+         if it["state"] == mt.OPEN and not it.get("rally_oid")
+         and (it["go_live"] or include_amber)),
+        key=sort_key,
+    )
+
+
+def rally_import_csv(items: Sequence[Mapping], tag: str) -> str:
+    """rally_import.csv: one row per item, Rally's import-template headers."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(RALLY_IMPORT_COLUMNS)
+    for it in items:
+        row = [
+            story_name(it["asset"], it["capability"], it["level"]),
+            story_description(it, it.get("flows", "")),
+            "Defined",
+            tag,
+            story_notes(it["key"]),
+        ]
+        writer.writerow([neutralise(clean_text(c)) for c in row])
+    return buf.getvalue()
+
+
+def story_payload(item: dict, settings: Settings, parent_ref: str, tag_ref: str) -> dict:
+    """The WSAPI fields of a new story for ``item``, under the parent and with the tag."""
+    return {
+        "Name": story_name(item["asset"], item["capability"], item["level"]),
+        "Description": story_description(item, item.get("flows", "")),
+        "Notes": story_notes(item["key"]),
+        "ScheduleState": "Defined",
+        "PortfolioItem": parent_ref,
+        "Project": f"/project/{settings.get('RALLY_PROJECT_ID')}",
+        "Tags": [{"_ref": tag_ref}],
+    }
+
+
+# ---------------------------------------------------------------------------- stories back
+def index_by_key(stories: list[dict]) -> dict[str, dict]:
+    """Stories by the item key carried in their Notes (or Name)."""
+    found: dict[str, dict] = {}
+    for s in stories:
+        key = key_from_text(s.get("Notes")) or key_from_text(s.get("Name"))
+        # Several stories for one key (someone copied one): keep the oldest, stable choice.
+        if key and (key not in found or _oid(s) < _oid(found[key])):
+            found[key] = s
+    return found
+
+
+def _oid(story: dict) -> int:
+    try:
+        return int(story.get("ObjectID") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def record_story(db: Database, settings: Settings, key: str, story: dict, now: str) -> None:
+    """Store ``story`` (as Rally returned it) on the item ``key``: ids, link and state."""
+    oid = str(story.get("ObjectID") or "")
+    formatted = str(story.get("FormattedID") or "")
+    url = story_url(settings, oid) if oid else search_url(settings, formatted)
+    db.set_item_story(key, oid, formatted, url, story.get("ScheduleState") or "Defined", now)
+
+
+def story_url(settings: Settings, oid: str) -> str:
+    """The web page of the story with ObjectID ``oid`` in the configured project."""
+    import rally
+
+    return rally.story_url(settings.get("RALLY_BASE_URL"), settings.get("RALLY_PROJECT_ID"), oid)
+
+
+def search_url(settings: Settings, formatted_id: str) -> str:
+    """Link to a story known only by FormattedID (CSV path; reference/rally.md §7)."""
+    return f"{settings.get('RALLY_BASE_URL')}/#/search?keywords={formatted_id}"

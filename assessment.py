@@ -6,13 +6,13 @@ The rules (levels, items) come from :mod:`maturity`; this module only asks, show
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 import maturity as mt
 from errors import EXIT_OK, InputError
 from names import resolve
+from prompts import Prompter, Quit
 
 HELP = "answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), q (quit)"
 
@@ -28,52 +28,6 @@ class Outcome:
     na_reason: str = ""
     na_until: str = ""
     notes: str = ""
-
-
-class Quit(Exception):
-    """The user typed q: stop, writing nothing more."""
-
-
-class Prompter:
-    """Terminal input/output; EOF counts as Ctrl-C (nothing is written)."""
-
-    def __init__(self, read: Callable[[str], str] = input,
-                 write: Callable[[str], None] | None = None) -> None:
-        self.read = read
-        self.write = write or (lambda text: print(text, flush=True))
-
-    def ask(self, prompt: str) -> str:
-        try:
-            return self.read(prompt).strip()
-        except EOFError:
-            raise KeyboardInterrupt from None
-
-    def choose(self, title: str, options: Sequence[tuple[str, object]]) -> object:
-        """Numbered menu; accepts the number or the exact name; q quits."""
-        self.write(title)
-        for i, (label, _value) in enumerate(options, 1):
-            self.write(f"  {i:>2}) {label}")
-        names = {str(v).casefold(): v for _l, v in options}
-        while True:
-            answer = self.ask(f"choose 1-{len(options)} (q to quit): ")
-            if answer.casefold() == "q":
-                raise Quit
-            if answer.isdigit() and 1 <= int(answer) <= len(options):
-                return options[int(answer) - 1][1]
-            if answer.casefold() in names:
-                return names[answer.casefold()]
-            self.write(f"  please type a number from 1 to {len(options)}, or q")
-
-    def confirm(self, question: str) -> bool:
-        while True:
-            answer = self.ask(f"{question} [y/n]: ").casefold()
-            if answer in ("y", "yes"):
-                return True
-            if answer in ("n", "no"):
-                return False
-            if answer == "q":  # with --all, q ends the walk; what was saved stays saved
-                raise Quit
-            self.write("  please answer y or n (q quits)")
 
 
 def parse_answers(text: str) -> list[bool]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 import csvfiles
-from assessment import Prompter
 from errors import InputError
+from prompts import Prompter
 from setup_data import ensure_model
 
 

@@ -44,6 +44,11 @@ class RallyError(TrackerError):
     """Rally refused or failed a request (never carries the API key)."""
 
 
+class OutcomeUnknown(RallyError):
+    """A create was sent but its answer was lost (timeout, dropped connection, gateway 5xx):
+    Rally may or may not have made it, so it is looked up, never simply sent again."""
+
+
 class ConfluenceError(TrackerError):
     """Confluence refused or failed a request, or the page cannot be updated safely."""
 

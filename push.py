@@ -62,10 +62,18 @@ def push_stories(args, ctx: Context, items: list[dict]) -> None:
                     # Store each id at once: a run that dies later must not create it again.
                     with db.transaction():
                         record_story(db, settings, to_create[index]["key"], obj, now_iso())
+                    # Stories found after a lost answer were made by this run: created too.
                     created += 1
                     _progress(ctx, created, len(to_create))
 
-                results = rc.create_stories(payloads, on_created=on_created)
+                def find_existing(indices: list[int]) -> dict[int, dict]:
+                    # A create whose answer was lost: the stories Rally holds now, by key.
+                    found = index_by_key(rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS))
+                    return {i: found[to_create[i]["key"]] for i in indices
+                            if to_create[i]["key"] in found}
+
+                results = rc.create_stories(payloads, on_created=on_created,
+                                            find_existing=find_existing)
                 if created >= 20 and ctx.out.isatty():
                     print(file=ctx.out)
                 failures = [(to_create[i]["key"], r.get("error", "failed"))

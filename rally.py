@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError, ResponseError
 
-from errors import RallyError
+from errors import OutcomeUnknown, RallyError
 from http_retry import RETRY_STATUSES, CappedRetry, mount_retries
 
 if TYPE_CHECKING:
@@ -95,18 +95,29 @@ def _created(obj: dict) -> dict:
     return out
 
 
+def _creates(url: str | None) -> bool:
+    """True for the calls that make new objects (``.../create``, ``/batch``)."""
+    path = urlsplit(url or "").path.rstrip("/")
+    return path.endswith("/create") or path.endswith("/batch")
+
+
 class _RallyRetry(CappedRetry):
-    """Never repeats a write after a read error (it may have been applied)."""
+    """Never repeats a write whose outcome is unknown (it may have been applied)."""
 
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None
                   ) -> _RallyRetry:
         # A POST that timed out or lost its connection after being sent may have been applied
-        # (a batch of creates): repeating it would duplicate stories, so only 429/5xx answers,
-        # which Rally sends before doing the work, are retried for POST.
+        # (a batch of creates): repeating it would duplicate stories, so it is never retried.
         if (error is not None and method is not None and method.upper() not in _IDEMPOTENT
                 and self._is_read_error(error)):
             raise error.with_traceback(_stacktrace)
+        # A 5xx to a create may come from a gateway after Rally made the stories; only 429,
+        # which Rally sends before doing anything, is retried. The caller looks the rest up.
+        if (response is not None and _creates(url) and method is not None
+                and method.upper() not in _IDEMPOTENT and response.status != 429):
+            raise MaxRetryError(_pool, url or "", ResponseError(
+                f"HTTP {response.status} to a create is not retried"))
         return super().increment(method, url, response=response, error=error, _pool=_pool,
                                  _stacktrace=_stacktrace)
 
@@ -170,9 +181,8 @@ class RallyClient:
             "X-RallyIntegrationVersion": version,
             "X-RallyIntegrationLibrary": "requests",
         })
-        # POST is allowed so that 429/5xx answers to creates are retried: Rally refuses
-        # before creating, and should a story still be created twice, the caller's
-        # adopt-by-key logic (the item key in Notes) finds it on the next run.
+        # POST is allowed so that a 429 to a create, and 429/5xx to an update, are retried;
+        # _RallyRetry keeps every other failed create from being sent twice.
         mount_retries(session, retries=retries, backoff=backoff, max_retry_after=max_retry_after,
                       allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
                       retry_class=_RallyRetry)
@@ -201,7 +211,10 @@ class RallyClient:
                 f"TLS verification of {self.host} failed; if your network uses its own "
                 "certificate authority, set REQUESTS_CA_BUNDLE to its bundle file") from exc
         except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
-            raise self._error(self._transport_message(exc, method, path)) from exc
+            error = self._error(self._transport_message(exc, method, path))
+            if method not in _IDEMPOTENT and _creates(path) and _was_sent(exc):
+                raise OutcomeUnknown(str(error)) from exc
+            raise error from exc
         except requests.exceptions.RequestException as exc:
             raise self._error(f"request to Rally at {self.host} failed "
                               f"({type(exc).__name__}); check RALLY_BASE_URL") from exc
@@ -254,8 +267,11 @@ class RallyClient:
         if status in RETRY_STATUSES:
             retries = getattr(resp.raw, "retries", None)
             attempts = len(retries.history) + 1 if retries is not None else 1
-            raise self._error(f"Rally is unavailable (HTTP {status} after {attempts} "
-                              f"attempt{'s' if attempts != 1 else ''}); try again later")
+            error = self._error(f"Rally is unavailable (HTTP {status} after {attempts} "
+                                f"attempt{'s' if attempts != 1 else ''}); try again later")
+            if status >= 500 and method not in _IDEMPOTENT and _creates(path):
+                raise OutcomeUnknown(str(error))
+            raise error
         try:
             data = resp.json()
         except ValueError:
@@ -414,11 +430,19 @@ class RallyClient:
     # --- writes ------------------------------------------------------------------------------
 
     def create_stories(self, stories: list[dict], *, chunk_size: int = 100,
-                       on_created: Callable[[int, dict], None] | None = None) -> list[dict]:
+                       on_created: Callable[[int, dict], None] | None = None,
+                       find_existing: Callable[[list[int]], dict[int, dict]] | None = None,
+                       ) -> list[dict]:
         """Create user stories, through the batch endpoint where Rally allows it.
 
         ``on_created(index, object)`` is called for each story as soon as its chunk returns,
         so the caller can store the id before anything else can fail.
+
+        A create whose outcome is unknown (timeout, connection lost or a 5xx after the request
+        was sent) is never sent again blindly: ``find_existing(indices)`` looks those stories
+        up in Rally (by the item key in their Notes) and returns the ones that exist by index;
+        they are adopted (``on_created`` is called, the result says ``"adopted": True``) and
+        only the missing ones are created again, at most ``retries`` times.
 
         :param stories: field dicts (``Name``, ``Notes``, ``Project``, ``PortfolioItem``,
             ``Tags`` as ``[{"_ref": ...}]``, ...)
@@ -428,38 +452,67 @@ class RallyClient:
         """
         results: list[dict | None] = [None] * len(stories)
 
-        def done(index: int, obj: dict | None, error: str | None) -> None:
+        def done(index: int, obj: dict | None, error: str | None, adopted: bool = False) -> None:
             if obj is not None and not error:
-                results[index] = {"ok": True, "object": obj}
+                results[index] = {"ok": True, "object": obj, "adopted": adopted}
                 if on_created is not None:
                     on_created(index, obj)
             else:
                 results[index] = {"ok": False, "error": error or "Rally returned no object"}
 
+        size = max(1, chunk_size)
+        queue = [list(range(n, min(n + size, len(stories))))
+                 for n in range(0, len(stories), size)]
         use_batch = True
-        i = 0
-        try:
-            while i < len(stories):
+        lookups = 0
+        while queue:
+            chunk = queue.pop(0)
+            try:
                 if use_batch:
-                    end = min(i + max(1, chunk_size), len(stories))
-                    outcome = self._create_batch(stories[i:end], i)
+                    outcome = self._create_batch([stories[k] for k in chunk], chunk[0])
                     if outcome is None:
                         use_batch = False
+                        queue[:0] = [[k] for k in chunk]
                         continue
-                    for offset, (obj, error) in enumerate(outcome):
-                        done(i + offset, obj, error)
-                    i = end
+                    for k, (obj, error) in zip(chunk, outcome, strict=True):
+                        done(k, obj, error)
                 else:
-                    done(i, *self._create_one(stories[i], i))
-                    i += 1
-        except RallyError as exc:
-            reason = str(exc)
-            for j in range(i, len(stories)):
-                if results[j] is None:
-                    in_flight = j < i + (chunk_size if use_batch else 1)
-                    results[j] = {"ok": False,
-                                  "error": reason if in_flight else f"not attempted: {reason}"}
+                    done(chunk[0], *self._create_one(stories[chunk[0]], chunk[0]))
+            except OutcomeUnknown as exc:
+                if find_existing is None or lookups >= self.retries:
+                    self._give_up(results, chunk, queue, f"{exc}; outcome unknown, a re-run "
+                                  "looks these stories up before creating any")
+                    break
+                lookups += 1
+                log.info("outcome of %d create(s) unknown (%s); looking them up", len(chunk), exc)
+                try:
+                    found = find_existing(chunk)
+                except RallyError as lookup_error:
+                    self._give_up(results, chunk, queue, f"{exc}; looking the stories up "
+                                  f"failed too ({lookup_error}); a re-run finishes them")
+                    break
+                for k in chunk:
+                    if k in found:
+                        done(k, found[k], None, adopted=True)
+                missing = [k for k in chunk if k not in found]
+                if missing:
+                    queue.insert(0, missing)
+            except RallyError as exc:
+                self._give_up(results, chunk, queue, str(exc))
+                break
         return [r or {"ok": False, "error": "not attempted"} for r in results]
+
+    @staticmethod
+    def _give_up(results: list[dict | None], chunk: list[int], queue: list[list[int]],
+                 reason: str) -> None:
+        """The chunk in flight fails with ``reason``; the queued ones were not attempted."""
+        for k in chunk:
+            if results[k] is None:
+                results[k] = {"ok": False, "error": reason}
+        for waiting in queue:
+            for k in waiting:
+                if results[k] is None:
+                    results[k] = {"ok": False, "error": f"not attempted: {reason}"}
 
     def _create_params(self) -> dict:
         return {"workspace": self.workspace_ref, "fetch": CREATED_FIELDS}
@@ -523,6 +576,14 @@ class RallyClient:
                             what=f"story {object_id}",
                             fix="that the story still exists in Rally")
         return _created(result.get("Object") or {})
+
+
+def _was_sent(exc: Exception) -> bool:
+    """False when the request never left (connection refused or not made in time)."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)
+    return not (isinstance(exc, requests.exceptions.ConnectTimeout)
+                or isinstance(reason, NewConnectionError))
 
 
 def _envelope(data: Any) -> dict | None:

@@ -28,7 +28,10 @@ RALLY_IMPORT_COLUMNS = ["Name", "Description", "Schedule State", "Tags", "Notes"
 STORY_FIELDS = ["ObjectID", "FormattedID", "Name", "ScheduleState", "Notes"]
 NAME_LIMIT = 256
 KEY_MARKER = "sre-tracker item:"
-_KEY_RE = re.compile(re.escape(KEY_MARKER) + r"[ \t]*(.+?)[ \t]*(?:$|\n)", re.IGNORECASE | re.M)
+# Rally's editor may turn the marker's space into &nbsp;.
+_KEY_RE = re.compile(re.escape(KEY_MARKER).replace(r"\ ", "[ \xa0]")
+                     + r"[ \t\xa0]*(.+?)[ \t]*(?:$|\n)", re.IGNORECASE | re.M)
+_BLOCK_TAGS = ("p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote")
 
 
 # ---------------------------------------------------------------------------- story text
@@ -52,12 +55,27 @@ def story_notes(key: str) -> str:
 
 
 def key_from_text(text: str | None) -> str | None:
-    """The item key found in a story's Notes (or Name), tolerating Rally's HTML."""
+    """The item key found in a story's Notes (or Name), tolerating Rally's HTML.
+
+    Rally's editor wraps what the tool wrote (``<p>``, ``<div>``, ``<span style>``, ``<br>``) and
+    escapes it (``&amp;``, ``&nbsp;``); beautifulsoup4 reads the visible text, one line per
+    block, whatever the markup. Plain text (no tag) skips the parser.
+    """
     if not text:
         return None
-    # Rally stores Notes as HTML: break at block tags, drop tags, then decode entities.
-    plain = re.sub(r"<br\s*/?>|</p>|</div>", "\n", text, flags=re.I)
-    plain = html.unescape(re.sub(r"<[^>]+>", "", plain))
+    if "<" in text:
+        from bs4 import BeautifulSoup
+
+        soup = BeautifulSoup(text, "html.parser")
+        # Blocks and <br> end a line; inline tags (<b>, <span>) split nothing.
+        for tag in soup.find_all(["br", *_BLOCK_TAGS]):
+            if tag.name == "br":
+                tag.replace_with("\n")
+            else:
+                tag.append("\n")
+        plain = soup.get_text()
+    else:
+        plain = html.unescape(text)
     match = _KEY_RE.search(plain)
     return match.group(1).strip() if match else None
 

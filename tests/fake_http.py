@@ -11,7 +11,12 @@ from typing import Any, Self
 
 
 class Reply:
-    """One HTTP answer: status, payload (dict/list as JSON, str or bytes), type, headers."""
+    """One HTTP answer: status, payload (dict/list as JSON, str or bytes), type, headers.
+
+    Status ``DROP`` answers nothing: the server closes the connection (a proxy that died).
+    """
+
+    DROP = 0
 
     def __init__(self, status: int, payload: Any, content_type: str = "application/json",
                  headers: dict | None = None) -> None:
@@ -102,6 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             reply = fake.respond(self.command, self.path, self.headers, body)
+            if reply.status == Reply.DROP:
+                self.close_connection = True
+                return
             data = reply.body()
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)

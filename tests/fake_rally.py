@@ -11,8 +11,8 @@ Usage::
         client = RallyClient(fake.url, fake.api_key, fake.workspace_id, fake.project_id)
         fake.seed_stories(3, "SRE-Maturity", fake.feature_ref)
 
-Fault injection: ``fail_next``, ``fail_after_creates``, ``malformed_next``, ``latency``,
-``disable_batch``. Observation: ``requests``, ``count()``, ``max_concurrent``. State: ``stories``
+Fault injection: ``fail_next``, ``fail_after_creates``, ``serve_then_fail`` (the work done, the
+answer lost), ``malformed_next``, ``latency``, ``disable_batch``. Observation: ``requests``, ``count()``, ``max_concurrent``. State: ``stories``
 (ObjectID -> story dict, refs stored as ``/type/oid``) may be edited directly.
 
 Where the reference marks behaviour unknown [U], the fake picks one and says so: pagesize above
@@ -228,6 +228,7 @@ class FakeRally(FakeServer):
         self.last_headers: dict[str, str] = {}
         self.lock = threading.RLock()
         self._faults: list[dict] = []
+        self._after: list[dict] = []
         self._malformed = 0
         self._creates_left: int | None = None
         self._create_fail: tuple[int, int | None] = (500, None)
@@ -336,6 +337,16 @@ class FakeRally(FakeServer):
             self._creates_left = k
             self._create_fail = (status, times)
 
+    def serve_then_fail(self, n: int, status: int | None = 504, *, delay: float = 0.0,
+                        path_contains: str | None = None) -> None:
+        """Do the work of the next ``n`` requests (whose path contains ``path_contains``),
+        then lose the answer, as a gateway that times out on a slow backend does: answer
+        ``status`` (an HTML error page), or with ``status=None`` close the connection without
+        answering; ``delay`` seconds pass first (longer than the client's timeout: a timeout)."""
+        with self.lock:
+            self._after.append({"n": n, "status": status, "delay": delay,
+                                "path": path_contains})
+
     def malformed_next(self, n: int) -> None:
         """Answer the next ``n`` requests with 200 and a body that is not JSON."""
         with self.lock:
@@ -380,7 +391,25 @@ class FakeRally(FakeServer):
             except ValueError:
                 return Reply(200, {"OperationResult": self._result(
                     ["Cannot parse input stream due to I/O error as JSON stream."])})
-            return self.route(method, path, query, parsed, split.path)
+            reply = self.route(method, path, query, parsed, split.path)
+            after = self._take_after(path)
+        if after is None:
+            return reply
+        if after["delay"]:
+            time.sleep(after["delay"])
+        if after["status"] is None:
+            return Reply(Reply.DROP, b"")
+        return _html(after["status"], "Gateway Timeout" if after["status"] == 504 else
+                     "Bad Gateway", API_PATH + path)
+
+    def _take_after(self, path: str) -> dict | None:
+        for fault in self._after:
+            if fault["path"] is None or fault["path"] in path:
+                fault["n"] -= 1
+                if fault["n"] <= 0:
+                    self._after.remove(fault)
+                return fault
+        return None
 
     def _take_fault(self, path: str) -> Reply | None:
         for fault in self._faults:

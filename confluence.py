@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -59,7 +59,7 @@ class WriteOutcomeUnknown(ConfluenceError):
 class _ConfluenceRetry(CappedRetry):
     """A PUT is repeated only after 429 (refused before any work); after a 5xx or a read
     error it may have been saved, which the caller checks by reading the page again
-    (``update_todo_table``) instead of blindly sending it twice."""
+    (``update_page``) instead of blindly sending it twice."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method and method.upper() == "PUT":
@@ -485,21 +485,25 @@ def make_client(base_url: str | None, *, api: str = "auto", user: str | None = N
 
 
 # ---------------------------------------------------------------------------- operations
-def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
-                      rows: Iterable[Mapping[str, object]], *,
-                      max_attempts: int = 3) -> dict[str, Any]:
-    """Bring the to-do table under heading ``title`` on a page up to date.
+Apply = Callable[[str], tuple[str, bool, str]]
+"""A page edit: the body read -> ``(new_body, changed, summary)`` (see
+``storage_format.update_table`` / ``storage_page.replace_table``)."""
 
-    One read, and one write only when the table data changed. A 409 (the page was saved
-    meanwhile) re-reads the page and re-applies the table to the fresh body, so the other edit
+
+def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
+                max_attempts: int = 3) -> dict[str, Any]:
+    """Read a page, ``apply`` an edit to its body and write it back when it changed.
+
+    One read, and one write only when ``apply`` reports a change. A 409 (the page was saved
+    meanwhile) re-reads the page and re-applies the edit to the fresh body, so the other edit
     survives; a 5xx/timeout on the write re-reads the page and counts the write as done when
-    the version moved on and the table already holds our rows. At most ``max_attempts``
-    writes are tried.
+    the version moved on and the edit finds nothing more to change. At most ``max_attempts``
+    writes are tried. Used for the to-do table (:func:`update_todo_table`) and for any other
+    table kept on a page, e.g. ``update_page(client, pid, storage_page.table_edit(...))``.
 
     :returns: ``{"changed": bool, "version": int, "summary": str, "requests": int}``
     :raises ConfluenceError: the page cannot be read, parsed safely or written
     """
-    rows = list(rows)
     page_id = str(page_id).strip()
     first = client.request_count
 
@@ -510,7 +514,7 @@ def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
     page = client.get_page(page_id)
     attempts = 0
     while True:
-        new_body, changed, summary = storage_format.update_table(page["body"], title, rows)
+        new_body, changed, summary = apply(page["body"])
         if not changed:
             return result(False, page["version"], summary)
         if attempts >= max_attempts:
@@ -533,11 +537,26 @@ def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
                 raise ConfluenceError(f"{exc}; the update may or may not have been saved, and "
                                       f"reading the page again failed ({again}); run the "
                                       "command again") from again
-            if page["version"] >= target and not storage_format.update_table(
-                    page["body"], title, rows)[1]:
+            if page["version"] >= target and not apply(page["body"])[1]:
                 log.info("the update of page %s had been saved (version %s)", page_id,
                          page["version"])
                 return result(True, page["version"], summary)
+
+
+def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
+                      rows: Iterable[Mapping[str, object]],
+                      known: Collection[tuple[str, str]] | None = None, *,
+                      max_attempts: int = 3) -> dict[str, Any]:
+    """Bring the to-do table under heading ``title`` on a page up to date
+    (:func:`update_page` with ``storage_format.update_table``; ``known`` as there).
+
+    :returns: ``{"changed": bool, "version": int, "summary": str, "requests": int}``
+    :raises ConfluenceError: the page cannot be read, parsed safely or written
+    """
+    rows = list(rows)
+    return update_page(
+        client, page_id, lambda body: storage_format.update_table(body, title, rows, known),
+        max_attempts=max_attempts)
 
 
 def check_page(client: ConfluenceClient, page_id: str | int, title: str) -> str:

@@ -114,7 +114,7 @@ def push_page(ctx: Context, items: list[dict] | None = None) -> int:
     try:
         result = confluence.update_todo_table(
             client, settings.get("CONFLUENCE_PAGE_ID"), settings.get("CONFLUENCE_TABLE_TITLE"),
-            rows,
+            rows, reports.item_keys(items),
         )
     finally:
         client.close()

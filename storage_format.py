@@ -1,102 +1,41 @@
 """The Confluence to-do table in storage format (XHTML with ``ac:``/``ri:`` macros): render it,
-find it on a page, and replace it without touching any other byte of the page.
+read it back from a page, and work out the new table from the old one and the items.
 
-A page body is a storage *fragment*: no root element, no namespace declarations, and possibly
-HTML named entities (``&nbsp;``). Every HTML parser route damages such pages (CDATA, attribute
-order, self-closing macros; ``reference/confluence.md`` §5), so the body is never re-serialised:
-
-1. parse it with ``lxml.etree`` inside a wrapper root that binds ``ac``/``ri``/``at`` and an
-   internal DTD declaring the HTML entities (strict: no recovery, no entity expansion), only to
-   *locate* the heading and the table and to read the cells;
-2. find the same elements' character spans in the original string with a small scanner that
-   skips comments, CDATA and processing instructions, cross-checked element by element against
-   the lxml parse;
-3. splice the new table into the original text, then re-parse the result and check that the
-   page outside the table is canonically (C14N) equal to the original before it is returned.
-
-All functions here are pure (no HTTP); ``confluence.py`` drives them.
+Finding the table on a page and splicing it in byte-exactly is ``storage_page``'s job; this
+module knows what the to-do table holds: the tool's :data:`COLUMNS`, rows keyed by
+(Task, Asset Name), and what people add to it (columns, rows, cell highlights, inline
+comments), which it keeps. All functions here are pure (no HTTP); ``confluence.py`` drives them.
 """
 
 from __future__ import annotations
 
-import html.entities
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from lxml import etree
 
+import storage_page as sp
 from errors import ConfluenceError
 from reports import PAGE_COLUMNS
+from storage_page import NAMESPACES, xml_attr, xml_clean, xml_text
+
+__all__ = ["COLUMNS", "NAMESPACES", "PageTable", "inspect_page", "known_key", "render_table",
+           "table_rows", "update_table", "xml_attr", "xml_clean", "xml_text"]
 
 COLUMNS = PAGE_COLUMNS  # the tool's own columns; any other column on the page is a human's
 STATUS_COLOURS = ("Grey", "Red", "Yellow", "Green", "Blue")
 DEFAULT_COLOUR = "Grey"
+IS_OURS = sp.has_columns("Asset Name", "Task")  # SPEC §11: the header holds both
 
-NAMESPACES = {
-    "ac": "http://www.atlassian.com/schema/confluence/4/ac/",
-    "ri": "http://www.atlassian.com/schema/confluence/4/ri/",
-    "at": "http://www.atlassian.com/schema/confluence/4/at/",
-}
-_AC = "{" + NAMESPACES["ac"] + "}"
-_XHTML = "http://www.w3.org/1999/xhtml"
-_ROOT = "sre-tracker-root"
-_MARK = "sre-tracker-splice"
-
-_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
-# Elements whose start begins a new line of text in a cell (a cell may hold several <p>).
-_BLOCKS = _HEADINGS | {"p", "div", "li", "ul", "ol", "pre", "blockquote", "table", "tr"}
-# Macro internals that are not visible text (a status macro's title is read on purpose).
-_HIDDEN = {_AC + "parameter", _AC + "task-id", _AC + "task-uuid", _AC + "task-status"}
+_AC = sp.AC
 # Elements that carry no content of their own: a cell holding only these (and whitespace) is
 # empty, as in the blank rows Confluence puts into a newly inserted table.
 _PLAIN = {"p", "br", "span", "strong", "em", "b", "i", "u", "s", "sub", "sup", "div", "td",
           "th"}
-
-# XML 1.0 ``Char``: everything else (most C0 controls, lone surrogates, U+FFFE/U+FFFF) is
-# dropped from text before it is written.
-_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_NEWLINES = re.compile("\r\n?|\n")
-_TASK_OF_TOOL = re.compile(r"→\s*L\d")
-
-
-# ---------------------------------------------------------------------------- escaping
-def xml_clean(value: object) -> str:
-    """Text with XML-illegal characters dropped and line ends (CRLF, CR) turned into ``\\n``."""
-    text = "" if value is None else str(value)
-    return _NEWLINES.sub("\n", _ILLEGAL.sub("", text))
-
-
-def xml_text(value: object) -> str:
-    """Escape text for XML element content: ``& < >`` (so ``]]>`` is safe), illegal chars
-    dropped, CR kept as ``&#13;``. Only the XML-predefined entities are emitted."""
-    text = _ILLEGAL.sub("", "" if value is None else str(value))
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("\r", "&#13;"))
-
-
-def xml_attr(value: object) -> str:
-    """Escape text for a double-quoted XML attribute value (tabs and line ends survive too)."""
-    return (xml_text(value).replace('"', "&quot;").replace("\t", "&#9;")
-            .replace("\n", "&#10;"))
-
-
-def _collapse(text: str) -> str:
-    """Whitespace runs (U+00A0 included) to one space, trimmed."""
-    return " ".join(text.split())
-
-
-def _fold(text: str) -> str:
-    """The form headings and column names are compared in: collapsed and case-folded."""
-    return _collapse(xml_clean(text)).casefold()
-
-
-def _norm(text: str) -> str:
-    """Cell text for the "did the data change" comparison: spaces collapsed within each line,
-    line breaks kept, blank ends trimmed (Confluence re-normalises markup whitespace)."""
-    lines = [" ".join(line.split()) for line in text.split("\n")]
-    return "\n".join(lines).strip("\n")
+# What a person puts on a cell the tool owns and the tool keeps when it rewrites the cell.
+_MARKER = re.compile(r"<ac:inline-comment-marker\b[^>]*>")
 
 
 def _safe_href(url: object) -> str | None:
@@ -171,198 +110,12 @@ def render_table(rows: Iterable[Mapping[str, object]]) -> str:
     return f"<table><tbody>{header}{body}</tbody></table>"
 
 
-# ---------------------------------------------------------------------------- parsing
-def _entity_dtd() -> str:
-    decls = []
-    for name, value in html.entities.html5.items():
-        if not name.endswith(";") or name[:-1] in ("amp", "lt", "gt", "quot", "apos"):
-            continue
-        # ``&#38;#60;`` keeps a ``<`` or ``&`` replacement text from being read as markup.
-        ref = "".join(f"&#38;#{ord(c)};" if c in "<&" else f"&#{ord(c)};" for c in value)
-        decls.append(f'<!ENTITY {name[:-1]} "{ref}">')
-    return f"<!DOCTYPE {_ROOT} [\n" + "\n".join(decls) + "\n]>\n"
-
-
-_DTD = _entity_dtd()
-_OPEN_ROOT = f"<{_ROOT} " + " ".join(f'xmlns:{p}="{u}"' for p, u in NAMESPACES.items()) + ">"
-_CLOSE_ROOT = f"</{_ROOT}>"
-
-
-def _xml_parse(body: str, *, resolve: bool) -> etree._Element:
-    """Parse a storage fragment inside the wrapper; ``resolve`` expands entity references."""
-    parser = etree.XMLParser(strip_cdata=False, resolve_entities=resolve, recover=False,
-                             no_network=True, huge_tree=False, load_dtd=False)
-    data = (_DTD + _OPEN_ROOT + body + _CLOSE_ROOT).encode("utf-8")
-    return etree.fromstring(data, parser)
-
-
-def _unsafe(reason: str) -> ConfluenceError:
-    return ConfluenceError(f"the page body could not be parsed safely ({reason}); nothing was "
-                           "written — fix the page in the Confluence editor or report this page")
-
-
-@dataclass
-class _Span:
-    name: str
-    start: int
-    end: int  # one past the end of the element (its end tag, or the self-closing start tag)
-    open_end: int  # one past the end of its start tag
-
-
-_TAG = re.compile(
-    r"""<(/?)([^\s/>!?"'=<]+)((?:\s+[^\s=/>"'<]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(/?)>""")
-
-
-def _scan(body: str) -> list[_Span]:
-    """Character spans of all elements of a well-formed fragment, in document order."""
-    spans: list[_Span] = []
-    stack: list[int] = []
-    pos = 0
-    while True:
-        lt = body.find("<", pos)
-        if lt < 0:
-            break
-        for opener, closer in (("<!--", "-->"), ("<![CDATA[", "]]>"), ("<?", "?>")):
-            if body.startswith(opener, lt):
-                stop = body.find(closer, lt + len(opener))
-                if stop < 0:
-                    raise _unsafe(f"unterminated {opener} at character {lt}")
-                pos = stop + len(closer)
-                break
-        else:
-            m = _TAG.match(body, lt)
-            if not m:
-                raise _unsafe(f"unexpected markup at character {lt}")
-            closing, name, attrs, self_closing = m.groups()
-            if closing:
-                if attrs or self_closing or not stack or spans[stack[-1]].name != name:
-                    raise _unsafe(f"unbalanced </{name}> at character {lt}")
-                spans[stack.pop()].end = m.end()
-            else:
-                spans.append(_Span(name, lt, m.end(), m.end()))
-                if not self_closing:
-                    stack.append(len(spans) - 1)
-            pos = m.end()
-    if stack:
-        raise _unsafe(f"<{spans[stack[-1]].name}> is never closed")
-    return spans
-
-
-def _local(el: etree._Element) -> str | None:
-    """Local name of an HTML element (no namespace, or XHTML); None for macros and the like."""
-    if not isinstance(el.tag, str):
-        return None
-    qname = etree.QName(el)
-    return qname.localname if qname.namespace in (None, _XHTML) else None
-
-
-def _qualified(el: etree._Element) -> str:
-    qname = etree.QName(el)
-    return f"{el.prefix}:{qname.localname}" if el.prefix else qname.localname
-
-
-@dataclass
-class _Doc:
-    body: str
-    root: etree._Element
-    elements: list[etree._Element]
-    spans: list[_Span]
-    index: dict[etree._Element, int] = field(default_factory=dict)
-
-    def span(self, el: etree._Element) -> _Span:
-        return self.spans[self.index[el]]
-
-    def markup(self, el: etree._Element) -> str:
-        span = self.span(el)
-        return self.body[span.start:span.end]
-
-
-def _load(body: str) -> _Doc:
-    """Parse (strict, entities kept as references) and map every element to its span."""
-    if not isinstance(body, str):
-        raise _unsafe("the body is not text")
-    try:
-        root = _xml_parse(body, resolve=False)
-    except etree.XMLSyntaxError as exc:
-        raise _unsafe(_parse_message(exc)) from exc
-    except (UnicodeError, ValueError) as exc:
-        raise _unsafe(type(exc).__name__) from exc
-    elements = [el for el in root.iter() if isinstance(el.tag, str) and el is not root]
-    spans = _scan(body)
-    names = [_qualified(el) for el in elements]
-    if names != [s.name for s in spans]:
-        raise _unsafe("the element scan disagrees with the XML parser")
-    doc = _Doc(body, root, elements, spans)
-    doc.index = {el: i for i, el in enumerate(elements)}
-    return doc
-
-
-def _parse_message(exc: etree.XMLSyntaxError) -> str:
-    # Line numbers count the DTD and wrapper lines; report only the parser's sentence.
-    return re.sub(r",? line \d+, column \d+.*$", "", str(exc.msg or exc)).strip() or "bad XML"
-
-
-def _entity_char(name: str) -> str:
-    return html.entities.html5.get(name + ";", "")
-
-
-def _text(el: etree._Element) -> str:
-    """Visible text of an element: entities resolved, ``<br>`` and block starts as newlines,
-    macro parameters left out."""
-    out: list[str] = []
-
-    def add(piece: str | None) -> None:
-        if piece:
-            out.append(piece)
-
-    def ends_line() -> bool:
-        return not out or out[-1].endswith("\n")
-
-    def walk(node: etree._Element, top: bool) -> None:
-        tag = node.tag
-        if tag is etree.Entity:
-            add(_entity_char(node.name))
-            return
-        if not isinstance(tag, str) or tag in _HIDDEN:
-            return
-        name = _local(node)
-        if not top and name in _BLOCKS and not ends_line():
-            out.append("\n")
-        if name == "br":
-            out.append("\n")
-        add(node.text)
-        for child in node:
-            walk(child, False)
-            add(child.tail)
-
-    walk(el, True)
-    return "".join(out)
-
-
-def _param(macro: etree._Element, name: str) -> str | None:
-    for child in macro:
-        if child.tag == _AC + "parameter" and child.get(_AC + "name") == name:
-            return _text_all(child)
-    return None
-
-
-def _text_all(el: etree._Element) -> str:
-    """All character data inside an element (a macro parameter), entities resolved."""
-    out = [el.text or ""]
-    for child in el:
-        if child.tag is etree.Entity:
-            out.append(_entity_char(child.name))
-        elif isinstance(child.tag, str):
-            out.append(_text_all(child))
-        out.append(child.tail or "")
-    return "".join(out)
-
-
 # ---------------------------------------------------------------------------- the table
 @dataclass
 class _Cell:
     el: etree._Element
     markup: str
+    open_tag: str  # the <td ...> start tag (a person's highlight colour lives here)
     text: str  # exact visible text
     links: tuple[str, ...]
     statuses: tuple[tuple[str, str], ...]  # (title, colour)
@@ -370,8 +123,8 @@ class _Cell:
 
     @property
     def data(self) -> tuple:
-        return (_norm(self.text), self.links,
-                tuple((_norm(t), c.casefold()) for t, c in self.statuses))
+        return (sp.norm(self.text), self.links,
+                tuple((sp.norm(t), c.casefold()) for t, c in self.statuses))
 
     def value(self, column: str) -> str:
         if column == "Status" and self.statuses:
@@ -385,13 +138,10 @@ class _Row:
     open_tag: str
     cells: list[_Cell]
     key: tuple[str, str] | None = None
-    tool: bool = False
 
 
 @dataclass
 class _Table:
-    el: etree._Element
-    span: _Span
     open_tag: str
     captions: list[str]
     cols: list[str]  # <colgroup>/<col> markup, kept when the column count stays
@@ -407,129 +157,87 @@ class _Table:
                 tuple(tuple(c.data for c in r.cells) for r in self.rows))
 
 
-def _read_cell(doc: _Doc, el: etree._Element) -> _Cell:
-    links = tuple(a.get("href") or "" for a in el.iter("a", "{" + _XHTML + "}a"))
+def _read_cell(page: sp.Page, el: etree._Element) -> _Cell:
+    links = tuple(a.get("href") or "" for a in el.iter("a", "{http://www.w3.org/1999/xhtml}a"))
     statuses = tuple(
-        (_param(m, "title") or "", _param(m, "colour") or "")
+        (sp.param(m, "title") or "", sp.param(m, "colour") or "")
         for m in el.iter(_AC + "structured-macro") if m.get(_AC + "name") == "status")
-    text = _text(el)
+    text = sp.text(el)
     empty = not text.strip() and all(
-        not isinstance(d.tag, str) or _local(d) in _PLAIN for d in el.iter())
-    return _Cell(el, doc.markup(el), text, links, statuses, empty)
+        not isinstance(d.tag, str) or sp.local(d) in _PLAIN for d in el.iter())
+    open_tag = page.open_tag(el)
+    if open_tag.endswith("/>"):
+        open_tag = open_tag[:-2].rstrip() + ">"
+    return _Cell(el, page.markup(el), open_tag, text, links, statuses, empty)
 
 
-def _read_row(doc: _Doc, tr: etree._Element, what: str) -> _Row:
+def _read_row(page: sp.Page, tr: etree._Element, what: str) -> _Row:
     cells = []
     for child in tr:
-        if _local(child) in ("td", "th"):
+        if sp.local(child) in ("td", "th"):
             for attr in ("colspan", "rowspan"):
                 if (child.get(attr) or "1").strip() not in ("", "1"):
                     raise ConfluenceError(f"the table under {what} has merged cells; split them "
                                           "in the Confluence editor so rows can be matched")
-            cells.append(_read_cell(doc, child))
-    span = doc.span(tr)
-    return _Row(doc.markup(tr), doc.body[span.start:span.open_end], cells)
+            cells.append(_read_cell(page, child))
+    return _Row(page.markup(tr), page.open_tag(tr), cells)
 
 
-def _read_table(doc: _Doc, table: etree._Element, title: str) -> _Table:
+def _read_table(page: sp.Page, table: etree._Element, title: str) -> _Table:
     what = f"heading '{title}'"
-    span = doc.span(table)
-    open_tag = doc.body[span.start:span.open_end]
+    open_tag = page.open_tag(table)
     if open_tag.endswith("/>"):
         open_tag = open_tag[:-2].rstrip() + ">"
     captions: list[str] = []
     cols: list[str] = []
     rows: list[tuple[etree._Element, str | None]] = []
     for child in table:
-        name = _local(child)
+        name = sp.local(child)
         if not isinstance(child.tag, str):
             continue
         if name in ("thead", "tbody", "tfoot"):
             for tr in child:
-                if _local(tr) == "tr":
+                if sp.local(tr) == "tr":
                     rows.append((tr, name))
                 elif isinstance(tr.tag, str):
                     raise ConfluenceError(f"the table under {what} holds an unexpected "
-                                          f"<{_qualified(tr)}>; remove it from the table")
+                                          f"<{sp.qualified(tr)}>; remove it from the table")
         elif name == "tr":
             rows.append((child, None))
         elif name in ("colgroup", "col"):
-            cols.append(doc.markup(child))
+            cols.append(page.markup(child))
         elif name == "caption":
-            captions.append(doc.markup(child))
+            captions.append(page.markup(child))
         else:
             raise ConfluenceError(f"the table under {what} holds an unexpected "
-                                  f"<{_qualified(child)}>; remove it from the table")
-    if not rows or not _is_header(rows[0][0]):
-        raise ConfluenceError(f"the table under {what} has no header row; make its first row "
-                              "a header row, or delete the table and let sre-tracker add one")
-    header = _read_row(doc, rows[0][0], what)
-    names = [_collapse(c.text) for c in header.cells]
+                                  f"<{sp.qualified(child)}>; remove it from the table")
+    # locate() only returns a table whose first row is a header row holding our columns.
+    header = _read_row(page, rows[0][0], what)
+    names = [sp.collapse(sp.cell_text(c.markup)) for c in header.cells]
     tool_index: dict[str, int] = {}
     folded = {c.casefold(): c for c in COLUMNS}
     for i, name in enumerate(names):
         column = folded.get(name.casefold())
         if column and column not in tool_index:
             tool_index[column] = i
-    data_rows = [_read_row(doc, tr, what) for tr, _section in rows[1:]]
+    data_rows = [_read_row(page, tr, what) for tr, _section in rows[1:]]
+    task_at, asset_at = tool_index["Task"], tool_index["Asset Name"]
     for row in data_rows:
-        if "Task" in tool_index and "Asset Name" in tool_index:
-            task = _cell_text(row, tool_index["Task"])
-            asset = _cell_text(row, tool_index["Asset Name"])
-            if task is not None and asset is not None:
-                row.key = (task, asset)
-                row.tool = bool(_TASK_OF_TOOL.search(task))
-    return _Table(table, span, open_tag, captions, cols, header, rows[0][1] == "thead", names,
-                  tool_index, data_rows)
+        if task_at < len(row.cells) and asset_at < len(row.cells):
+            row.key = (sp.collapse(sp.cell_text(row.cells[task_at].markup)),
+                       sp.collapse(sp.cell_text(row.cells[asset_at].markup)))
+    return _Table(open_tag, captions, cols, header, rows[0][1] == "thead", names, tool_index,
+                  data_rows)
 
 
-def _is_header(tr: etree._Element) -> bool:
-    cells = [_local(c) for c in tr if _local(c) in ("td", "th")]
-    return bool(cells) and all(c == "th" for c in cells)
-
-
-def _cell_text(row: _Row, index: int) -> str | None:
-    return _collapse(row.cells[index].text) if index < len(row.cells) else None
+def known_key(task: object, asset: object) -> tuple[str, str]:
+    """The (Task, Asset Name) pair a page row is matched by, as :func:`update_table` compares
+    it (whitespace collapsed)."""
+    return (sp.collapse(xml_clean(task)), sp.collapse(xml_clean(asset)))
 
 
 def _row_key(row: Mapping[str, object]) -> tuple[str, str]:
-    return (_collapse(xml_clean(row.get("Task", ""))),
-            _collapse(xml_clean(row.get("Asset Name", ""))))
-
-
-# ---------------------------------------------------------------------------- locating
-def _level(el: etree._Element) -> int:
-    name = _local(el)
-    return int(name[1]) if name in _HEADINGS else 0
-
-
-def _locate(doc: _Doc, title: str) -> tuple[etree._Element | None, etree._Element | None]:
-    """The heading titled ``title`` and the table under it (either may be None).
-
-    The table is the first ``<table>`` after the heading in document order, within the
-    heading's section: a heading of the same or a higher rank in between ends the search, so
-    the next section's table is never taken for ours.
-    """
-    wanted = _fold(title)
-    if not wanted:
-        raise ConfluenceError("the table title is empty; set CONFLUENCE_TABLE_TITLE")
-    headings = [el for el in doc.elements if _level(el) and _fold(_text(el)) == wanted]
-    if len(headings) > 1:
-        raise ConfluenceError(f"found {len(headings)} headings '{title}' on the page; keep one")
-    if not headings:
-        return None, None
-    heading = headings[0]
-    level = _level(heading)
-    after = doc.span(heading).end
-    for i in range(doc.index[heading] + 1, len(doc.elements)):
-        el = doc.elements[i]
-        if doc.spans[i].start < after:
-            continue  # inside the heading itself
-        if 0 < _level(el) <= level:
-            break
-        if _local(el) == "table":
-            return heading, el
-    return heading, None
+    return known_key(row.get("Task", ""), row.get("Asset Name", ""))
 
 
 # ---------------------------------------------------------------------------- updating
@@ -544,18 +252,56 @@ class _Plan:
     removed: int
 
 
-def _build(old: _Table | None, rows: Sequence[Mapping[str, object]]) -> _Plan:
+def _expected(column: str, row: Mapping[str, object]) -> tuple:
+    """The :attr:`_Cell.data` of the cell :func:`_tool_cell` renders (without parsing it)."""
+    value = xml_clean(row.get(column, "") or "")
+    if column == "Rally Card" and value and _safe_href(row.get("_link", "")):
+        return (sp.norm(value), (_safe_href(row.get("_link", "")),), ())
+    if column == "Status" and value:
+        return ("", (), ((sp.norm(value.replace("\n", " ")),
+                          _colour(row.get("_colour")).casefold()),))
+    return (sp.norm(value), (), ())
+
+
+def _keep_human_marks(new: str, old: _Cell) -> str:
+    """A rewritten tool cell keeps what a person put on it: the cell's own attributes (the
+    highlight colour) and inline-comment markers, re-anchored on the new text."""
+    inner = new[len("<td>"):-len("</td>")]
+    markers = _MARKER.findall(old.markup)
+    if markers:
+        body = inner[3:-4] if inner.startswith("<p>") else ""
+        wrapped = "".join(markers) + body + "</ac:inline-comment-marker>" * len(markers)
+        inner = f"<p>{wrapped}</p>"
+    return old.open_tag + inner + "</td>"
+
+
+def _layout(old: _Table) -> list[tuple[str | None, int | None]]:
+    """The column layout of the new table: the old table's columns in the order people left
+    them (our columns by name, theirs by index), and a missing tool column after the tool
+    column it follows in :data:`COLUMNS`. Entries: (tool column or None, old index or None)."""
+    by_index = {i: c for c, i in old.tool_index.items()}
+    layout: list[tuple[str | None, int | None]] = [
+        (by_index.get(i), i) for i in range(len(old.names))]
+    for n, column in enumerate(COLUMNS):
+        if column in old.tool_index:
+            continue
+        at = 0
+        for prev in reversed(COLUMNS[:n]):
+            spot = next((k for k, (c, _i) in enumerate(layout) if c == prev), None)
+            if spot is not None:
+                at = spot + 1
+                break
+        layout.insert(at, (column, None))
+    return layout
+
+
+def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
+           known: Collection[tuple[str, str]]) -> _Plan:
     """The new table markup, and which old rows the given rows replace."""
     if old is None:
         return _Plan(render_table(rows), [None] * len(rows), 0)
 
-    # Column layout: the tool's columns in order, human columns re-inserted at their index.
-    # Each entry: (tool column or None for a human one, its index in the old table or None).
-    layout: list[tuple[str | None, int | None]] = [(c, old.tool_index.get(c)) for c in COLUMNS]
-    tool_at = set(old.tool_index.values())
-    for i in range(len(old.names)):
-        if i not in tool_at:
-            layout.insert(min(i, len(layout)), (None, i))
+    layout = _layout(old)
     old_index = [index for _column, index in layout]
     same_layout = old_index == list(range(len(old.names)))
 
@@ -576,20 +322,26 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]]) -> _Plan:
         cells = []
         for column, index in layout:
             if column is not None:
-                cells.append(_tool_cell(column, row))
+                was = old_cell(found[0], index) if found else None
+                if was is not None and was.data == _expected(column, row):
+                    cells.append(was.markup)  # unchanged: byte for byte, marks and all
+                elif was is not None:
+                    cells.append(_keep_human_marks(_tool_cell(column, row), was))
+                else:
+                    cells.append(_tool_cell(column, row))
                 continue
             # A human cell follows its row; of duplicate old rows the first non-empty wins.
             candidates = [c for c in (old_cell(r, index) for r in found) if c is not None]
             chosen = next((c for c in candidates if not c.empty), None) or (
                 candidates[0] if candidates else None)
             cells.append(chosen.markup if chosen else _EMPTY_CELL)
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append((found[0].open_tag if found else "<tr>") + "".join(cells) + "</tr>")
 
-    # Rows humans added stay, after the tool's rows; tool rows no longer given (closed items)
-    # and blank rows leave the table.
+    # Rows people added stay, after the tool's rows; rows of items the tool knows but no longer
+    # lists (closed items) and blank rows leave the table.
     kept = 0
     for row in old.rows:
-        if row.key in matches or row.tool or all(c.empty for c in row.cells):
+        if row.key in matches or row.key in known or all(c.empty for c in row.cells):
             continue
         kept += 1
         if same_layout:
@@ -602,7 +354,7 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]]) -> _Plan:
     if same_layout:
         header = old.header.markup
     else:
-        header = "<tr>" + "".join(
+        header = old.header.open_tag + "".join(
             old.header.cells[index].markup if index is not None else _header_cell(str(column))
             for column, index in layout) + "</tr>"
     # A <colgroup> sized for another column count would misdraw the table: drop it then.
@@ -615,7 +367,7 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]]) -> _Plan:
                  len(old.rows) - kept - len(matches))
 
 
-def _summary(plan: _Plan, old: _Table | None, fresh: _Table) -> str:
+def _summary(plan: _Plan, old: _Table | None, fresh: _Table | None) -> str:
     if old is None:
         return f"table added with {_plural(len(plan.matched), 'row')}"
     added = sum(1 for m in plan.matched if m is None)
@@ -638,74 +390,44 @@ def _summary(plan: _Plan, old: _Table | None, fresh: _Table) -> str:
     return ", ".join(parts) or "table layout updated"
 
 
-def update_table(body: str, title: str,
-                 rows: Sequence[Mapping[str, object]]) -> tuple[str, bool, str]:
+def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
+                 known: Collection[tuple[str, str]] | None = None) -> tuple[str, bool, str]:
     """Replace the to-do table under the heading ``title`` in a page body.
 
     :param body: the page's storage-format body as the API returned it
     :param title: the heading text (CONFLUENCE_TABLE_TITLE); whitespace and case are folded
     :param rows: the table rows, sorted, each with the :data:`COLUMNS` (+ ``_link``,
         ``_colour``)
+    :param known: (Task, Asset Name) of every item the tool knows (:func:`known_key`), open or
+        closed: a page row is the tool's only when it names one of them (or one of ``rows``);
+        every other row is a person's and is kept
     :returns: ``(new_body, changed, summary)``; when the table data is unchanged the body is
         returned as it came and ``changed`` is False. Only the table's characters differ
-        between ``body`` and ``new_body`` (or, without the heading, an ``<h2>`` and the table
-        are appended; with the heading but no table, the table follows the heading).
+        between ``body`` and ``new_body`` (see :func:`storage_page.splice_table` for where a
+        new table goes).
     :raises ConfluenceError: the body cannot be parsed safely, the heading appears more than
-        once, the old table cannot be read, or the result fails the verification.
+        once, our table cannot be read, or the result fails the verification.
     """
     rows = list(rows)
-    doc = _load(body)
-    heading, table = _locate(doc, title)
-    old = _read_table(doc, table, title) if table is not None else None
-    plan = _build(old, rows)
-    markup = plan.markup
-    prefix = ""
-    if table is not None:
-        start, end = doc.span(table).start, doc.span(table).end
-    elif heading is not None:
-        start = end = doc.span(heading).end
-    else:
-        start = end = len(body)
-        prefix = f"<h2>{xml_text(title)}</h2>"
-    new_body = body[:start] + prefix + markup + body[end:]
+    known_keys = {known_key(t, a) for t, a in known or ()} | {_row_key(r) for r in rows}
+    state: dict[str, object] = {}
 
-    new_doc = _load(new_body)
-    _heading, new_table = _locate(new_doc, title)
-    where = start + len(prefix)
-    if new_table is None or (new_doc.span(new_table).start, new_doc.span(new_table).end) != (
-            where, where + len(markup)):
-        raise ConfluenceError(f"the updated page would not show the table under heading "
-                              f"'{title}' where expected; nothing was written")
-    fresh = _read_table(new_doc, new_table, title)
-    if old is not None and fresh.data == old.data:
+    def render(found: sp.Found) -> str:
+        old = _read_table(found.page, found.table, title) if found.table is not None else None
+        plan = _build(old, rows, known_keys)
+        state.update(old=old, plan=plan)
+        return plan.markup
+
+    def same(before: sp.Found, after: sp.Found) -> bool:
+        fresh = _read_table(after.page, after.table, title)
+        state["fresh"] = fresh
+        old = state["old"]
+        return old is not None and fresh.data == old.data  # type: ignore[attr-defined]
+
+    result = sp.splice_table(body, title, IS_OURS, render, same)
+    if not result.changed:
         return body, False, "no changes"
-    _verify(body[:start] + prefix, body[end:], new_body, where, where + len(markup))
-    return new_body, True, _summary(plan, old, fresh)
-
-
-def _verify(before: str, after: str, new_body: str, start: int, end: int) -> None:
-    """Check that ``new_body`` equals the original page outside the spliced table (C14N)."""
-    marker = f"<{_MARK}/>"
-    try:
-        expected = _xml_parse(before + marker + after, resolve=True)
-        result = _xml_parse(new_body, resolve=True)
-    except etree.XMLSyntaxError as exc:
-        raise ConfluenceError("the updated page would not be well-formed "
-                              f"({_parse_message(exc)}); nothing was written") from exc
-    spans = _scan(new_body)
-    elements = [el for el in result.iter() if isinstance(el.tag, str) and el is not result]
-    hits = [el for el, s in zip(elements, spans, strict=True)
-            if (s.name, s.start, s.end) == ("table", start, end)]
-    if len(hits) != 1:
-        raise ConfluenceError("the updated page failed the safety check (table not found "
-                              "after splicing); nothing was written")
-    table = hits[0]
-    mark = etree.Element(_MARK)
-    mark.tail = table.tail
-    table.getparent().replace(table, mark)
-    if etree.tostring(expected, method="c14n2") != etree.tostring(result, method="c14n2"):
-        raise ConfluenceError("the updated page failed the safety check (content outside the "
-                              "table would change); nothing was written")
+    return result.body, True, _summary(state["plan"], state["old"], state.get("fresh"))
 
 
 def _rows_as_dicts(table: _Table) -> list[dict[str, str]]:
@@ -735,11 +457,10 @@ def table_rows(body: str, title: str) -> list[dict[str, str]] | None:
     text, ``_link`` (Rally Card href) and ``_colour`` (status colour). Values are the cells'
     visible text (``<br />`` as ``\\n``; Status is the lozenge title).
     """
-    doc = _load(body)
-    _heading, table = _locate(doc, title)
-    if table is None:
+    found = sp.locate(sp.load(body), title, IS_OURS)
+    if found.table is None:
         return None
-    return _rows_as_dicts(_read_table(doc, table, title))
+    return _rows_as_dicts(_read_table(found.page, found.table, title))
 
 
 @dataclass(frozen=True)
@@ -756,7 +477,6 @@ def inspect_page(body: str, title: str) -> PageTable:
 
     :raises ConfluenceError: as :func:`update_table` would, before any write.
     """
-    doc = _load(body)
-    heading, table = _locate(doc, title)
-    rows = len(_read_table(doc, table, title).rows) if table is not None else 0
-    return PageTable(heading is not None, table is not None, rows)
+    found = sp.locate(sp.load(body), title, IS_OURS)
+    rows = len(_read_table(found.page, found.table, title).rows) if found.table is not None else 0
+    return PageTable(found.heading is not None, found.table is not None, rows)

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from test_storage_format import TITLE, TOOL_ROWS, human_table, row
+from test_storage_format import KNOWN, TITLE, TOOL_ROWS, human_table, row
 
 import confluence
 import storage_format as sf
@@ -139,7 +139,7 @@ def test_conflict_reapplies_on_fresh_body_keeping_the_human_edit(fake, page, fla
     fake.edit_before_put(page, human)
     rows = [row("payment-api", Status="In-Progress", _colour="Blue"), *TOOL_ROWS[1:]]
     with make(fake, flavour) as client:
-        result = confluence.update_todo_table(client, page, TITLE, rows)
+        result = confluence.update_todo_table(client, page, TITLE, rows, KNOWN)
     assert result["changed"] and result["version"] == 19 and result["requests"] == 4
     assert (fake.count("GET"), fake.count("PUT")) == (2, 2)
     body = fake.body(page)
@@ -154,7 +154,7 @@ def test_conflict_that_already_has_our_rows_writes_nothing(fake, page):
     rows = [row("payment-api", Priority="P2"), *TOOL_ROWS[1:]]
     fake.edit_before_put(page, lambda b: b.replace("<td><p>P1</p>", "<td><p>P2</p>", 1))
     with make(fake, "cloud") as client:
-        result = confluence.update_todo_table(client, page, TITLE, rows)
+        result = confluence.update_todo_table(client, page, TITLE, rows, KNOWN)
     assert result == {"changed": False, "version": 18, "summary": "no changes", "requests": 3}
 
 
@@ -162,7 +162,7 @@ def test_endless_conflicts_give_up(fake, page):
     fake.edit_before_put(page, lambda b: b + "<p>x</p>", times=10)
     with make(fake, "datacenter") as client, pytest.raises(ConfluenceError,
                                                            match="kept changing.*3 attempts"):
-        confluence.update_todo_table(client, page, TITLE, [row()])
+        confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     assert fake.count("PUT") == 3
 
 
@@ -170,7 +170,7 @@ def test_endless_conflicts_give_up(fake, page):
 def test_put_that_landed_but_got_5xx_is_not_repeated(fake, page, flavour, status):
     fake.fail_after_put(1, status)
     with make(fake, flavour) as client:
-        result = confluence.update_todo_table(client, page, TITLE, [row()])
+        result = confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     assert result["changed"] and result["version"] == 18
     assert (fake.count("GET"), fake.count("PUT")) == (2, 1)
     assert len(fake.pages[page]["history"]) == 2
@@ -179,7 +179,7 @@ def test_put_that_landed_but_got_5xx_is_not_repeated(fake, page, flavour, status
 def test_put_that_landed_but_timed_out_is_not_repeated(fake, page, flavour, caplog):
     fake.fail_after_put(1, 200, delay=1.0, body="{}")
     with make(fake, flavour, timeout=0.3) as client:
-        result = confluence.update_todo_table(client, page, TITLE, [row()])
+        result = confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     assert result["changed"] and result["version"] == 18
     assert fake.count("PUT") == 1 and len(fake.pages[page]["history"]) == 2
     assert "did not answer PUT page" in caplog.text
@@ -188,7 +188,7 @@ def test_put_that_landed_but_timed_out_is_not_repeated(fake, page, flavour, capl
 def test_put_refused_with_5xx_is_sent_again(fake, page, flavour):
     fake.fail_next(1, 500, method="PUT")
     with make(fake, flavour) as client:
-        result = confluence.update_todo_table(client, page, TITLE, [row()])
+        result = confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     assert result["changed"] and result["version"] == 18
     assert (fake.count("GET"), fake.count("PUT")) == (2, 2)
 
@@ -207,14 +207,14 @@ def test_reread_after_unknown_outcome_failing_says_so(fake, page):
 
         client.get_page = get_page
         with pytest.raises(ConfluenceError, match="may or may not have been saved.*run the"):
-            confluence.update_todo_table(client, page, TITLE, [row()])
+            confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
 
 
 def test_429_retry_after_is_honoured(fake, page, flavour, sleeps):
     fake.fail_next(2, 429, retry_after="0.2", method="GET")
     fake.fail_next(1, 429, retry_after=1, method="PUT")
     with make(fake, flavour, max_retry_after=0.3) as client:
-        result = confluence.update_todo_table(client, page, TITLE, [row()])
+        result = confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     assert result["changed"] and result["requests"] == 2  # urllib3 retries are not counted
     assert (fake.count("GET"), fake.count("PUT")) == (3, 2)
     assert sleeps == [0.2, 0.2, 0.3]  # 0.2 + 0.2 + min(1, 0.3)
@@ -256,7 +256,7 @@ def test_401_names_the_settings_and_hides_secrets(fake, page, flavour, caplog):
     wrong = "WRONG-secret-value-123"
     kw = {"api_token": wrong} if flavour == "cloud" else {"pat": wrong}
     with make(fake, flavour, **kw) as client, pytest.raises(ConfluenceError) as info:
-        confluence.update_todo_table(client, page, TITLE, [row()])
+        confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     text = str(info.value)
     assert "\n" not in text
     assert "CONFLUENCE_USER/CONFLUENCE_API_TOKEN or CONFLUENCE_PAT" in text
@@ -270,7 +270,7 @@ def test_secrets_never_logged_on_success_or_failure(fake, page, flavour, caplog)
     caplog.set_level(logging.DEBUG)
     fake.fail_next(1, 503)
     with make(fake, flavour) as client:
-        confluence.update_todo_table(client, page, TITLE, [row()])
+        confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
         with pytest.raises(ConfluenceError) as info:
             client.get_page("999")
     assert "CONFLUENCE_PAGE_ID" in str(info.value)
@@ -281,7 +281,7 @@ def test_secrets_never_logged_on_success_or_failure(fake, page, flavour, caplog)
 def test_403_on_write(fake, page, flavour):
     fake.forbidden.add(page)
     with make(fake, flavour) as client, pytest.raises(ConfluenceError) as info:
-        confluence.update_todo_table(client, page, TITLE, [row()])
+        confluence.update_todo_table(client, page, TITLE, [row()], KNOWN)
     text = str(info.value)
     assert text.startswith(f"no permission for page {page} (HTTP 403: Could not update Content")
     assert "CONFLUENCE_USER/CONFLUENCE_PAT" in text and "\n" not in text
@@ -411,7 +411,7 @@ def test_check_page_wrong_pat_runs_as_anonymous(page):
         # A plain read says the same instead of blaming CONFLUENCE_PAGE_ID.
         with make(fake, "datacenter", pat="stale-token") as client, pytest.raises(
                 ConfluenceError, match="anonymous.*create a new CONFLUENCE_PAT"):
-            confluence.update_todo_table(client, pid, TITLE, [row()])
+            confluence.update_todo_table(client, pid, TITLE, [row()], KNOWN)
         assert fake.count("PUT") == 0
         with make(fake, "datacenter") as client, pytest.raises(
                 ConfluenceError, match="CONFLUENCE_PAGE_ID"):
@@ -427,5 +427,5 @@ def test_dc_basic_auth_and_context_path():
         pid = fake.add_page("P", "<p/>")
         with make(fake, "datacenter", user=fake.dc_user, api_token=fake.dc_password) as client:
             assert client.base_url.endswith("/confluence")
-            assert confluence.update_todo_table(client, pid, TITLE, [row()])["changed"]
+            assert confluence.update_todo_table(client, pid, TITLE, [row()], KNOWN)["changed"]
         assert fake.body(pid).startswith("<p/><h2>SRE Action Items</h2><table class=\"wrapped\">")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 import storage_format as sf
+import storage_page as sp
 from errors import ConfluenceError
 from fake_confluence import normalise, xhtml_error
 from reports import PAGE_COLUMNS
@@ -111,6 +112,7 @@ def human_table(extra_rows: str = "", comments: bool = True) -> str:
 
 
 TOOL_ROWS = [row("payment-api"), row("web", "Dashboards", 2), row("auth", "On-call", 3)]
+KNOWN = {(r["Task"], r["Asset Name"]) for r in TOOL_ROWS}  # items the tool knows
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -164,23 +166,21 @@ def test_xml_attr_escapes_quotes_and_whitespace():
 
 # --- splicing into real pages ---------------------------------------------------------------
 
-def test_reference_page_only_the_table_changes():
+def test_reference_page_foreign_table_untouched_ours_added_after_heading():
+    # The ID/Action table under the heading is someone else's (SPEC §11): ours goes right
+    # after the heading and every other byte, the foreign table included, stays.
     new, changed, summary = sf.update_table(REF_PAGE, TITLE, [row()])
-    assert changed
-    table = spliced(REF_PAGE, new, REF_BEFORE, REF_AFTER)
-    # The table keeps its own attributes; human rows (foreign data) stay after the tool's.
-    assert table.startswith('<table data-table-width="1000" data-layout="default" '
-                            'ac:local-id="3e1c2b7d-3333-4c4d-8e5f-708192a3b4c5">')
-    assert table.index("payment-api") < table.index("SRE-101") < table.index("SRE-102")
-    assert "&lt;300&nbsp;ms" in table  # a human cell is kept byte for byte
-    assert summary == "1 row added"
+    assert changed and summary == "table added with 1 row"
+    assert new.startswith(REF_BEFORE[:-1] + "<table><tbody>")
+    table = spliced(REF_PAGE, new, REF_BEFORE[:-1], "\n" + REF_TABLE + REF_AFTER)
+    assert "payment-api" in table and "SRE-101" not in table
     assert xhtml_error(new) is None
-    rows = sf.table_rows(new, TITLE)
-    assert [r["ID"] for r in rows] == ["", "SRE-101", "SRE-102"]
-    assert rows[0]["Task"] == "Alerts → L3"
+    assert [r["Asset Name"] for r in sf.table_rows(new, TITLE)] == ["payment-api"]
     # CDATA, entities and numeric references survive untouched.
     assert 'echo "<done> & ok" <table></table>]]>' in new
     assert 'ac:emoji-fallback="&#10004;"' in new and "&mdash;" in new
+    # Next run: our table is found (first table of the section with Asset Name and Task).
+    assert sf.update_table(new, TITLE, [row()])[1] is False
 
 
 def test_heading_in_layout_cell_with_nbsp_and_case():
@@ -263,7 +263,7 @@ def test_human_column_keeps_cells_and_position_matched_by_asset_and_task():
     # Reordered, one changed, one new, one gone (verified).
     rows = [row("auth", "On-call", 3, Status="In-Progress", _colour="Blue"),
             row("new-svc", "Alerts", 1), row("payment-api")]
-    new, changed, summary = sf.update_table(body, TITLE, rows)
+    new, changed, summary = sf.update_table(body, TITLE, rows, KNOWN)
     assert changed
     assert summary == "1 row added, 1 updated, 1 removed"
     table = spliced(body, new, before, after)
@@ -284,7 +284,7 @@ def test_human_rows_kept_after_tool_rows_and_blank_rows_dropped():
              + "<td><p /></td>" * 4 + "</tr>")
     blank = "<tr>" + "<td><p /></td>" * 12 + "</tr>"
     body = "<h2>SRE Action Items</h2>" + human_table(human + blank)
-    new, changed, summary = sf.update_table(body, TITLE, [row("web", "Dashboards", 2)])
+    new, changed, summary = sf.update_table(body, TITLE, [row("web", "Dashboards", 2)], KNOWN)
     assert changed and summary == "3 rows removed"  # 2 closed items + 1 blank row
     got = sf.table_rows(new, TITLE)
     assert [r["Asset Name"] for r in got] == ["web", "note"]
@@ -311,12 +311,30 @@ def test_merged_cells_refused():
         sf.update_table(body, TITLE, [row()])
 
 
-@pytest.mark.parametrize("table,match", [
-    ("<table><tbody><tr><td>x</td></tr></tbody></table>", "no header row"),
-    ("<table><tbody><p>x</p></tbody></table>", "unexpected <p>"),
-    ("<table><div>x</div></table>", "unexpected <div>"),
+@pytest.mark.parametrize("table", [
+    "<table><tbody><tr><td>x</td></tr></tbody></table>",  # no header row (a footnote table)
+    "<table />",
+    '<table><tbody><tr><th colspan="2">Env</th></tr><tr><td>a</td><td>b</td></tr></tbody></table>',
+    "<table><tbody><tr><th>Environment</th><th>Namespace</th></tr></tbody></table>",
+    "<table><tbody><tr><td>Asset Name</td><td>Task</td></tr></tbody></table>",  # not a header
 ])
-def test_unreadable_tables_refused(table, match):
+def test_foreign_tables_are_never_refused_nor_touched(table):
+    before = "<h2>SRE Action Items</h2><p>See below.</p>"
+    body = before + table + "<p>end</p>"
+    new, changed, _ = sf.update_table(body, TITLE, [row()])
+    assert changed and new == "<h2>SRE Action Items</h2>" + new[len("<h2>SRE Action Items</h2>"):]
+    table_markup = spliced(body, new, "<h2>SRE Action Items</h2>", body[len("<h2>SRE Action Items</h2>"):])
+    assert "payment-api" in table_markup
+    assert sf.inspect_page(new, TITLE) == sf.PageTable(True, True, 1)
+
+
+@pytest.mark.parametrize("table,match", [
+    ("<table><tbody><tr><th>Asset Name</th><th>Task</th></tr><p>x</p></tbody></table>",
+     "unexpected <p>"),
+    ("<table><tr><th>Asset Name</th><th>Task</th></tr><div>x</div></table>",
+     "unexpected <div>"),
+])
+def test_our_table_with_unexpected_content_refused(table, match):
     with pytest.raises(ConfluenceError, match=match):
         sf.update_table("<h2>SRE Action Items</h2>" + table, TITLE, [row()])
 
@@ -343,9 +361,9 @@ def test_unsafe_bodies_refused(body, match):
 def test_scanner_refuses_what_it_cannot_follow():
     for bad in ("<!-- open", "<![CDATA[ open", "<? open", "< p>", "<p></q>", "<p>"):
         with pytest.raises(ConfluenceError, match="could not be parsed safely"):
-            sf._scan(bad)
+            sp.scan(bad)
     with pytest.raises(ConfluenceError, match="not text"):
-        sf._load(None)  # type: ignore[arg-type]
+        sp.load(None)  # type: ignore[arg-type]
 
 
 def test_processing_instruction_and_single_quotes_are_scanned():
@@ -377,18 +395,18 @@ def test_duplicate_old_rows_collapse_keeping_a_comment():
 
 def test_verification_rejects_a_splice_that_moves_the_table(monkeypatch):
     body = "<h2>SRE Action Items</h2>" + human_table()
-    monkeypatch.setattr(sf, "_build", lambda old, rows: sf._Plan("<p>no table</p>", [], 0))
+    monkeypatch.setattr(sf, "_build", lambda old, rows, known: sf._Plan("<p>x</p>", [], 0))
     with pytest.raises(ConfluenceError, match="would not show the table"):
         sf.update_table(body, TITLE, TOOL_ROWS)
 
 
 def test_verify_detects_outside_change():
     with pytest.raises(ConfluenceError, match="content outside"):
-        sf._verify("<p>a</p>", "", "<p>b</p><table></table>", 8, 23)
+        sp.verify("<p>a</p>", "", "<p>b</p><table></table>", 8, 23)
     with pytest.raises(ConfluenceError, match="table not found"):
-        sf._verify("<p>a</p>", "", "<p>a</p><table></table>", 0, 5)
+        sp.verify("<p>a</p>", "", "<p>a</p><table></table>", 0, 5)
     with pytest.raises(ConfluenceError, match="not be well-formed"):
-        sf._verify("<p>a</p>", "", "<p>a</p><table>", 8, 15)
+        sp.verify("<p>a</p>", "", "<p>a</p><table>", 8, 15)
 
 
 # --- property: any text survives the round trip ---------------------------------------------
@@ -432,6 +450,113 @@ def test_cell_text_from_paragraphs_entities_and_macro_parameters():
     assert not sf.update_table(body, TITLE, [same])[1]
 
 
-def test_self_closing_table_is_refused_as_headerless():
-    with pytest.raises(ConfluenceError, match="no header row"):
-        sf.update_table("<h2>SRE Action Items</h2><table />", TITLE, [row()])
+# --- which table is ours (SPEC §11) ---------------------------------------------------------
+
+OURS_HEADER = "<tr>" + "".join(f"<th><p>{c}</p></th>" for c in PAGE_COLUMNS) + "</tr>"
+
+
+def test_first_table_with_asset_name_and_task_in_section_is_ours():
+    deploy = ("<table><tbody><tr><th>Environment</th><th>Namespace</th></tr>"
+              "<tr><td>prod</td><td>pay</td></tr></tbody></table>")
+    nested = (f"<table><tbody><tr><th>Notes</th></tr><tr><td><table><tbody>{OURS_HEADER}"
+              "</tbody></table></td></tr></tbody></table>")
+    ours = f"<table><tbody>{OURS_HEADER}</tbody></table>"
+    body = f"<h2>SRE Action Items</h2>{deploy}<p>text</p>{nested}<h3>Sub</h3>{ours}<h2>Next</h2>"
+    new, changed, summary = sf.update_table(body, TITLE, [row()])
+    assert changed and summary == "1 row added"
+    start = body.index(ours)
+    assert new[:start] == body[:start] and new.endswith("</table><h2>Next</h2>")
+    assert sf.inspect_page(new, TITLE).rows == 1
+
+
+def test_table_of_the_next_section_is_not_ours():
+    ours = f"<table><tbody>{OURS_HEADER}</tbody></table>"
+    body = f"<h2>SRE Action Items</h2><p>x</p><h1>Archive</h1>{ours}"
+    new, changed, _ = sf.update_table(body, TITLE, [row()])
+    assert changed and new.endswith(f"<h1>Archive</h1>{ours}")
+    assert new.startswith("<h2>SRE Action Items</h2><table>")
+
+
+ADF = ('<ac:adf-extension><ac:adf-node type="panel"><ac:adf-attribute key="panel-type">note'
+       "</ac:adf-attribute><ac:adf-content><h2>SRE Action Items</h2><p>Owned by SRE.</p>"
+       '</ac:adf-content></ac:adf-node><ac:adf-fallback><div class="panel conf-macro">'
+       "<div class=\"panelContent\"><h2>SRE Action Items</h2><p>Owned by SRE.</p></div></div>"
+       "</ac:adf-fallback></ac:adf-extension>")
+
+
+def test_heading_stored_twice_by_cloud_adf_counts_once():
+    body = "<p>intro</p>" + ADF + "<p>after</p>"
+    new, changed, _ = sf.update_table(body, TITLE, [row()])
+    assert changed
+    # The new table follows the whole panel: its content and fallback stay a pair.
+    assert new.startswith("<p>intro</p>" + ADF + "<table>") and new.endswith("<p>after</p>")
+    assert not sf.update_table(new, TITLE, [row()])[1]
+
+
+def test_page_that_is_one_layout_gets_heading_and_table_in_its_last_cell():
+    body = ('<ac:layout><ac:layout-section ac:type="two_equal"><ac:layout-cell><p>a</p>'
+            "</ac:layout-cell><ac:layout-cell><p>b</p></ac:layout-cell></ac:layout-section>"
+            "</ac:layout>")
+    new, changed, summary = sf.update_table(body, TITLE, [row()])
+    assert changed and summary == "table added with 1 row"
+    cut = body.rindex("</ac:layout-cell>")
+    assert new.startswith(body[:cut] + "<h2>SRE Action Items</h2><table>")
+    assert new.endswith("</table>" + body[cut:])
+    # Empty last cell (self-closing) or more than the layout on the page: at the very end.
+    for other in (body.replace("<ac:layout-cell><p>b</p></ac:layout-cell>", "<ac:layout-cell />"),
+                  body + "<p>tail</p>"):
+        again = sf.update_table(other, TITLE, [row()])[0]
+        assert again.startswith(other + "<h2>")
+
+
+def test_human_row_that_looks_like_a_tool_task_is_kept():
+    lookalike = ("<tr>" + "".join(
+        f"<td><p>{'Backups → L2' if c == 'Task' else 'legacy-db' if c == 'Asset Name' else 'x'}"
+        "</p></td>" for c in PAGE_COLUMNS) + "</tr>")
+    body = f"<h2>SRE Action Items</h2><table><tbody>{OURS_HEADER}{lookalike}</tbody></table>"
+    new, changed, summary = sf.update_table(body, TITLE, [row()], KNOWN)
+    assert changed and summary == "1 row added"
+    assert [r["Asset Name"] for r in sf.table_rows(new, TITLE)] == ["payment-api", "legacy-db"]
+    assert lookalike in new
+    # Once the tool knows that item (closed now), its row is the tool's and leaves.
+    known = KNOWN | {("Backups → L2", "legacy-db")}
+    new, changed, summary = sf.update_table(body, TITLE, [row()], known)
+    assert summary == "1 row added, 1 removed" and "legacy-db" not in new
+
+
+def test_changed_row_keeps_highlight_colours_and_inline_comments_on_our_cells():
+    body = "<h2>SRE Action Items</h2>" + human_table()
+    body = body.replace("<td><p>Every alert is actionable</p></td>",
+                        '<td data-highlight-colour="#ffebe6"><p><ac:inline-comment-marker '
+                        'ac:ref="c0ffee">Every alert is actionable</ac:inline-comment-marker>'
+                        "</p></td>", 1)
+    body = body.replace("<td><p>P1</p></td>", '<td class="highlight-yellow" '
+                        'data-highlight-colour="yellow"><p>P1</p></td>', 1)
+    rows = [row("payment-api", Description="Every page is actionable", Priority="P2"),
+            *TOOL_ROWS[1:]]
+    new, changed, summary = sf.update_table(body, TITLE, rows, KNOWN)
+    assert changed and summary == "1 row updated"
+    assert ('<td data-highlight-colour="#ffebe6"><p><ac:inline-comment-marker ac:ref="c0ffee">'
+            "Every page is actionable</ac:inline-comment-marker></p></td>") in new
+    assert '<td class="highlight-yellow" data-highlight-colour="yellow"><p>P2</p></td>' in new
+    # Cells whose data did not change are kept byte for byte.
+    assert new.count("<td><p>Go-Live</p></td>") == 3
+    assert not sf.update_table(new, TITLE, rows, KNOWN)[1]
+
+
+def test_human_column_order_is_respected():
+    cols = list(reversed(PAGE_COLUMNS))
+    header = "<tr>" + "".join(f"<th><p>{c}</p></th>" for c in cols) + "</tr>"
+    body = f"<h2>SRE Action Items</h2><table><tbody>{header}</tbody></table>"
+    new, changed, _ = sf.update_table(body, TITLE, [row()])
+    assert changed and header in new
+    got = sf.table_rows(new, TITLE)[0]
+    assert list(got)[:11] == cols and got["Task"] == "Alerts → L3"
+    assert not sf.update_table(new, TITLE, [row()])[1]  # no write just to reorder
+    # A tool column missing from the page comes back after the one it follows.
+    partial = header.replace("<th><p>Owner</p></th>", "")
+    body = f"<h2>SRE Action Items</h2><table><tbody>{partial}</tbody></table>"
+    got = sf.table_rows(sf.update_table(body, TITLE, [row()])[0], TITLE)[0]
+    assert list(got)[:11] == ["Category", "Status", "Rally Card", "Description", "Task",
+                              "Asset Name", "Flow", "Target Milestone", "Owner",
+                              "Required for Go Live", "Priority"]

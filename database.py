@@ -325,6 +325,15 @@ class Database:
             raise ValueError(column)
         return {r[0] for r in self.conn.execute(f"SELECT DISTINCT {column} FROM assessments")}
 
+    def level_history(self) -> sqlite3.Cursor:
+        """Every recorded level change, oldest first, as rows with ``asset``, ``capability``,
+        ``new_state``, ``new_level``, ``na_until``, ``assessed_at`` (a cursor: read it once,
+        row by row)."""
+        return self.conn.execute(
+            "SELECT asset, capability, new_state, new_level, na_until, assessed_at "
+            "FROM assessments ORDER BY assessed_at, rowid"
+        )
+
     def frame(self, sql: str, params: Iterable[object] = ()) -> pd.DataFrame:
         """A query as a pandas DataFrame."""
         import pandas as pd

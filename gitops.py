@@ -32,6 +32,9 @@ GITIGNORE = (
     "rally_import.csv\n"
     "confluence_page.txt\n"
     "confluence_page.html\n"
+    "confluence_rulebook.txt\n"
+    "confluence_rulebook.html\n"
+    "sre_matrix.html\n"
     "*.bak-v*\n"
     ".*.tmp\n"
 )
@@ -163,6 +166,18 @@ def user_name(folder: Path | None = None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return "unknown"
+
+
+def head(folder: Path, path: str) -> str | None:
+    """The short id of the commit checked out in ``folder``'s repository, with ``+`` when
+    ``path`` has changes not committed yet; None outside git or before the first commit."""
+    if repo_root(folder) is None:
+        return None
+    sha = run(folder, "rev-parse", "--verify", "-q", "--short=12", "HEAD", check=False).strip()
+    if not sha:
+        return None
+    dirty = run(folder, "status", "--porcelain", "--", path, check=False).strip()
+    return f"{sha}+" if dirty else sha
 
 
 def resolve_revision(folder: Path, when: str, path: str) -> str:

@@ -70,7 +70,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
 
         push.require_settings(ctx.settings)
     with ctx.open_db() as db:
-        matrix, _flows, items = load_view(db)
+        matrix, flows, items = load_view(db)
         teams = {a: info.team for a, info in db.load_assets().items()}
     if args.cycle_time:
         ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
@@ -82,8 +82,8 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
         except PartialFailure as exc:
             partial = exc  # files and page still show what was created; raised last
         with ctx.open_db() as db:  # again: the items now carry their story ids
-            matrix, _flows, items = load_view(db)
-    write_report_files(ctx, args, matrix, items)
+            matrix, flows, items = load_view(db)
+    write_report_files(ctx, args, matrix, flows, items)
     if args.push:
         code = push.push_page(ctx, items)
     if partial is not None:
@@ -91,8 +91,10 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     return code
 
 
-def write_report_files(ctx: Context, args: argparse.Namespace, matrix, items) -> None:
-    """rally_import.csv, confluence_page.txt and confluence_page.html, then a summary."""
+def write_report_files(ctx: Context, args: argparse.Namespace, matrix, flows, items) -> None:
+    """rally_import.csv, confluence_page.txt/.html, the Rulebook files and sre_matrix.html,
+    then a summary."""
+    import pages
     import reports
     import storage_format
     import stories
@@ -117,6 +119,8 @@ def write_report_files(ctx: Context, args: argparse.Namespace, matrix, items) ->
     ctx.print(f"rally_import.csv: {len(selected)} {kind} items without a Rally story")
     ctx.print(f"confluence_page.txt: {len(rows)} rows (paste via Insert → Markup → Confluence "
               "wiki); confluence_page.html: the same table in storage format")
+    for line in pages.write_files(ctx, out_dir, matrix, flows, items):
+        ctx.print(line)
     ctx.print(f"written to {out_dir}")
 
 

@@ -1,0 +1,341 @@
+"""The pages to look at: the Rulebook files and sre_matrix.html, written by ``report``."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from lxml import html as lxml_html
+
+import matrix_page
+import maturity as mt
+import reports
+import rulebook
+from conftest import FLOWS, MODEL, git
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+
+
+class Structure(HTMLParser):
+    """A strict check of an HTML file: every element closed in order, and what it loads."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.tags: set[str] = set()
+        self.urls: list[str] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.add(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "xlink:href", "srcset", "action", "data", "poster"):
+                self.urls.append(value or "")
+            if name == "style":
+                self.styles.append(value or "")
+            if name.startswith("on"):
+                self.problems.append(f"event handler {name} on <{tag}>")
+        if tag not in VOID:
+            self.stack.append(tag)
+        self._in_style = tag == "style"
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes <{self.stack[-1] if self.stack else '-'}>")
+            return
+        self.stack.pop()
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+
+
+def structure(text: str) -> Structure:
+    checker = Structure()
+    checker.feed(text)
+    checker.close()
+    assert not checker.problems, checker.problems[:5]
+    assert not checker.stack, f"never closed: {checker.stack}"
+    return checker
+
+
+def matrix_html(folder: Path) -> str:
+    return (folder / "sre_matrix.html").read_text(encoding="utf-8")
+
+
+def sections(text: str) -> dict[str, lxml_html.HtmlElement]:
+    doc = lxml_html.fromstring(text)
+    return {s.find("h2").text_content(): s for s in doc.iter("section")
+            if "flow" in (s.get("class") or "").split()}
+
+
+def heat_rows(section) -> dict[str, list[str]]:
+    """Row label -> the level cells' texts, from a flow section's heatmap."""
+    table = next(t for t in section.iter("table") if t.get("class") == "heat")
+    out = {}
+    for tr in table.iter("tr"):
+        head = tr.find("th")
+        if head is not None and head.get("scope") == "row":
+            out[head.text_content()] = [td.text_content() for td in tr.iter("td")
+                                        if "l" in (td.get("class") or "").split()]
+    return out
+
+
+# ------------------------------------------------------------------------ the Rulebook
+def test_report_writes_the_rulebook_in_model_order(ready, run):
+    code, out, err = run(ready, "report")
+    text = (ready / "confluence_rulebook.txt").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    assert code == 0, err
+    assert "confluence_rulebook.txt: the maturity model, 15 levels" in out
+    assert lines[0] == "h2. SRE Maturity Model"
+    assert table[0] == ("||Category||Capability||Level||Criteria||Questions||"
+                        "Required for Go Live||Owner||Priority||Target Milestone||")
+    assert len(table) == 1 + 15
+    assert table[1].startswith("|Monitoring|Dashboards|L1|Basic metrics are collected|")
+    assert [re.split(r"(?<!\\)\|", row)[3] for row in table[1:6]] == [
+        "L1", "L2", "L3", "L4", "L5"]
+    assert "On\\-call" in table[-1] and "|SRE|" in table[-1]
+
+
+def test_rulebook_storage_twin_is_well_formed_and_holds_every_level(ready, run):
+    run(ready, "report")
+    markup = (ready / "confluence_rulebook.html").read_text(encoding="utf-8")
+    table = etree.fromstring(markup.encode("utf-8"))
+    rows = table.findall("./tbody/tr")
+    cells = [[c.xpath("string()") for c in tr] for tr in rows]
+    assert cells[0] == rulebook.COLUMNS
+    assert len(rows) == 16
+    assert cells[3][:4] == ["Monitoring", "Dashboards", "L3", "Dashboards show the golden signals"]
+    assert cells[3][5:] == ["No", "Asset", "P2", "2027-Q2"]
+    assert cells[11][1] == "On-call" and cells[11][5] == "Yes"
+
+
+def test_rulebook_lists_every_question_of_a_level():
+    model = {"Backups": mt.Capability("Backups", "DR", {
+        1: mt.LevelSpec(1, "Backups run", ("Do backups run daily?", "Are they monitored?"),
+                        go_live=True, milestone="Go-Live")})}
+    [row] = rulebook.rows(model)
+    assert row["Questions"] == "Do backups run daily?\nAre they monitored?"
+    # The cells are escaped by the to-do table's own escaping (one rule for both pages).
+    values = ["DR", "Backups", "L1", "Backups run", "Do backups run daily?\nAre they monitored?",
+              "Yes", "Asset", "P3", "Go-Live"]
+    assert rulebook.wiki_table([row]).splitlines()[1] == (
+        "|" + "|".join(reports.wiki_escape(v) for v in values) + "|")
+    assert "daily?\nAre" not in rulebook.wiki_table([row])
+    assert "<p>Do backups run daily?<br />Are they monitored?</p>" in rulebook.storage_table([row])
+
+
+HOSTILE_MODEL = MODEL.replace(
+    "Basic metrics are collected",
+    '"a|b [link|http://x] {code} *bold* <script>alert(1)</script> & h1. x"')
+
+
+def test_hostile_model_text_is_escaped_in_wiki_and_storage(folder, run):
+    (folder / "maturity_model.csv").write_text(HOSTILE_MODEL, encoding="utf-8")
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    run(folder, "report")
+    wiki = (folder / "confluence_rulebook.txt").read_text(encoding="utf-8")
+    row = next(line for line in wiki.splitlines() if "alert" in line)
+    markup = (folder / "confluence_rulebook.html").read_text(encoding="utf-8")
+    cell = etree.fromstring(markup.encode("utf-8")).findall("./tbody/tr")[1][3]
+    # Every | [ ] { } of the data is escaped: the row still has exactly nine cells.
+    assert len(re.findall(r"(?<!\\)\|", row)) == len(rulebook.COLUMNS) + 1
+    assert not re.search(r"(?<!\\)[\[\]{}]", row)
+    assert "<script>" not in markup
+    assert cell.xpath("string()") == ('a|b [link|http://x] {code} *bold* '
+                                      '<script>alert(1)</script> & h1. x')
+
+
+# ------------------------------------------------------------------------ sre_matrix.html
+@pytest.fixture
+def assessed(ready: Path, run) -> Path:
+    """payment-api: Dashboards L2, Alerts L0, On-call Not Applicable; web: On-call L3."""
+    for args in (("--asset", "payment-api", "--capability", "Dashboards", "--level", "2"),
+                 ("--asset", "payment-api", "--capability", "Alerts", "--level", "0"),
+                 ("--asset", "payment-api", "--capability", "On-call",
+                  "--not-applicable", "batch only"),
+                 ("--asset", "web", "--capability", "On-call", "--level", "3")):
+        code, _out, err = run(ready, "assess", *args)
+        assert code == 0, err
+    return ready
+
+
+def test_matrix_page_is_self_contained_and_well_formed(assessed, run):
+    code, out, err = run(assessed, "report")
+    text = matrix_html(assessed)
+    checked = structure(text)
+    assert code == 0, err
+    assert "sre_matrix.html: the matrix as a heatmap per flow" in out
+    assert text.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in text
+    assert not checked.tags & {"script", "link", "img", "iframe", "object", "embed", "video",
+                               "audio", "source", "base", "form", "input"}
+    assert all(url.startswith("#") for url in checked.urls), checked.urls
+    css = " ".join(checked.styles)
+    assert "url(" not in css and "@import" not in css and "@font-face" not in css
+    assert "http" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", text)
+    assert "@media print" in css
+
+
+def test_matrix_page_shows_every_flow_asset_and_level(assessed, run):
+    run(assessed, "report")
+    flows = sections(matrix_html(assessed))
+    checkout = heat_rows(flows["Checkout"])
+    login = heat_rows(flows["Login"])
+    assert list(flows) == ["Checkout", "Login"]
+    assert list(checkout) == ["Weakest link", "payment-api", "web"]
+    assert list(login) == ["Weakest link", "web", "auth"]
+    # Columns: Monitoring, Alerting. payment-api: Dashboards L2 (Monitoring), Alerts L0 and
+    # On-call not applicable (Alerting: weakest assessed level 0).
+    assert checkout["payment-api"] == ["2A", "0R"]
+    # web: Alerts not assessed, On-call L3 -> "3*" (some of the category still to assess).
+    assert checkout["web"] == ["–", "3*G"]
+    assert login["auth"] == ["–", "–"]
+    assert checkout["Weakest link"] == ["2*A", "0*R"]
+    assert login["Weakest link"] == ["–", "3*G"]
+
+
+def test_not_assessed_differs_from_level_0_and_not_applicable_is_marked(ready, run):
+    run(ready, "assess", "--asset", "auth", "--capability", "Dashboards", "--level", "0")
+    run(ready, "assess", "--asset", "auth", "--capability", "Alerts", "--not-applicable",
+        "no paging")
+    run(ready, "assess", "--asset", "auth", "--capability", "On-call", "--not-applicable",
+        "no paging")
+    run(ready, "report")
+    section = sections(matrix_html(ready))["Login"]
+    cells = {tr.find("th").text_content(): [td for td in tr.iter("td")
+                                            if "l" in (td.get("class") or "").split()]
+             for tr in section.iter("tr") if tr.find("th") is not None
+             and tr.find("th").get("scope") == "row"}
+    zero, na = cells["auth"]
+    unassessed = cells["web"][0]
+    assert (zero.text_content(), zero.get("class")) == ("0R", "l assessed red")
+    assert (na.text_content(), na.get("class")) == ("n/a", "l not-applicable")
+    assert (unassessed.text_content(), unassessed.get("class")) == ("–", "l not-assessed")
+    assert "not applicable (no paging)" in na.get("title")
+    assert "not-assessed" in matrix_page.CSS and "repeating-linear-gradient" in matrix_page.CSS
+
+
+def test_counts_and_open_go_live_items_per_flow(assessed, run):
+    run(assessed, "report")
+    checkout = sections(matrix_html(assessed))["Checkout"]
+    counts = dict(zip([d.text_content() for d in checkout.iter("dt")],
+                      [d.text_content() for d in checkout.iter("dd")], strict=True))
+    items = [tr for tr in checkout.iter("tr") if tr.getparent().tag == "tbody"
+             and tr.getparent().getparent().get("class") == "items"]
+    tasks = sorted(tr[2].text_content() for tr in items)
+    # payment-api (target 4): Dashboards L3 and L4 (Amber), Alerts L1 (Red) to L4 (Amber);
+    # web (target 3): On-call at L3 has nothing open.
+    assert counts["Assets"] == "2"
+    assert counts["Assessed"] == "3" and counts["Not applicable"] == "1"
+    assert counts["To assess"] == "2"
+    assert counts["Open items"] == "6 (1 Red, 5 Amber)"
+    assert counts["By owner"] == "Asset 5, SRE 1"
+    assert tasks == ["Alerts → L1"]
+    assert "Open go-live items (1)" in checkout.text_content()
+
+
+def test_page_names_the_commit_and_the_time(assessed, run):
+    run(assessed, "report")
+    head = git(assessed, "rev-parse", "--short=12", "HEAD").strip()
+    meta = lxml_html.fromstring(matrix_html(assessed)).find_class("meta")[0].text_content()
+    assert f"from commit {head} " in meta
+    assert re.match(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", meta)
+
+
+def test_page_outside_git_says_so(ready, run, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _out, err = run(ready, "--no-commit", "report", "--output-dir", str(out_dir))
+    assert code == 0, err
+    assert (out_dir / "sre_matrix.html").exists() and not (ready / "sre_matrix.html").exists()
+    (ready / ".git").rename(ready / "git.off")
+    run(ready, "report")
+    assert "from a folder without git history" in matrix_html(ready)
+
+
+HOSTILE_FLOWS = FLOWS.replace("Checkout", '"Check<b>out</b> & ""co"""').replace(
+    "payment-api", "<script>alert(1)</script>").replace("Payments", "Pay'ments\u202e")
+
+
+def test_hostile_names_are_escaped_in_the_page(folder, run):
+    (folder / "flows.csv").write_text(HOSTILE_FLOWS, encoding="utf-8")
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    run(folder, "assess", "--asset", "<script>alert(1)</script>", "--capability", "Dashboards",
+        "--level", "1")
+    run(folder, "report")
+    text = matrix_html(folder)
+    structure(text)
+    flows = sections(text)
+    rows = heat_rows(flows['Check<b>out</b> & "co"'])
+    assert "<script>" not in text and "<b>out" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script>alert(1)</script>" in rows
+    assert "\u202e" not in text
+
+
+def test_a_flow_with_nobody_assessed_and_an_empty_model_still_render():
+    page = "".join(matrix_page.render([], [], [], trend={}, dates=["2026-01-01"],
+                                      generated="now", commit=None))
+    structure(page)
+    assert "No flow is defined yet" in page
+
+
+# ------------------------------------------------------------------------ the trend
+def entry(asset: str, capability: str, flows: list[str], go_live: int) -> dict:
+    return {"asset": asset, "capability": capability, "flows": flows, "go_live_level": go_live}
+
+
+def change(asset: str, capability: str, when: str, level: int | None,
+           state: str = mt.ASSESSED, until: str = "") -> dict:
+    return {"asset": asset, "capability": capability, "new_state": state, "new_level": level,
+            "na_until": until, "assessed_at": when}
+
+
+def test_trend_is_the_share_of_go_live_capabilities_met_week_by_week():
+    matrix = [entry("a", "Alerts", ["F"], 2), entry("a", "Docs", ["F"], 0),
+              entry("b", "Alerts", ["F", "G"], 2), entry("c", "Alerts", ["H"], 2)]
+    history = [
+        change("a", "Alerts", "2026-01-02T10:00:00+00:00", 2),   # met in week 1
+        change("a", "Docs", "2026-01-03", 5),                    # no go-live level: ignored
+        change("b", "Alerts", "2026-01-09", 1),                  # not met
+        change("zz", "Alerts", "2026-01-09", 5),                 # asset gone: ignored
+        change("b", "Alerts", "2026-01-15", 3),                  # met in week 3
+        change("a", "Alerts", "2026-01-22", None, mt.NOT_APPLICABLE, "2026-01-28"),
+        change("b", "Alerts", "2026-02-20", 0),                  # after the last point
+    ]
+    dates = matrix_page.week_ends("2026-02-05", weeks=6)
+    trend = matrix_page.go_live_trend(history, matrix, dates)
+    assert dates == ["2026-01-01", "2026-01-08", "2026-01-15", "2026-01-22", "2026-01-29",
+                     "2026-02-05"]
+    # a's N/A (until 01-28) leaves it out on 01-22 only; it counts as not met afterwards.
+    assert trend["F"] == [0.0, 0.5, 1.0, 1.0, 0.5, 0.5]
+    assert trend["G"] == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert trend["H"] == [0.0] * 6  # nobody assessed: nothing met
+    no_go_live = [entry("a", "Docs", ["F"], 0)]
+    assert matrix_page.go_live_trend(history, no_go_live, dates) == {"F": [None] * 6}
+
+
+def test_trend_line_is_inline_svg_with_a_text_equivalent(assessed, run):
+    run(assessed, "report")
+    checkout = sections(matrix_html(assessed))["Checkout"]
+    svg = next(checkout.iter("svg"))
+    points = svg.find("polyline").get("points").split()
+    caption = next(checkout.iter("figcaption")).text_content()
+    assert len(points) == matrix_page.TREND_WEEKS
+    assert "Go-live capabilities met" in caption and "weekly" in caption
+    assert svg.get("role") == "img" and "Checkout" in svg.get("aria-label")
+    assert matrix_page.trend_svg([None, None], ["d1", "d2"], "F").startswith("<p")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import maturity as mt
+from context import CommandOptions, Context
+from database import DB_FILE, MATRIX_FILE, Database
 from errors import EXIT_OK, InputError
 from names import resolve
 from prompts import Prompter, Quit
@@ -144,22 +146,44 @@ def level_label(cell: mt.Cell) -> str:
     return str(cell.level)
 
 
-def run(args, ctx) -> int:
+@dataclass(frozen=True)
+class AssessOptions(CommandOptions):
+    """What ``assess`` was asked to do (its flags; None where not given)."""
+
+    flow: str | None = None
+    asset: str | None = None
+    capability: str | None = None
+    all: bool = False
+    answers: str | None = None
+    level: int | None = None
+    not_applicable: str | None = None
+    until: str | None = None
+    notes: str | None = None
+    assessor: str | None = None
+    yes: bool = False
+
+    @property
+    def flag_outcome(self) -> bool:
+        """The outcome comes from a flag (no questions asked)."""
+        return self.answers is not None or self.level is not None or \
+            self.not_applicable is not None
+
+
+def run(opts: AssessOptions, ctx: Context) -> int:
     """The ``assess`` command."""
     import gitops
     from database import now_iso
 
     interactive = sys.stdin.isatty()
-    flag_outcome = args.answers is not None or args.level is not None or \
-        args.not_applicable is not None
-    if args.until and args.not_applicable is None:
+    flag_outcome = opts.flag_outcome
+    if opts.until and opts.not_applicable is None:
         raise InputError("--until goes with --not-applicable REASON")
-    if args.all and flag_outcome:
+    if opts.all and flag_outcome:
         raise InputError("--all walks every capability interactively; use it without "
                          "--answers/--level/--not-applicable")
     p = Prompter(write=lambda text: print(text, file=ctx.out, flush=True))
     today = now_iso()[:10]
-    assessor = args.assessor or gitops.user_name(ctx.data_dir)
+    assessor = opts.assessor or gitops.user_name(ctx.data_dir)
     from views import write_matrix_file
 
     saved: list[str] = []
@@ -167,10 +191,10 @@ def run(args, ctx) -> int:
     try:
         model, assets = db.load_model(), db.load_assets()
         try:
-            asset = _pick_asset(p, args, assets, interactive)
-            caps = _pick_capabilities(p, args, model, db, asset, interactive)
+            asset = _pick_asset(p, opts, assets, interactive)
+            caps = _pick_capabilities(p, opts, model, db, asset, interactive)
             for cap in caps:
-                line = _assess_one(p, ctx, db, args, cap, asset, assets[asset].target,
+                line = _assess_one(p, ctx, db, opts, cap, asset, assets[asset].target,
                                    interactive, flag_outcome, today, assessor)
                 if line:
                     saved.append(line)
@@ -189,17 +213,17 @@ def run(args, ctx) -> int:
             else:
                 message = f"assess: {flows}/{asset} {len(saved)} capabilities {who}\n\n" + \
                     "\n".join(saved)
-            ctx.commit(["sre_data.db", "sre_matrix.csv"], message)
+            ctx.commit([DB_FILE, MATRIX_FILE], message)
     return EXIT_OK
 
 
-def _pick_asset(p: Prompter, args, assets, interactive: bool) -> str:
+def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool) -> str:
     flows = sorted({f for info in assets.values() for f in info.flows})
-    flow = args.flow
+    flow = opts.flow
     if flow is not None:  # names match case-insensitively, as everywhere (names.py)
         flow = resolve("flow", flow, flows, "see flows.csv")
-    if args.asset:
-        asset = resolve("asset", args.asset, assets, "see flows.csv")
+    if opts.asset:
+        asset = resolve("asset", opts.asset, assets, "see flows.csv")
         if flow and flow not in assets[asset].flows:
             raise InputError(f"asset {asset!r} is not in flow {flow!r} (it is in "
                              f"{assets[asset].flow_label})")
@@ -212,14 +236,14 @@ def _pick_asset(p: Prompter, args, assets, interactive: bool) -> str:
     return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names]))
 
 
-def _pick_capabilities(p: Prompter, args, model, db, asset: str,
+def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
                        interactive: bool) -> list[mt.Capability]:
-    if args.all:
+    if opts.all:
         if not interactive:
             raise InputError("--all asks questions; it needs a terminal")
         return list(model.values())
-    if args.capability:
-        return [model[resolve("capability", args.capability, model, "see maturity_model.csv")]]
+    if opts.capability:
+        return [model[resolve("capability", opts.capability, model, "see maturity_model.csv")]]
     if not interactive:
         raise InputError("--capability is required when stdin is not a terminal")
     categories = list(dict.fromkeys(c.category for c in model.values()))
@@ -235,27 +259,28 @@ def _pick_capabilities(p: Prompter, args, model, db, asset: str,
     return [model[str(p.choose(f"Capability in {category}:", options))]]
 
 
-def _assess_one(p: Prompter, ctx, db, args, cap: mt.Capability, asset: str, target: int,
-                interactive: bool, flag_outcome: bool, today: str, assessor: str) -> str | None:
+def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
+                cap: mt.Capability, asset: str, target: int, interactive: bool,
+                flag_outcome: bool, today: str, assessor: str) -> str | None:
     """Assess one capability; save it when confirmed. Returns the commit-message part."""
     from database import now_iso
 
     old = mt.effective_cell(db.load_cells({(asset, cap.name)}).get(
         (asset, cap.name), mt.Cell(asset, cap.name)), today)
     if flag_outcome:
-        if args.not_applicable is not None:
-            if not args.not_applicable.strip():
+        if opts.not_applicable is not None:
+            if not opts.not_applicable.strip():
                 raise InputError("--not-applicable needs a reason")
-            outcome = Outcome(mt.NOT_APPLICABLE, None, na_reason=args.not_applicable.strip(),
-                              na_until=parse_until(args.until, today))
-        elif args.level is not None:
-            if not 0 <= args.level <= cap.max_level:
-                raise InputError(f"--level {args.level} is out of range; {cap.name} has levels "
+            outcome = Outcome(mt.NOT_APPLICABLE, None, na_reason=opts.not_applicable.strip(),
+                              na_until=parse_until(opts.until, today))
+        elif opts.level is not None:
+            if not 0 <= opts.level <= cap.max_level:
+                raise InputError(f"--level {opts.level} is out of range; {cap.name} has levels "
                                  f"0-{cap.max_level}")
-            outcome = Outcome(mt.ASSESSED, args.level)
+            outcome = Outcome(mt.ASSESSED, opts.level)
         else:
-            outcome = outcome_from_answers(cap, parse_answers(args.answers))
-        outcome.notes = args.notes or ""
+            outcome = outcome_from_answers(cap, parse_answers(opts.answers))
+        outcome.notes = opts.notes or ""
     else:
         if not interactive:
             raise InputError("--answers, --level or --not-applicable is required when stdin "
@@ -265,7 +290,7 @@ def _assess_one(p: Prompter, ctx, db, args, cap: mt.Capability, asset: str, targ
         outcome = ask_questions(p, cap, today)
         if outcome is None:
             raise Quit
-        outcome.notes = args.notes if args.notes is not None else p.ask(
+        outcome.notes = opts.notes if opts.notes is not None else p.ask(
             "  notes / evidence (optional): ")
 
     new = mt.Cell(asset, cap.name, outcome.state, outcome.level, outcome.na_reason,
@@ -275,7 +300,7 @@ def _assess_one(p: Prompter, ctx, db, args, cap: mt.Capability, asset: str, targ
                                       if outcome.failed_question else ""))
     for line in item_preview(cap, old, new, target):
         p.write(line)
-    needs_confirm = not flag_outcome and not args.yes
+    needs_confirm = not flag_outcome and not opts.yes
     if needs_confirm and not p.confirm("save this assessment?"):
         p.write("not saved")
         return None

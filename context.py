@@ -3,16 +3,28 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TextIO
+from typing import Self, TextIO
 
 from config import Settings
 from errors import GitError, InputError
 
 log = logging.getLogger("sre_tracker")
+
+
+@dataclass(frozen=True)
+class CommandOptions:
+    """Base of each command's options: a frozen dataclass whose field names are the command's
+    argparse destinations. The handler builds it at the edge (``from_args``), so the work
+    functions take typed values, never the argparse namespace."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Self:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
 @dataclass

@@ -58,7 +58,7 @@ def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
     """Assess one capability (or --all) of an asset, record it and commit."""
     import assessment
 
-    return assessment.run(args, ctx)
+    return assessment.run(assessment.AssessOptions.from_args(args), ctx)
 
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:

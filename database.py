@@ -131,6 +131,10 @@ CREATE INDEX items_state ON items (state);
 MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
+class Rollback(Exception):
+    """Raised inside :meth:`Database.transaction` to undo it without an error."""
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -181,10 +185,17 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together, or none does (Ctrl-C included)."""
+        """All statements inside commit together, or none does (Ctrl-C included).
+
+        Raise :class:`Rollback` inside to undo everything quietly (a dry run, or a refresh
+        that changed nothing and must leave the file byte-identical).
+        """
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+        except Rollback:
+            self.conn.execute("ROLLBACK")
+            return
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise

@@ -12,14 +12,11 @@ from pathlib import Path
 
 import csvfiles
 import gitops
-from database import DB_FILE, MATRIX_FILE, Database, now_iso
+from csvfiles import AssessmentRow, FlowRow, ModelRow
+from database import DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
 from errors import EXIT_OK, InputError
 
 DEFAULT_MODEL = Path(__file__).resolve().with_name(csvfiles.MODEL_FILE)
-
-
-class _Rollback(Exception):
-    """Raised inside the dry-run transaction to undo it."""
 
 
 def ensure_model(folder: Path, replace: bool = False) -> bool:
@@ -70,18 +67,12 @@ def apply(ctx, *, dry_run: bool = False) -> int:
 
     db = Database(folder / DB_FILE, create=True)
     try:
-        try:
-            with db.transaction():
-                report = db.import_definitions(flows, model, now)
-                changed, skipped = db.import_assessments(rows, assessor, now,
-                                                         csvfiles.ASSESSMENTS_FILE)
-                changes = db.refresh_items(now=now, reassessed=changed)
-                if not (report.changed or changed or changes):
-                    # Leave the file byte-identical so git sees no change and no commit is made.
-                    raise _Rollback
-            unchanged = False
-        except _Rollback:
-            unchanged = True
+        with db.transaction():
+            report, changed, skipped, changes = _import(db, flows, model, rows, assessor, now)
+            unchanged = not (report.changed or changed or changes)
+            if unchanged:
+                # Leave the file byte-identical so git sees no change and no commit is made.
+                raise Rollback
         if not unchanged or not (folder / MATRIX_FILE).exists():
             from views import write_matrix_file
 
@@ -97,6 +88,18 @@ def apply(ctx, *, dry_run: bool = False) -> int:
     message = _message(report, changed, changes)
     ctx.commit(files, message)
     return EXIT_OK
+
+
+def _import(db: Database, flows: list[FlowRow], model: list[ModelRow],
+            rows: list[AssessmentRow], assessor: str, now: str
+            ) -> tuple[ImportReport, set, list[str], list]:
+    """The import sequence, inside the caller's transaction: definitions, then assessments,
+    then the items they open or close. Returns (definitions report, cells assessed, skipped
+    rows, item changes)."""
+    report = db.import_definitions(flows, model, now)
+    changed, skipped = db.import_assessments(rows, assessor, now, csvfiles.ASSESSMENTS_FILE)
+    changes = db.refresh_items(now=now, reassessed=changed)
+    return report, changed, skipped, changes
 
 
 def _message(report, changed: set, changes) -> str:
@@ -146,16 +149,10 @@ def _dry_run(ctx, flows, model, rows, assessor: str, now: str) -> int:
     db = Database(path, create=True)
     try:
         before_matrix, _f, before_items = load_view(db)
-        try:
-            with db.transaction():
-                report = db.import_definitions(flows, model, now)
-                changed, skipped = db.import_assessments(rows, assessor, now,
-                                                         csvfiles.ASSESSMENTS_FILE)
-                changes = db.refresh_items(now=now, reassessed=changed)
-                after_matrix, _f, after_items = load_view(db)
-                raise _Rollback
-        except _Rollback:
-            pass
+        with db.transaction():
+            report, changed, skipped, changes = _import(db, flows, model, rows, assessor, now)
+            after_matrix, _f, after_items = load_view(db)
+            raise Rollback
     finally:
         db.close()
         if tmp is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import maturity as mt
 from config import RALLY_REQUIRED, Settings
-from database import DB_FILE, MATRIX_FILE, now_iso
+from database import DB_FILE, MATRIX_FILE, Rollback, now_iso
 from errors import EXIT_OK
 from push import push_page
 from stories import STORY_FIELDS, index_by_key, record_story
@@ -70,10 +70,6 @@ def match_stories(items: list[dict], stories: list[dict], complete: bool
     return states, adopt
 
 
-class _Rollback(Exception):
-    pass
-
-
 def run_sync(args, ctx) -> int:
     """The ``sync`` command."""
     from views import write_matrix_file
@@ -97,16 +93,13 @@ def run_sync(args, ctx) -> int:
     try:
         items = [it for it in db.load_items() if it["state"] != mt.ARCHIVED]
         states, adopt = match_stories(items, stories, complete=not args.from_csv)
-        try:
-            with db.transaction():
-                for key, story in adopt.items():
-                    record_story(db, settings, key, story, now)
-                    adopted.append(f"{key} ← {story.get('FormattedID')}")
-                changed = db.apply_story_states(states, now)
-                if args.dry_run:
-                    raise _Rollback
-        except _Rollback:
-            pass
+        with db.transaction():
+            for key, story in adopt.items():
+                record_story(db, settings, key, story, now)
+                adopted.append(f"{key} ← {story.get('FormattedID')}")
+            changed = db.apply_story_states(states, now)
+            if args.dry_run:
+                raise Rollback
         if (changed or adopted) and not args.dry_run:
             write_matrix_file(ctx, db)
     finally:

@@ -105,6 +105,20 @@ def test_transaction_rolls_back_on_interrupt(tmp_path):
         assert db.conn.execute("SELECT count(*) FROM assets").fetchone()[0] == 0
 
 
+def test_rollback_undoes_the_transaction_quietly_and_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "x.db"
+    Database(path, create=True).close()
+    before = path.read_bytes()
+    with Database(path) as db:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+            raise database.Rollback
+        assert db.conn.execute("SELECT count(*) FROM meta WHERE key = 'k'").fetchone()[0] == 0
+        with db.transaction() as conn:  # the connection is usable again afterwards
+            conn.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+    assert path.read_bytes() != before
+
+
 def test_journal_mode_is_delete_so_the_file_is_complete(tmp_path):
     with Database(tmp_path / "sre_data.db", create=True) as db:
         assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -184,9 +184,10 @@ def run(opts: AssessOptions, ctx: Context) -> int:
     p = Prompter(write=lambda text: print(text, file=ctx.out, flush=True))
     today = now_iso()[:10]
     assessor = opts.assessor or gitops.user_name(ctx.data_dir)
-    from views import write_matrix_file
+    from views import update_matrix_file
 
     saved: list[str] = []
+    touched: set[tuple[str, str]] = set()
     db = ctx.open_db()
     try:
         model, assets = db.load_model(), db.load_assets()
@@ -198,12 +199,13 @@ def run(opts: AssessOptions, ctx: Context) -> int:
                                    interactive, flag_outcome, today, assessor)
                 if line:
                     saved.append(line)
+                    touched.add((asset, cap.name))
         except Quit:
             p.write("quit: nothing more written")
     finally:
         # Confirmed capabilities stay saved even if a later prompt is interrupted.
         if saved:
-            write_matrix_file(ctx, db)
+            update_matrix_file(ctx, db, touched)
         db.close()
         if saved:
             flows = "/".join([assets[asset].flow_label]) if assets else ""

@@ -1,142 +1,47 @@
-"""The SQLite store (``sre_data.db``): schema, migrations, transactions and every SQL statement.
+"""The SQLite store (``sre_data.db``): the connection, transactions and every query.
 
-One connection per command, explicit transactions, parameterised SQL only, schema upgrades keyed
-on ``PRAGMA user_version`` (a backup copy is made first). The rollback journal (not WAL) keeps the
-committed file complete once the connection is closed, which git needs.
+One connection per command, explicit transactions, parameterised SQL only. The schema and its
+migrations live in ``schema.py``. The rollback journal (not WAL) keeps the committed file
+complete once the connection is closed, which git needs.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import maturity as mt
+import schema
 from csvfiles import AssessmentRow, FlowRow, ModelRow
-from errors import DatabaseError, InputError, NewerSchema
+from errors import DatabaseError, InputError
 from names import unknown_message
+from schema import APPLICATION_ID, SCHEMA_VERSION, now_iso
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "DB_FILE", "MATRIX_FILE", "Database", "now_iso"]
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DB_FILE = "sre_data.db"
 MATRIX_FILE = "sre_matrix.csv"
-APPLICATION_ID = 0x53524554  # "SRET": marks the file as ours
-SCHEMA_VERSION = 2
+# Above this many changed history rows an import is "big": VACUUM afterwards.
+BIG_IMPORT = 1000
 
-_SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE assets (
-    asset TEXT PRIMARY KEY,
-    team TEXT NOT NULL DEFAULT '',
-    archived_at TEXT
-);
-CREATE TABLE flows (
-    flow TEXT NOT NULL,
-    asset TEXT NOT NULL REFERENCES assets(asset),
-    team TEXT NOT NULL DEFAULT '',
-    target_level INTEGER NOT NULL DEFAULT 3,
-    position INTEGER NOT NULL DEFAULT 0,
-    archived_at TEXT,
-    PRIMARY KEY (flow, asset)
-);
-CREATE TABLE capabilities (
-    capability TEXT PRIMARY KEY,
-    category TEXT NOT NULL,
-    position INTEGER NOT NULL DEFAULT 0,
-    archived_at TEXT
-);
-CREATE TABLE questions (
-    capability TEXT NOT NULL REFERENCES capabilities(capability),
-    level INTEGER NOT NULL CHECK (level BETWEEN 1 AND 5),
-    seq INTEGER NOT NULL,
-    criteria TEXT NOT NULL,
-    question TEXT NOT NULL,
-    owner TEXT NOT NULL DEFAULT 'Asset',
-    priority TEXT NOT NULL DEFAULT '',
-    go_live INTEGER NOT NULL DEFAULT 0,
-    milestone TEXT NOT NULL DEFAULT '',
-    archived_at TEXT,
-    PRIMARY KEY (capability, level, seq)
-);
-CREATE TABLE cells (
-    asset TEXT NOT NULL REFERENCES assets(asset),
-    capability TEXT NOT NULL REFERENCES capabilities(capability),
-    state TEXT NOT NULL CHECK (state IN ('Assessed', 'Not Applicable')),
-    level INTEGER CHECK (level BETWEEN 0 AND 5),
-    na_reason TEXT NOT NULL DEFAULT '',
-    na_until TEXT NOT NULL DEFAULT '',
-    failed_question TEXT NOT NULL DEFAULT '',
-    notes TEXT NOT NULL DEFAULT '',
-    assessed_by TEXT NOT NULL DEFAULT '',
-    assessed_at TEXT NOT NULL DEFAULT '',
-    assessment_id TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (asset, capability)
-);
-CREATE TABLE assessments (
-    id TEXT PRIMARY KEY,
-    asset TEXT NOT NULL,
-    capability TEXT NOT NULL,
-    old_state TEXT NOT NULL,
-    old_level INTEGER,
-    new_state TEXT NOT NULL,
-    new_level INTEGER,
-    answers TEXT NOT NULL DEFAULT '[]',
-    failed_question TEXT NOT NULL DEFAULT '',
-    notes TEXT NOT NULL DEFAULT '',
-    na_reason TEXT NOT NULL DEFAULT '',
-    na_until TEXT NOT NULL DEFAULT '',
-    assessed_by TEXT NOT NULL DEFAULT '',
-    assessed_at TEXT NOT NULL,
-    source TEXT NOT NULL DEFAULT 'assess'
-);
-CREATE TABLE items (
-    key TEXT PRIMARY KEY,
-    asset TEXT NOT NULL REFERENCES assets(asset),
-    capability TEXT NOT NULL REFERENCES capabilities(capability),
-    level INTEGER NOT NULL,
-    category TEXT NOT NULL DEFAULT '',
-    criteria TEXT NOT NULL DEFAULT '',
-    owner TEXT NOT NULL DEFAULT 'Asset',
-    priority TEXT NOT NULL DEFAULT 'P3',
-    go_live INTEGER NOT NULL DEFAULT 0,
-    milestone TEXT NOT NULL DEFAULT '',
-    why TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL DEFAULT 'open',
-    work_status TEXT NOT NULL DEFAULT 'Not Started',
-    rally_state TEXT NOT NULL DEFAULT '',
-    rally_oid TEXT NOT NULL DEFAULT '',
-    rally_id TEXT NOT NULL DEFAULT '',
-    rally_url TEXT NOT NULL DEFAULT '',
-    opened_at TEXT NOT NULL,
-    closed_at TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX assessments_cell ON assessments (asset, capability, assessed_at);
-"""
-
-_SCHEMA_V2 = """
-ALTER TABLE items ADD COLUMN done_at TEXT NOT NULL DEFAULT '';
-ALTER TABLE items ADD COLUMN updated_at TEXT NOT NULL DEFAULT '';
-CREATE INDEX items_state ON items (state);
-"""
-
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# The item key (asset / capability / level), as SQL over the items table.
+KEY_SQL = "asset || ' / ' || capability || ' / ' || level"
+_ITEM_COLUMNS = ("asset, capability, level, state, work_status, rally_state, rally_oid, "
+                 "rally_id, rally_url, why, opened_at, done_at, closed_at, updated_at")
 
 
 class Rollback(Exception):
     """Raised inside :meth:`Database.transaction` to undo it without an error."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Database:
@@ -151,31 +56,41 @@ class Database:
         self.path = Path(path)
         self.migrated_from: int | None = None
         self.backup: Path | None = None
+        self._sound = False
+        self._before: dict[tuple[str, str], mt.Cell] = {}
+        self._specs: dict[tuple[str, int], mt.LevelSpec] | None = None
         if not self.path.exists() and not create:
             raise DatabaseError(
                 f"no {self.path.name} in {self.path.parent}; run 'sre_tracker.py setup' "
                 "(or setup --from-csv) there first, or pass --data-dir"
             )
         if self.path.exists():
-            _check_header(self.path)
+            schema.check_header(self.path)
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=DELETE")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self._check_and_migrate()
+            self.migrated_from, self.backup = schema.prepare(self.conn, self.path)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise DatabaseError(
                 f"{self.path} is damaged ({exc}); restore it from git "
                 f"(git checkout -- {self.path.name}) or move it away"
             ) from None
+        except BaseException:
+            self.close()
+            raise
+        self._sound = True
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)
         if conn is not None:
             conn.close()
             self.conn = None  # type: ignore[assignment]
+            if self._sound:
+                # Checked on open (or known good), then written only by this connection.
+                schema.remember(self.path)
 
     def __enter__(self) -> Database:
         return self
@@ -195,48 +110,24 @@ class Database:
             yield self.conn
         except Rollback:
             self.conn.execute("ROLLBACK")
+            self._before.clear()
             return
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._before.clear()
             raise
         self.conn.execute("COMMIT")
+        self._before.clear()
 
-    def _check_and_migrate(self) -> None:
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != APPLICATION_ID and (app_id != 0 or tables):
-            raise DatabaseError(
-                f"{self.path} is not an sre-tracker database (another application's file); "
-                "move it away or pass --data-dir"
-            )
-        if version > SCHEMA_VERSION:
-            raise NewerSchema(
-                f"{self.path} was written by a newer sre-tracker (schema {version}, this one "
-                f"knows {SCHEMA_VERSION}); upgrade sre-tracker"
-            )
-        problem = self.conn.execute("PRAGMA quick_check").fetchone()[0]
-        if problem != "ok":
-            raise DatabaseError(
-                f"{self.path} is damaged ({problem}); restore it from git "
-                f"(git checkout -- {self.path.name})"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        if version > 0:
-            self.backup = self.path.with_name(f"{self.path.name}.bak-v{version}")
-            shutil.copy2(self.path, self.backup)
-            self.migrated_from = version
-        with self.transaction() as conn:
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (now_iso(),)
-            )
+    def check(self) -> None:
+        """A full ``quick_check`` now, whatever the remembered stamp says."""
+        schema.integrity(self.conn, self.path)
+
+    def compact(self, *, always: bool = False) -> bool:
+        """VACUUM after a big change (``always``: whatever the free pages), so the committed
+        file is no larger than its data; True when it ran."""
+        return schema.compact(self.conn, 0 if always else schema.VACUUM_FREE_PAGES)
+
 
     # ------------------------------------------------------------------ reading
     def schema_version(self) -> int:
@@ -281,7 +172,12 @@ class Database:
         sql = "SELECT * FROM cells"
         cells = {}
         wanted = set(scope) if scope is not None else None
-        for r in self.conn.execute(sql):
+        if wanted is not None and len(wanted) <= 64:  # a few cells: look them up by key
+            rows: Iterable[sqlite3.Row] = [r for a, c in wanted for r in self.conn.execute(
+                sql + " WHERE asset = ? AND capability = ?", (a, c))]
+        else:
+            rows = self.conn.execute(sql)
+        for r in rows:
             key = (r["asset"], r["capability"])
             if wanted is not None and key not in wanted:
                 continue
@@ -292,25 +188,119 @@ class Database:
             )
         return cells
 
-    def load_items(self, states: Iterable[str] | None = None) -> list[dict]:
-        """Items as dicts (every column), optionally only those in ``states``."""
-        if states is None:
-            cur = self.conn.execute("SELECT * FROM items ORDER BY key")
-        else:
-            st = list(states)
-            marks = ",".join("?" * len(st))
-            cur = self.conn.execute(
-                f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY key", st
-            )
-        return [dict(r) for r in cur]
+    def load_items(self, states: Iterable[str] | None = None,
+                   assets: Iterable[str] | None = None) -> list[dict]:
+        """Items as dicts (the key, the level's words from the model, the lifecycle),
+        optionally only those in ``states`` and of ``assets``; in key order."""
+        return list(self.iter_items(states, assets))
 
-    def open_item_cells(self) -> list[sqlite3.Row]:
-        """(asset, capability, go_live) of every item still counted as a gap: all the matrix
-        needs, without building a dict per item."""
-        return self.conn.execute(
-            "SELECT asset, capability, go_live FROM items WHERE state IN (?, ?)",
-            (mt.OPEN, mt.DONE),
-        ).fetchall()
+    def iter_items(self, states: Iterable[str] | None = None,
+                   assets: Iterable[str] | None = None) -> Iterator[dict]:
+        """As :meth:`load_items`, one dict at a time (for callers that write as they read)."""
+        words = self.item_words()
+        for r in self.item_rows(states, assets):
+            yield words(r)
+
+    def item_rows(self, states: Iterable[str] | None = None,
+                  assets: Iterable[str] | None = None) -> list[sqlite3.Row]:
+        """The stored item rows (no model words), optionally filtered, in key order."""
+        sql, params = f"SELECT {_ITEM_COLUMNS} FROM items WHERE 1=1", []
+        if states is not None:
+            st = list(states)
+            sql += f" AND state IN ({','.join('?' * len(st))})"
+            params += st
+        sql, params = _asset_filter(sql, params, assets)
+        return self.conn.execute(sql + " ORDER BY asset, capability, level", params).fetchall()
+
+    def item_words(self):
+        """A function turning a stored item row into the full item dict: the key, the level's
+        words from the model (archived rows too, for closed items of a removed capability) and,
+        for an open item, why it is open (derived from its cell now)."""
+        specs = self.level_specs()
+        categories = {r["capability"]: r["category"] for r in self.conn.execute(
+            "SELECT capability, category FROM capabilities")}
+        model = self.load_model()
+        cell_rows: dict[str, dict[str, sqlite3.Row]] = {}
+
+        def cell_of(asset: str, capability: str) -> mt.Cell:
+            cells = cell_rows.get(asset)
+            if cells is None:
+                cells = cell_rows[asset] = {r["capability"]: r for r in self.conn.execute(
+                    "SELECT capability, state, level, failed_question FROM cells "
+                    "WHERE asset = ?", (asset,))}
+                if len(cell_rows) > 64:  # items come in asset order: keep a few assets only
+                    cell_rows.pop(next(iter(cell_rows)))
+            r = cells.get(capability)
+            if r is None:
+                return mt.Cell(asset, capability)
+            return mt.Cell(asset, capability, r["state"], r["level"],
+                           failed_question=r["failed_question"])
+
+        def words(r: sqlite3.Row) -> dict:
+            asset, capability, level = r["asset"], r["capability"], r["level"]
+            item = dict(r)
+            spec = specs.get((capability, level))
+            item["key"] = mt.item_key(asset, capability, level)
+            item["category"] = categories.get(capability, "")
+            item["criteria"] = spec.criteria if spec else ""
+            item["owner"] = spec.owner if spec else "Asset"
+            item["priority"] = spec.priority if spec else "P3"
+            item["go_live"] = int(spec.go_live) if spec else 0
+            item["milestone"] = spec.milestone if spec else ""
+            if mt.is_open(r["state"]) and capability in model:
+                item["why"] = mt.gap_reason(model[capability], cell_of(asset, capability), level)
+            return item
+
+        return words
+
+    def level_specs(self) -> dict[tuple[str, int], mt.LevelSpec]:
+        """Every (capability, level) the model ever defined, folded from its question rows:
+        the active rows, else the archived ones."""
+        rows: dict[tuple[str, int], tuple[list, list]] = defaultdict(lambda: ([], []))
+        for r in self.conn.execute(
+            "SELECT capability, level, criteria, question, owner, priority, go_live, milestone, "
+            "archived_at FROM questions ORDER BY capability, level, seq"
+        ):
+            rows[(r["capability"], r["level"])][r["archived_at"] is not None].append(dict(r))
+        return {k: mt.merge_level_rows(active or archived)
+                for k, (active, archived) in rows.items()}
+
+    def open_levels_by_cell(self, assets: Iterable[str] | None = None
+                            ) -> Iterator[tuple[str, str, str]]:
+        """(asset, capability, levels) of every cell (of ``assets``) with items still counted
+        as gaps, the levels as one string of digits: the matrix's counts without a row per
+        item."""
+        sql, params = "SELECT asset, capability, group_concat(level, '') FROM items " \
+            "WHERE state IN (?, ?)", [mt.OPEN, mt.DONE]
+        sql, params = _asset_filter(sql, params, assets)
+        return self.conn.execute(sql + " GROUP BY asset, capability", params)
+
+    def open_item_counts(self, assets: Iterable[str] | None = None
+                         ) -> list[tuple[str, int, str, int]]:
+        """(capability, level, state, count) of the open and done items (of ``assets``)."""
+        sql, params = _asset_filter(
+            "SELECT capability, level, state, count(*) FROM items WHERE state IN (?, ?)",
+            [mt.OPEN, mt.DONE], assets)
+        return [tuple(r) for r in self.conn.execute(
+            sql + " GROUP BY capability, level, state", params)]
+
+    def matrix_cells(self, assets: Iterable[str] | None = None) -> Iterator[sqlite3.Row]:
+        """The recorded cells' columns the matrix shows (of ``assets``), as rows."""
+        sql, params = _asset_filter(
+            "SELECT asset, capability, state, level, na_reason, na_until, assessed_by, "
+            "assessed_at, failed_question FROM cells WHERE 1=1", [], assets)
+        return self.conn.execute(sql, params)
+
+    def cell_levels(self) -> dict[tuple[str, str], int | None]:
+        """The recorded level of every cell (None unless assessed)."""
+        return {(r[0], r[1]): r[2] for r in self.conn.execute(
+            "SELECT asset, capability, level FROM cells")}
+
+    def expired_cells(self, today: str) -> list[tuple[str, str]]:
+        """Cells whose Not Applicable mark has expired (they count as Not Assessed now)."""
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT asset, capability FROM cells WHERE state = ? AND na_until != '' "
+            "AND na_until < ?", (mt.NOT_APPLICABLE, today))]
 
     def history(
         self, asset: str | None = None, capability: str | None = None, since: str | None = None
@@ -327,7 +317,7 @@ class Database:
         if since:
             sql += " AND assessed_at >= ?"
             params.append(since)
-        sql += " ORDER BY assessed_at DESC, rowid DESC"
+        sql += " ORDER BY assessed_at DESC, seq DESC"
         return [dict(r, answers=json.loads(r["answers"])) for r in self.conn.execute(sql, params)]
 
     def history_names(self, column: str) -> set[str]:
@@ -342,7 +332,7 @@ class Database:
         row by row)."""
         return self.conn.execute(
             "SELECT asset, capability, new_state, new_level, na_until, assessed_at "
-            "FROM assessments ORDER BY assessed_at, rowid"
+            "FROM assessments ORDER BY assessed_at, seq"
         )
 
     def frame(self, sql: str, params: Iterable[object] = ()) -> pd.DataFrame:
@@ -573,12 +563,21 @@ class Database:
         return self.refresh_items({(asset, capability)}, reassessed={(asset, capability)})
 
     def _store(self, entries: list[tuple]) -> None:
-        """Append history entries and set their cells (set-based, inside a transaction)."""
+        """Append history entries and set their cells (set-based, inside a transaction).
+
+        The cells as they were are kept until the transaction ends: an item closed by this
+        change keeps the reason it was open for.
+        """
+        keys = {(e[1], e[2]) for e in entries}
+        before = self.load_cells(keys)
+        for key in keys:
+            self._before.setdefault(key, before.get(key) or mt.Cell(*key))
+        seq = self.conn.execute("SELECT coalesce(max(seq), 0) FROM assessments").fetchone()[0]
         self.conn.executemany(
-            "INSERT INTO assessments (id, asset, capability, old_state, old_level, new_state, "
-            "new_level, answers, failed_question, notes, na_reason, na_until, assessed_by, "
-            "assessed_at, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            entries,
+            "INSERT INTO assessments (id, seq, asset, capability, old_state, old_level, "
+            "new_state, new_level, answers, failed_question, notes, na_reason, na_until, "
+            "assessed_by, assessed_at, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(e[0], seq + n, *e[1:]) for n, e in enumerate(entries, start=1)],
         )
         self.conn.executemany(
             "INSERT INTO cells (asset, capability, state, level, na_reason, na_until, "
@@ -622,63 +621,79 @@ class Database:
         now = now or now_iso()
         desired, levels = self.desired_items(now[:10], scope)
         existing: dict[str, mt.ItemRecord] = {}
-        for r in self.conn.execute(
-            "SELECT key, asset, capability, state, work_status, rally_state, rally_oid FROM items"
-        ):
+        sql = "SELECT asset, capability, level, state, work_status, rally_state, rally_oid " \
+              "FROM items"
+        if scope is not None and len(scope) <= 64:  # a few cells: look them up by key
+            rows: Iterable[sqlite3.Row] = [r for a, c in scope for r in self.conn.execute(
+                sql + " WHERE asset = ? AND capability = ?", (a, c))]
+        else:
+            rows = self.conn.execute(sql)
+        for r in rows:
             if scope is not None and (r["asset"], r["capability"]) not in scope:
                 continue
-            existing[r["key"]] = mt.ItemRecord(
-                r["key"], r["state"], r["work_status"], r["rally_state"], r["rally_oid"]
+            key = mt.item_key(r["asset"], r["capability"], r["level"])
+            existing[key] = mt.ItemRecord(
+                key, r["state"], r["work_status"], r["rally_state"], r["rally_oid"]
             )
         changes = mt.reconcile(existing, desired, levels, frozenset(reassessed), scope)
-        by_key = {ch.key: ch for ch in changes}
         c = self.conn
-        new_rows, updates = [], []
-        for key, spec in desired.items():
-            ch = by_key.get(key)
-            values = (spec.category, spec.criteria, spec.owner, spec.priority, int(spec.go_live),
-                      spec.milestone, spec.why)
-            if ch is not None and ch.old_state is None:
-                new_rows.append((key, spec.asset, spec.capability, spec.level, *values,
-                                 mt.OPEN, mt.NOT_STARTED, now, now))
-            else:
-                updates.append((*values, now, key, *values))
         c.executemany(
-            "INSERT INTO items (key, asset, capability, level, category, criteria, owner, "
-            "priority, go_live, milestone, why, state, work_status, opened_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            new_rows,
+            "INSERT INTO items (asset, capability, level, state, work_status, opened_at, "
+            "updated_at) VALUES (?,?,?,?,?,?,?)",
+            [(spec.asset, spec.capability, spec.level, mt.OPEN, mt.NOT_STARTED, now, now)
+             for ch in changes if ch.old_state is None for spec in (desired[ch.key],)],
         )
-        # Keep the item's words in line with the model; touch only rows that differ.
-        c.executemany(
-            "UPDATE items SET category=?, criteria=?, owner=?, priority=?, go_live=?, "
-            "milestone=?, why=?, updated_at=? WHERE key=? AND NOT (category=? AND criteria=? "
-            "AND owner=? AND priority=? AND go_live=? AND milestone=? AND why=?)",
-            updates,
-        )
+        reasons = self._closing_reasons([ch.key for ch in changes if not mt.is_open(
+            ch.new_state) and ch.old_state is not None], now[:10])
         for ch in changes:
             if ch.old_state is None:
                 continue
+            asset, capability, level = mt.split_key(ch.key)
             if ch.new_state == mt.OPEN:
                 c.execute(
-                    "UPDATE items SET state=?, work_status=?, closed_at='', done_at='', "
-                    "opened_at=?, updated_at=? WHERE key=?",
-                    (ch.new_state, ch.work_status, now, now, ch.key),
+                    "UPDATE items SET state=?, work_status=?, why='', closed_at='', done_at='', "
+                    "opened_at=?, updated_at=? WHERE asset=? AND capability=? AND level=?",
+                    (ch.new_state, ch.work_status, now, now, asset, capability, level),
                 )
             else:
                 c.execute(
-                    "UPDATE items SET state=?, closed_at=?, updated_at=? WHERE key=?",
-                    (ch.new_state, now, now, ch.key),
+                    "UPDATE items SET state=?, why=?, closed_at=?, updated_at=? "
+                    "WHERE asset=? AND capability=? AND level=?",
+                    (ch.new_state, reasons.get(ch.key, ""), now, now, asset, capability, level),
                 )
         return changes
+
+    def _closing_reasons(self, keys: list[str], today: str) -> dict[str, str]:
+        """Why each closing item was open: from its cell as it was before this transaction
+        changed it, and the level's words (stored with the item once it closes)."""
+        if not keys:
+            return {}
+        specs = self.level_specs()
+        categories = {r["capability"]: r["category"] for r in self.conn.execute(
+            "SELECT capability, category FROM capabilities")}
+        caps: dict[str, mt.Capability] = {}
+        for (name, lv), spec in specs.items():
+            cap = caps.setdefault(name, mt.Capability(name, categories.get(name, ""), {}))
+            cap.levels[lv] = spec  # type: ignore[index]
+        wanted = {mt.split_key(k)[:2] for k in keys} - set(self._before)
+        now_cells = self.load_cells(wanted) if wanted else {}
+        out = {}
+        for key in keys:
+            asset, capability, level = mt.split_key(key)
+            cell = self._before.get((asset, capability)) or now_cells.get(
+                (asset, capability)) or mt.Cell(asset, capability)
+            cap = caps.get(capability)
+            out[key] = mt.gap_reason(cap, cell, level) if cap else ""
+        return out
 
     def set_item_story(
         self, key: str, oid: str, formatted_id: str, url: str, rally_state: str, now: str
     ) -> None:
         """Record the Rally story of an item (called as soon as Rally returns it)."""
         self.conn.execute(
-            "UPDATE items SET rally_oid=?, rally_id=?, rally_url=?, updated_at=? WHERE key=?",
-            (oid, formatted_id, url, now, key),
+            "UPDATE items SET rally_oid=?, rally_id=?, rally_url=?, updated_at=? "
+            "WHERE asset=? AND capability=? AND level=?",
+            (oid, formatted_id, url, now, *mt.split_key(key)),
         )
         self.apply_story_states({key: rally_state}, now)
 
@@ -690,13 +705,15 @@ class Database:
         if not states:
             return []
         rows = {}
-        keys = list(states)
-        for i in range(0, len(keys), 900):  # stay under SQLite's bound-variable limit
-            chunk = keys[i:i + 900]
-            marks = ",".join("?" * len(chunk))
-            rows.update((r["key"], r) for r in self.conn.execute(
-                "SELECT key, state, work_status, rally_state, rally_oid, done_at FROM items "
-                f"WHERE key IN ({marks})", chunk))
+        keys = [mt.split_key(k) for k in states]
+        for i in range(0, len(keys), 300):  # stay under SQLite's bound-variable limit
+            chunk = keys[i:i + 300]
+            marks = ",".join("(?,?,?)" for _ in chunk)
+            rows.update((mt.item_key(r["asset"], r["capability"], r["level"]), r)
+                        for r in self.conn.execute(
+                "SELECT asset, capability, level, state, work_status, rally_state, rally_oid, "
+                f"done_at FROM items WHERE (asset, capability, level) IN (VALUES {marks})",
+                [v for k in chunk for v in k]))
         changed, params = [], []
         for key, rally_state in states.items():
             r = rows.get(key)
@@ -710,10 +727,11 @@ class Database:
             if new.state == mt.DONE and rec.state != mt.DONE:
                 done_at = now
             changed.append((key, rec.work_status, new.work_status, rec.state, new.state))
-            params.append((new.state, new.work_status, new.rally_state, done_at, now, key))
+            params.append((new.state, new.work_status, new.rally_state, done_at, now,
+                           r["asset"], r["capability"], r["level"]))
         self.conn.executemany(
             "UPDATE items SET state=?, work_status=?, rally_state=?, done_at=?, updated_at=? "
-            "WHERE key=?",
+            "WHERE asset=? AND capability=? AND level=?",
             params,
         )
         return changed
@@ -727,16 +745,6 @@ def _entry(asset: str, capability: str, old_state: str, old_level: int | None, s
     return (uuid.uuid4().hex, asset, capability, old_state, old_level, state, level,
             json.dumps(answers), failed_question, notes, na_reason, na_until, assessed_by,
             assessed_at, source)
-
-
-def _check_header(path: Path) -> None:
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head and head != b"SQLite format 3\x00":
-        raise DatabaseError(
-            f"{path} is not an SQLite database (corrupt or foreign file); restore it from git "
-            f"(git checkout -- {path.name}) or move it away"
-        )
 
 
 @dataclass
@@ -782,8 +790,9 @@ def primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
 def table_rows(conn: sqlite3.Connection, table: str, *,
                rowid_order: bool = True) -> list[dict[str, object]]:
     """Every row of ``table`` as a column → value dict, in rowid (insertion) order unless
-    ``rowid_order`` is false (then in no particular order: any table, of any schema)."""
-    order = " ORDER BY rowid" if rowid_order else ""
+    ``rowid_order`` is false (then in no particular order: any table, of any schema). A
+    WITHOUT ROWID table comes in primary-key order."""
+    order = " ORDER BY rowid" if rowid_order and _has_rowid(conn, table) else ""
     cur = conn.execute(f'SELECT * FROM "{table}"{order}')
     names = [d[0] for d in cur.description]
     return [dict(zip(names, values, strict=True)) for values in cur]
@@ -837,3 +846,17 @@ def file_identity(conn: sqlite3.Connection) -> tuple[int, int, list[str]]:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     )]
     return app_id, version, tables
+
+
+def _asset_filter(sql: str, params: list, assets: Iterable[str] | None) -> tuple[str, list]:
+    """``sql`` (ending in a WHERE clause) limited to ``assets`` (None: all), one parameter."""
+    if assets is None:
+        return sql, params
+    return (sql + " AND asset IN (SELECT value FROM json_each(?))",
+            [*params, json.dumps(sorted(set(assets)))])
+
+
+def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()
+    return not (sql and sql[0] and "WITHOUT ROWID" in sql[0].upper())

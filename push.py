@@ -31,7 +31,7 @@ def push_stories(args, ctx: Context, items: list[dict]) -> None:
     """Create the stories the selected ``items`` lack (adopting any that already exist) and
     commit their ids; PartialFailure lists the stories that could not be created."""
     import rally
-    from views import write_matrix_file
+    from views import update_matrix_file
 
     settings: Settings = ctx.settings
     tag = settings.get("RALLY_TAG")
@@ -57,13 +57,16 @@ def push_stories(args, ctx: Context, items: list[dict]) -> None:
                 payloads = [story_payload(it, settings, parent["_ref"], tag_ref)
                             for it in to_create]
 
-                def on_created(index: int, obj: dict) -> None:
+                def on_chunk(done: list[tuple[int, dict]]) -> None:
                     nonlocal created
-                    # Store each id at once: a run that dies later must not create it again.
+                    # Store the ids of each chunk as soon as Rally returns it, in one
+                    # transaction: a run that dies later must not create them again. Stories
+                    # found after a lost answer were made by this run: created too.
+                    stamp = now_iso()
                     with db.transaction():
-                        record_story(db, settings, to_create[index]["key"], obj, now_iso())
-                    # Stories found after a lost answer were made by this run: created too.
-                    created += 1
+                        for index, obj in done:
+                            record_story(db, settings, to_create[index]["key"], obj, stamp)
+                    created += len(done)
                     _progress(ctx, created, len(to_create))
 
                 def find_existing(indices: list[int]) -> dict[int, dict]:
@@ -72,14 +75,14 @@ def push_stories(args, ctx: Context, items: list[dict]) -> None:
                     return {i: found[to_create[i]["key"]] for i in indices
                             if to_create[i]["key"] in found}
 
-                results = rc.create_stories(payloads, on_created=on_created,
+                results = rc.create_stories(payloads, on_chunk=on_chunk,
                                             find_existing=find_existing)
                 if created >= 20 and ctx.out.isatty():
                     print(file=ctx.out)
                 failures = [(to_create[i]["key"], r.get("error", "failed"))
                             for i, r in enumerate(results) if not r.get("ok")]
         if created or adopted:
-            write_matrix_file(ctx, db)
+            update_matrix_file(ctx, db, {(it["asset"], it["capability"]) for it in selected})
     finally:
         db.close()
         if created or adopted:
@@ -105,10 +108,11 @@ def push_page(ctx: Context, items: list[dict] | None = None) -> int:
     import confluence
 
     if items is None:
-        from views import load_view
+        import maturity as mt
+        import views
 
         with ctx.open_db() as db:
-            _m, _f, items = load_view(db)
+            items = views.items(db, states=(mt.OPEN, mt.DONE))
     rows = reports.todo_rows(items)
     client = confluence.client_from_settings(settings)
     try:

@@ -432,11 +432,14 @@ class RallyClient:
     def create_stories(self, stories: list[dict], *, chunk_size: int = 100,
                        on_created: Callable[[int, dict], None] | None = None,
                        find_existing: Callable[[list[int]], dict[int, dict]] | None = None,
+                       on_chunk: Callable[[list[tuple[int, dict]]], None] | None = None,
                        ) -> list[dict]:
         """Create user stories, through the batch endpoint where Rally allows it.
 
         ``on_created(index, object)`` is called for each story as soon as its chunk returns,
-        so the caller can store the id before anything else can fail.
+        and ``on_chunk([(index, object), ...])`` once per chunk with the stories it created or
+        adopted, so the caller can store the ids (in one transaction) before anything else can
+        fail.
 
         A create whose outcome is unknown (timeout, connection lost or a 5xx after the request
         was sent) is never sent again blindly: ``find_existing(indices)`` looks those stories
@@ -451,14 +454,21 @@ class RallyClient:
             ``not attempted`` and a re-run finishes them
         """
         results: list[dict | None] = [None] * len(stories)
+        returned: list[tuple[int, dict]] = []
 
         def done(index: int, obj: dict | None, error: str | None, adopted: bool = False) -> None:
             if obj is not None and not error:
                 results[index] = {"ok": True, "object": obj, "adopted": adopted}
+                returned.append((index, obj))
                 if on_created is not None:
                     on_created(index, obj)
             else:
                 results[index] = {"ok": False, "error": error or "Rally returned no object"}
+
+        def chunk_done() -> None:
+            if returned and on_chunk is not None:
+                on_chunk(list(returned))
+            returned.clear()
 
         size = max(1, chunk_size)
         queue = [list(range(n, min(n + size, len(stories))))
@@ -500,6 +510,8 @@ class RallyClient:
             except RallyError as exc:
                 self._give_up(results, chunk, queue, str(exc))
                 break
+            finally:
+                chunk_done()
         return [r or {"ok": False, "error": "not attempted"} for r in results]
 
     @staticmethod

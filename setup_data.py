@@ -13,7 +13,7 @@ from pathlib import Path
 import csvfiles
 import gitops
 from csvfiles import AssessmentRow, FlowRow, ModelRow
-from database import DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
+from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
 from errors import EXIT_OK, InputError
 
 DEFAULT_MODEL = Path(__file__).resolve().with_name(csvfiles.MODEL_FILE)
@@ -73,6 +73,8 @@ def apply(ctx, *, dry_run: bool = False) -> int:
             if unchanged:
                 # Leave the file byte-identical so git sees no change and no commit is made.
                 raise Rollback
+        if not unchanged and len(changed) + len(changes) >= BIG_IMPORT:
+            db.compact(always=True)  # a big import leaves half-full pages: repack them
         if not unchanged or not (folder / MATRIX_FILE).exists():
             from views import write_matrix_file
 

@@ -31,7 +31,6 @@ from errors import (
     PartialFailure,
     TrackerError,
 )
-from views import load_view
 
 log = logging.getLogger("sre_tracker")
 
@@ -63,42 +62,47 @@ def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     """Write rally_import.csv and confluence_page.txt; with --push create stories."""
+    import maturity as mt
     import reports
+    import views
 
     if args.push:
         import push
 
         push.require_settings(ctx.settings)
-    with ctx.open_db() as db:
-        matrix, flows, items = load_view(db)
-        teams = {a: info.team for a, info in db.load_assets().items()}
     if args.cycle_time:
+        with ctx.open_db() as db:
+            items = views.items(db)
+            teams = {a: info.team for a, info in db.load_assets().items()}
         ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
         return EXIT_OK
     code, partial = EXIT_OK, None
     if args.push:
+        with ctx.open_db() as db:
+            items = views.items(db, states=(mt.OPEN,))
         try:
             push.push_stories(args, ctx, items)
         except PartialFailure as exc:
             partial = exc  # files and page still show what was created; raised last
-        with ctx.open_db() as db:  # again: the items now carry their story ids
-            matrix, flows, items = load_view(db)
-    write_report_files(ctx, args, matrix, flows, items)
+        del items
+    write_report_files(ctx, args)
     if args.push:
-        code = push.push_page(ctx, items)
+        code = push.push_page(ctx)
     if partial is not None:
         raise partial
     return code
 
 
-def write_report_files(ctx: Context, args: argparse.Namespace, matrix, flows, items) -> None:
-    """rally_import.csv, confluence_page.txt/.html, the Rulebook files and sre_matrix.html,
-    then a summary."""
+def write_report_files(ctx: Context, args: argparse.Namespace) -> None:
+    """rally_import.csv, confluence_page.txt and confluence_page.html (written row by row from
+    one sorted pass over the open items), the Rulebook files and sre_matrix.html, then a
+    summary."""
+    import maturity as mt
     import pages
     import reports
     import storage_format
     import stories
-    from csvfiles import atomic_write
+    import views
     from database import now_iso
 
     out_dir = Path(args.output_dir).expanduser() if args.output_dir else ctx.data_dir
@@ -106,20 +110,41 @@ def write_report_files(ctx: Context, args: argparse.Namespace, matrix, flows, it
         raise InputError(f"--output-dir {out_dir} does not exist; create it first")
     tag = ctx.settings.get("RALLY_TAG")
     title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")
-    selected = stories.select_for_rally(items, args.include_amber)
-    rows = reports.todo_rows(items)
-    atomic_write(out_dir / "rally_import.csv", stories.rally_import_csv(selected, tag))
-    atomic_write(out_dir / "confluence_page.txt",
-                 reports.wiki_page(rows, title, now_iso()[:10]))
-    atomic_write(out_dir / "confluence_page.html", storage_format.render_table(rows) + "\n")
-    summary = reports.summarise(matrix, items)
+    selected = 0
+    with ctx.open_db() as db:
+        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.sort_key)
+        count = len(rows)
+        with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
+                views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
+                views.atomic_stream(out_dir / "confluence_page.html") as html_file:
+            rally_csv = stories.rally_import_writer(rally_file)
+            wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
+            wiki_file.write(reports.wiki_header() + "\n")
+
+            def todo():
+                nonlocal selected
+                for it in views.item_dicts(db, rows):
+                    if stories.wants_story(it, args.include_amber):
+                        rally_csv.writerow(stories.rally_import_row(it, tag))
+                        selected += 1
+                    row = reports.todo_row(it)
+                    wiki_file.write(reports.wiki_row(row) + "\n")
+                    yield row
+
+            for piece in storage_format.render_parts(todo()):
+                html_file.write(piece)
+            html_file.write("\n")
+        rows = []  # let the sorted rows go before the matrix is built
+        entries, flows = views.matrix(db)
+        summary = views.summary(db, entries)
+        todo_items = views.items(db, (mt.OPEN, mt.DONE))
     for line in reports.summary_lines(summary):
         ctx.print(line)
     kind = "Red and Amber" if args.include_amber else "Red"
-    ctx.print(f"rally_import.csv: {len(selected)} {kind} items without a Rally story")
-    ctx.print(f"confluence_page.txt: {len(rows)} rows (paste via Insert → Markup → Confluence "
+    ctx.print(f"rally_import.csv: {selected} {kind} items without a Rally story")
+    ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
               "wiki); confluence_page.html: the same table in storage format")
-    for line in pages.write_files(ctx, out_dir, matrix, flows, items):
+    for line in pages.write_files(ctx, out_dir, entries, flows, todo_items):
         ctx.print(line)
     ctx.print(f"written to {out_dir}")
 
@@ -134,11 +159,12 @@ def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Show the matrix, the flows' weakest links and the open items."""
     import reports
+    import views
 
     with _view_db(args, ctx) as db:
-        matrix, flows, items = load_view(db)
-    matrix, flows, items = _filter(matrix, flows, items, args.flow, args.asset)
-    summary = reports.summarise(matrix, items)
+        matrix, flows = views.matrix(db)
+        matrix, flows, _items = _filter(matrix, flows, [], args.flow, args.asset)
+        summary = views.summary(db, matrix)
     if args.format == "json":
         ctx.out.write(reports.status_json(matrix, flows, summary))
     elif args.format == "csv":
@@ -160,23 +186,22 @@ def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
     """Exit 4 when the flow (or asset) has open go-live-required items or go-live capabilities
     nobody assessed (unless --allow-unassessed), else 0."""
     import maturity as mt
+    import views
     from database import now_iso
     from names import resolve
 
     with ctx.open_db() as db:
         assets = db.load_assets()
         model = db.load_model()
-        cells = db.load_cells()
-        _matrix, _flows, items = load_view(db)
-    if args.flow:
-        flow = resolve("flow", args.flow, {f for i in assets.values() for f in i.flows})
-        names = {a for a, info in assets.items() if flow in info.flows}
-        scope = f"flow {flow}"
-    else:
-        asset = resolve("asset", args.asset, assets)
-        names, scope = {asset}, f"asset {asset}"
-    blocking = [it for it in items if it["asset"] in names and it["go_live"]
-                and mt.is_open(it["state"])]
+        if args.flow:
+            flow = resolve("flow", args.flow, {f for i in assets.values() for f in i.flows})
+            names = {a for a, info in assets.items() if flow in info.flows}
+            scope = f"flow {flow}"
+        else:
+            asset = resolve("asset", args.asset, assets)
+            names, scope = {asset}, f"asset {asset}"
+        cells = {(r[0], r[1]): mt.Cell(*r) for r in db.matrix_cells(names)}
+        blocking = [it for it in views.items(db, (mt.OPEN, mt.DONE), names) if it["go_live"]]
     unassessed = mt.unassessed_go_live(model, names, cells, now_iso()[:10])
     allowed = ""
     if args.allow_unassessed and unassessed:
@@ -265,10 +290,14 @@ def _history_names(db, asset: str | None, capability: str | None
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write the matrix (or with --items, every action item) to CSV."""
     import reports
+    import views
     from csvfiles import atomic_write
 
     with ctx.open_db() as db:
-        matrix, _flows, items = load_view(db)
+        if args.items:
+            items = views.items(db)
+        else:
+            matrix, _flows = views.matrix(db)
     text = reports.items_csv(items) if args.items else reports.matrix_csv(matrix)
     if args.output == "-":
         ctx.out.write(text)

@@ -10,7 +10,7 @@ comments), which it keeps. All functions here are pure (no HTTP); ``confluence.p
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -104,10 +104,21 @@ def render_table(rows: Iterable[Mapping[str, object]]) -> str:
     Newlines become ``<br />``; all text is escaped. The result is well-formed XML once the
     ``ac`` prefix is bound, as Confluence does for page bodies.
     """
-    header = "<tr>" + "".join(_header_cell(c) for c in COLUMNS) + "</tr>"
-    body = "".join("<tr>" + "".join(_tool_cell(c, row) for c in COLUMNS) + "</tr>"
-                   for row in rows)
-    return f"<table><tbody>{header}{body}</tbody></table>"
+    return "".join(render_parts(rows))
+
+
+def render_parts(rows: Iterable[Mapping[str, object]]) -> Iterator[str]:
+    """:func:`render_table` in pieces: the table's opening with the header row, one piece per
+    row, then the closing (for writing the table to a file row by row)."""
+    yield "<table><tbody><tr>" + "".join(_header_cell(c) for c in COLUMNS) + "</tr>"
+    for row in rows:
+        yield render_row(row)
+    yield "</tbody></table>"
+
+
+def render_row(row: Mapping[str, object]) -> str:
+    """One to-do row as a storage-format ``<tr>``."""
+    return "<tr>" + "".join(_tool_cell(c, row) for c in COLUMNS) + "</tr>"
 
 
 # ---------------------------------------------------------------------------- the table

@@ -13,7 +13,7 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import maturity as mt
 from reports import clean_text, neutralise, sort_key
@@ -103,29 +103,41 @@ def _description_line(label: str, value: str) -> str:
 
 def select_for_rally(items: Iterable[Mapping], include_amber: bool) -> list[Mapping]:
     """Open items with no Rally story: Red ones, plus Amber ones when asked."""
-    return sorted(
-        (it for it in items
-         if it["state"] == mt.OPEN and not it.get("rally_oid")
-         and (it["go_live"] or include_amber)),
-        key=sort_key,
-    )
+    return sorted((it for it in items if wants_story(it, include_amber)), key=sort_key)
+
+
+def wants_story(it: Mapping, include_amber: bool) -> bool:
+    """An open item with no Rally story: a Red one, or an Amber one when asked."""
+    return it["state"] == mt.OPEN and not it.get("rally_oid") and bool(
+        it["go_live"] or include_amber)
 
 
 def rally_import_csv(items: Sequence[Mapping], tag: str) -> str:
     """rally_import.csv: one row per item, Rally's import-template headers."""
     buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(RALLY_IMPORT_COLUMNS)
+    writer = rally_import_writer(buf)
     for it in items:
-        row = [
-            story_name(it["asset"], it["capability"], it["level"]),
-            story_description(it, it.get("flows", "")),
-            "Defined",
-            tag,
-            story_notes(it["key"]),
-        ]
-        writer.writerow([neutralise(clean_text(c)) for c in row])
+        writer.writerow(rally_import_row(it, tag))
     return buf.getvalue()
+
+
+def rally_import_writer(stream: TextIO):
+    """A csv writer in rally_import.csv's dialect, the header row already written."""
+    writer = csv.writer(stream, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(RALLY_IMPORT_COLUMNS)
+    return writer
+
+
+def rally_import_row(it: Mapping, tag: str) -> list[str]:
+    """One item as a row of rally_import.csv (cells cleaned and neutralised)."""
+    row = [
+        story_name(it["asset"], it["capability"], it["level"]),
+        story_description(it, it.get("flows", "")),
+        "Defined",
+        tag,
+        story_notes(it["key"]),
+    ]
+    return [neutralise(clean_text(c)) for c in row]
 
 
 def story_payload(item: dict, settings: Settings, parent_ref: str, tag_ref: str) -> dict:

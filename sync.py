@@ -70,9 +70,14 @@ def match_stories(items: list[dict], stories: list[dict], complete: bool
     return states, adopt
 
 
+def _cells(keys) -> set[tuple[str, str]]:
+    """The matrix cells (asset, capability) of item keys."""
+    return {mt.split_key(k)[:2] for k in keys}
+
+
 def run_sync(args, ctx) -> int:
     """The ``sync`` command."""
-    from views import write_matrix_file
+    from views import update_matrix_file
 
     settings: Settings = ctx.settings
     if args.from_csv:
@@ -101,7 +106,7 @@ def run_sync(args, ctx) -> int:
             if args.dry_run:
                 raise Rollback
         if (changed or adopted) and not args.dry_run:
-            write_matrix_file(ctx, db)
+            update_matrix_file(ctx, db, _cells([c[0] for c in changed] + list(adopt)))
     finally:
         db.close()
     prefix = "would " if args.dry_run else ""

@@ -1,40 +1,213 @@
 """The read model: what commands show, computed from the database (matrix entries, flow
-roll-ups, items with their flows) and the readable ``sre_matrix.csv`` written from it."""
+roll-ups, summary counts, items with their flows) and the readable ``sre_matrix.csv``.
+
+Work follows what a command shows: the matrix comes from the cells and one aggregate row per
+cell with open items (never a row per item); the summary from counts grouped by level; items
+are read as rows only by the commands that print them, and the report files are written one row
+at a time.
+"""
 
 from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
 
 from context import Context
 
 
-def write_matrix_file(ctx: Context, db) -> None:
-    """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review)."""
-    import maturity as mt
-    import reports
-    from csvfiles import atomic_write
-    from database import MATRIX_FILE, now_iso
+def _today(today: str | None) -> str:
+    from database import now_iso
 
-    matrix, _flows = mt.matrix_view(db.load_model(), db.load_assets(), db.load_cells(),
-                                    db.open_item_cells(), now_iso()[:10])
-    atomic_write(ctx.data_dir / MATRIX_FILE, reports.matrix_csv(matrix))
+    return today or now_iso()[:10]
+
+
+def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
+           ) -> tuple[list[dict], list[dict]]:
+    """The matrix entries and the flow roll-ups (as ``status --format json`` shows them),
+    of every active asset or only of ``assets``."""
+    import maturity as mt
+
+    model, active = db.load_model(), db.load_assets()
+    if assets is not None:
+        wanted = set(assets)
+        active = {a: info for a, info in active.items() if a in wanted}
+    cells = {(r[0], r[1]): mt.Cell(*r) for r in db.matrix_cells(assets)}
+    return mt.matrix_view(model, active, cells, _open_items(db, model, assets),
+                          _today(today))
+
+
+def _open_items(db, model: Mapping, assets: Iterable[str] | None
+                ) -> Iterator[Mapping[str, object]]:
+    """One mapping (asset, capability, go_live) per open item, from one aggregate row per cell:
+    the same two small dicts are handed out again for every item of a cell."""
+    go_live = {(cap.name, lv) for cap in model.values() for lv, s in cap.levels.items()
+               if s.go_live}
+    for asset, capability, levels in db.open_levels_by_cell(assets):
+        red = {"asset": asset, "capability": capability, "go_live": True}
+        amber = {"asset": asset, "capability": capability, "go_live": False}
+        for digit in str(levels):
+            yield red if (capability, int(digit)) in go_live else amber
+
+
+def summary(db, entries: Iterable[Mapping], assets: Iterable[str] | None = None) -> dict:
+    """The summary counts of ``reports.summarise`` for matrix ``entries``, the open items
+    counted by SQL (only those of ``assets``; default: the entries' assets)."""
+    import maturity as mt
+
+    entries = list(entries)
+    names = {e["asset"] for e in entries} if assets is None else set(assets)
+    states = Counter(e["state"] for e in entries)
+    specs = db.level_specs()
+    todo = red = done = 0
+    owners: Counter[str] = Counter()
+    for capability, level, state, n in db.open_item_counts(names):
+        spec = specs.get((capability, level))
+        todo += n
+        red += n if spec and spec.go_live else 0
+        done += n if state == mt.DONE else 0
+        owners[spec.owner if spec else "Asset"] += n
+    return {
+        "assets": len(names),
+        "capabilities": len({e["capability"] for e in entries}),
+        "assessed": states.get(mt.ASSESSED, 0),
+        "not_assessed": states.get(mt.NOT_ASSESSED, 0),
+        "not_applicable": states.get(mt.NOT_APPLICABLE, 0),
+        "open_items": todo,
+        "open_red": red,
+        "open_amber": todo - red,
+        "awaiting_reassessment": done,
+        "by_owner": dict(sorted(owners.items())),
+    }
+
+
+def items(db, states: Iterable[str] | None = None,
+          assets: Iterable[str] | None = None) -> list[dict]:
+    """Item dicts with their ``flows``, ``team`` and ``current_level`` (optionally only those
+    in ``states`` / of ``assets``); open items of assets that left flows.csv are left out."""
+    return list(iter_items(db, states, assets))
+
+
+def iter_items(db, states: Iterable[str] | None = None,
+               assets: Iterable[str] | None = None) -> Iterator[dict]:
+    """As :func:`items`, one at a time."""
+    return item_dicts(db, item_rows(db, states, assets))
+
+
+def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | None = None,
+              *, order: Callable[[Mapping], object] | None = None) -> list:
+    """The stored item rows (no words) that :func:`items` shows; with ``order`` (a sort key
+    over item dicts such as ``reports.sort_key``), sorted by it. Only these small rows are held
+    while sorting; :func:`item_dicts` then makes the dicts one at a time."""
+    import maturity as mt
+
+    active = db.load_assets()
+    rows = [r for r in db.item_rows(states, assets)
+            if r["asset"] in active or not mt.is_open(r["state"])]
+    if order is not None:
+        specs = db.level_specs()
+
+        def key(r) -> object:
+            spec = specs.get((r["capability"], r["level"]))
+            info = active.get(r["asset"])
+            return order({"priority": spec.priority if spec else "P3",
+                          "go_live": bool(spec and spec.go_live),
+                          "flows": info.flow_label if info else "", "asset": r["asset"],
+                          "capability": r["capability"], "level": r["level"]})
+
+        rows.sort(key=key)
+    return rows
+
+
+def item_dicts(db, rows: Iterable) -> Iterator[dict]:
+    """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows,
+    made one at a time."""
+    active = db.load_assets()
+    words = db.item_words()
+    levels = db.cell_levels()
+    for r in rows:
+        it = words(r)
+        info = active.get(it["asset"])
+        it["flows"] = info.flow_label if info else ""
+        it["team"] = info.team if info else ""
+        it["current_level"] = levels.get((it["asset"], it["capability"]))
+        yield it
 
 
 def load_view(db, today: str | None = None):
-    """Matrix entries, flow roll-ups and item dicts (with their flows) from the database."""
-    import maturity as mt
-    from database import now_iso
+    """Matrix entries, flow roll-ups and every item dict (with its flows): for the few callers
+    that compare whole views (``setup --dry-run``)."""
+    entries, flows = matrix(db, today)
+    return entries, flows, items(db)
 
-    today = today or now_iso()[:10]
-    model, assets = db.load_model(), db.load_assets()
-    items = db.load_items()
-    cells = db.load_cells()
-    for it in items:
-        info = assets.get(it["asset"])
-        it["flows"] = info.flow_label if info else ""
-        it["team"] = info.team if info else ""
-        cell = cells.get((it["asset"], it["capability"]))
-        it["current_level"] = cell.level if cell is not None else None
-    live = [it for it in items if mt.is_open(it["state"]) and it["asset"] in assets
-            and it["capability"] in model]
-    matrix, flows = mt.matrix_view(model, assets, cells, live, today)
-    return matrix, flows, [it for it in items if it["asset"] in assets or
-                           not mt.is_open(it["state"])]
+
+# ---------------------------------------------------------------------------- files
+@contextmanager
+def atomic_stream(path: Path) -> Iterator[TextIO]:
+    """A file written through a temporary sibling and renamed over ``path`` when complete:
+    a crash or an error never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_matrix_file(ctx: Context, db) -> None:
+    """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review).
+
+    Streamed from the cells and one aggregate row per cell: no item is read, and no text of
+    the whole file is held.
+    """
+    import reports
+    from database import MATRIX_FILE
+
+    entries, _flows = matrix(db)
+    with atomic_stream(ctx.data_dir / MATRIX_FILE) as fh:
+        reports.write_matrix_csv(fh, entries)
+
+
+def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> None:
+    """Bring sre_matrix.csv up to date after a change of the ``touched`` cells: their rows
+    are computed again and every other row is copied as it is (rows whose Not Applicable mark
+    has expired are recomputed too). Without a usable file (missing, another header, a touched
+    row not in it) the whole file is written instead."""
+    import csv
+
+    import reports
+    from database import MATRIX_FILE
+
+    path = ctx.data_dir / MATRIX_FILE
+    today = _today(None)
+    touched = set(touched) | set(db.expired_cells(today))
+    names = {a for a, _c in touched}
+    entries, _flows = matrix(db, today, assets=names)
+    fresh = {(reports.neutralise(e["asset"]), reports.neutralise(e["capability"])):
+             reports.matrix_row(e) for e in entries if (e["asset"], e["capability"]) in touched}
+    if not path.is_file() or len(fresh) != len(touched):
+        write_matrix_file(ctx, db)
+        return
+    seen = 0
+    with open(path, encoding="utf-8", newline="") as src, atomic_stream(path) as fh:
+        rows = csv.reader(src)
+        if next(rows, None) != reports.MATRIX_COLUMNS:
+            seen = -1
+        else:
+            out = reports.matrix_writer(fh)
+            out.writerow(reports.MATRIX_COLUMNS)
+            for row in rows:
+                new = fresh.get((row[0], row[4])) if len(row) > 4 else None
+                if new is not None:
+                    seen += 1
+                out.writerow(new if new is not None else row)
+        if seen != len(fresh):  # not the file this database wrote: rewrite it whole
+            fh.seek(0)
+            fh.truncate()
+            entries, _flows = matrix(db, today)
+            reports.write_matrix_csv(fh, entries)

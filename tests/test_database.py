@@ -9,6 +9,7 @@ import pytest
 
 import database
 import maturity as mt
+import schema
 from database import Database
 from errors import DatabaseError
 
@@ -16,7 +17,7 @@ from errors import DatabaseError
 def make_v1_file(path: Path) -> None:
     """A database as version 1 of the schema wrote it, with some data."""
     conn = sqlite3.connect(path)
-    conn.executescript(database._SCHEMA_V1)
+    conn.executescript(schema._SCHEMA_V1)
     conn.execute(f"PRAGMA application_id={database.APPLICATION_ID}")
     conn.execute("PRAGMA user_version=1")
     conn.execute("INSERT INTO assets (asset) VALUES ('api')")
@@ -45,7 +46,7 @@ def test_old_schema_is_migrated_keeping_data(tmp_path):
     with Database(path) as db:
         item = db.load_items()[0]
         assert (db.schema_version(), item["rally_id"], item["done_at"],
-                db.load_cells()[("api", "Alerts")].level) == (2, "US7", "", 2)
+                db.load_cells()[("api", "Alerts")].level) == (database.SCHEMA_VERSION, "US7", "", 2)
 
 
 def test_migration_makes_a_backup_of_the_old_file_first(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 import database
 import merge
+import schema
 import setup_data
 from conftest import git
 from database import Database
@@ -259,7 +260,7 @@ def test_merge_db_migrates_an_older_side(three, tmp_path):
     base, ours, _theirs = three
     old = tmp_path / "old.db"
     conn = sqlite3.connect(old)
-    conn.executescript(database._SCHEMA_V1)
+    conn.executescript(schema._SCHEMA_V1)
     conn.execute(f"PRAGMA application_id={database.APPLICATION_ID}")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
@@ -281,10 +282,10 @@ def test_merge_db_items_field_by_field(three):
     with Database(ours) as db, db.transaction():
         db.set_item_story(key, "7", "US7", "u", "Defined", T2)
     with Database(theirs) as db, db.transaction():
-        db.conn.execute("UPDATE items SET opened_at = ?, updated_at = ? WHERE key = ?",
-                        (T3, T3, key))
+        db.conn.execute("UPDATE items SET opened_at = ?, updated_at = ? WHERE asset = 'web' "
+                        "AND capability = 'Alerts' AND level = 3", (T3, T3))
         db.conn.execute("UPDATE items SET rally_oid = '8', rally_id = 'US8', updated_at = ? "
-                        "WHERE key = 'web / Alerts / 2'", (T3,))
+                        "WHERE asset = 'web' AND capability = 'Alerts' AND level = 2", (T3,))
     merge.merge_db(base, ours, theirs)
     with Database(ours) as db:
         items = {it["key"]: it for it in db.load_items()}
@@ -388,7 +389,7 @@ def test_dump_is_sorted_and_deterministic(ready, run):
 def test_dump_of_an_old_schema_and_odd_values(tmp_path):
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
-    conn.executescript(database._SCHEMA_V1)
+    conn.executescript(schema._SCHEMA_V1)
     conn.execute("PRAGMA user_version=1")
     conn.execute("INSERT INTO assets (asset, team) VALUES ('a', 'multi\nline')")
     conn.execute("CREATE TABLE extra (k INTEGER PRIMARY KEY, v BLOB)")

@@ -174,7 +174,8 @@ def test_cycle_time_report(ready, run):
     run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
     with Database(ready / "sre_data.db") as db, db.transaction() as conn:
         conn.execute("UPDATE items SET opened_at='2026-01-01T00:00:00+00:00', "
-                     "done_at='2026-01-11T00:00:00+00:00' WHERE key='web / On-call / 2'")
+                     "done_at='2026-01-11T00:00:00+00:00' WHERE asset='web' AND capability='On-call' "
+                     "AND level=2")
     code, out, _err = run(ready, "report", "--cycle-time")
     assert code == 0 and re.search(r"category\s+Alerting\s+1\s+10\.0\s+10\.0", out)
 

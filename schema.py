@@ -1,0 +1,333 @@
+"""The shape of ``sre_data.db``: the schema versions, the migrations between them, and the
+checks that refuse a file that is not ours (foreign, damaged, or from a newer version).
+
+Schema upgrades are keyed on ``PRAGMA user_version``; a copy of the old file is made first.
+Queries live in ``database.py``; this module only creates, checks and upgrades.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from errors import DatabaseError, NewerSchema
+
+APPLICATION_ID = 0x53524554  # "SRET": marks the file as ours
+SCHEMA_VERSION = 3
+# A migration that frees more pages than this is followed by VACUUM, so the file git commits
+# shrinks with it (VACUUM rewrites the whole file: not worth it for a few pages).
+VACUUM_FREE_PAGES = 256
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE assets (
+    asset TEXT PRIMARY KEY,
+    team TEXT NOT NULL DEFAULT '',
+    archived_at TEXT
+);
+CREATE TABLE flows (
+    flow TEXT NOT NULL,
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    team TEXT NOT NULL DEFAULT '',
+    target_level INTEGER NOT NULL DEFAULT 3,
+    position INTEGER NOT NULL DEFAULT 0,
+    archived_at TEXT,
+    PRIMARY KEY (flow, asset)
+);
+CREATE TABLE capabilities (
+    capability TEXT PRIMARY KEY,
+    category TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT 0,
+    archived_at TEXT
+);
+CREATE TABLE questions (
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    level INTEGER NOT NULL CHECK (level BETWEEN 1 AND 5),
+    seq INTEGER NOT NULL,
+    criteria TEXT NOT NULL,
+    question TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT 'Asset',
+    priority TEXT NOT NULL DEFAULT '',
+    go_live INTEGER NOT NULL DEFAULT 0,
+    milestone TEXT NOT NULL DEFAULT '',
+    archived_at TEXT,
+    PRIMARY KEY (capability, level, seq)
+);
+CREATE TABLE cells (
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    state TEXT NOT NULL CHECK (state IN ('Assessed', 'Not Applicable')),
+    level INTEGER CHECK (level BETWEEN 0 AND 5),
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL DEFAULT '',
+    assessment_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, capability)
+);
+CREATE TABLE assessments (
+    id TEXT PRIMARY KEY,
+    asset TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    old_state TEXT NOT NULL,
+    old_level INTEGER,
+    new_state TEXT NOT NULL,
+    new_level INTEGER,
+    answers TEXT NOT NULL DEFAULT '[]',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'assess'
+);
+CREATE TABLE items (
+    key TEXT PRIMARY KEY,
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    level INTEGER NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    criteria TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT 'Asset',
+    priority TEXT NOT NULL DEFAULT 'P3',
+    go_live INTEGER NOT NULL DEFAULT 0,
+    milestone TEXT NOT NULL DEFAULT '',
+    why TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'open',
+    work_status TEXT NOT NULL DEFAULT 'Not Started',
+    rally_state TEXT NOT NULL DEFAULT '',
+    rally_oid TEXT NOT NULL DEFAULT '',
+    rally_id TEXT NOT NULL DEFAULT '',
+    rally_url TEXT NOT NULL DEFAULT '',
+    opened_at TEXT NOT NULL,
+    closed_at TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX assessments_cell ON assessments (asset, capability, assessed_at);
+"""
+
+_SCHEMA_V2 = """
+ALTER TABLE items ADD COLUMN done_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN updated_at TEXT NOT NULL DEFAULT '';
+CREATE INDEX items_state ON items (state);
+"""
+
+
+# Version 3, compact: an item no longer copies its level's words (category, criteria, owner,
+# priority, go-live, milestone: read from the model's questions) nor the key (asset / capability
+# / level is its primary key); the reason of an open item is derived from its cell when read and
+# kept only once the item closes. Cells, items and the history are WITHOUT ROWID tables keyed by
+# their natural keys, so each key is stored once (no second index holding it again). Text keys
+# stay (not integer ids): the merge driver unions rows of two clones by primary key, and ids
+# given out independently in two clones would collide.
+_SCHEMA_V3 = """
+CREATE TABLE cells_v3 (
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    state TEXT NOT NULL CHECK (state IN ('Assessed', 'Not Applicable')),
+    level INTEGER CHECK (level BETWEEN 0 AND 5),
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL DEFAULT '',
+    assessment_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, capability)
+) WITHOUT ROWID;
+INSERT INTO cells_v3 SELECT asset, capability, state, level, na_reason, na_until,
+    failed_question, notes, assessed_by, assessed_at, assessment_id FROM cells;
+DROP TABLE cells;
+ALTER TABLE cells_v3 RENAME TO cells;
+CREATE TABLE assessments_v3 (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    asset TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    old_state TEXT NOT NULL,
+    old_level INTEGER,
+    new_state TEXT NOT NULL,
+    new_level INTEGER,
+    answers TEXT NOT NULL DEFAULT '[]',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'assess'
+) WITHOUT ROWID;
+INSERT INTO assessments_v3 SELECT id, rowid, asset, capability, old_state, old_level, new_state,
+    new_level, answers, failed_question, notes, na_reason, na_until, assessed_by, assessed_at,
+    source FROM assessments;
+DROP TABLE assessments;
+ALTER TABLE assessments_v3 RENAME TO assessments;
+CREATE TABLE items_v3 (
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    level INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open',
+    work_status TEXT NOT NULL DEFAULT 'Not Started',
+    rally_state TEXT NOT NULL DEFAULT '',
+    rally_oid TEXT NOT NULL DEFAULT '',
+    rally_id TEXT NOT NULL DEFAULT '',
+    rally_url TEXT NOT NULL DEFAULT '',
+    why TEXT NOT NULL DEFAULT '',
+    opened_at TEXT NOT NULL,
+    done_at TEXT NOT NULL DEFAULT '',
+    closed_at TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, capability, level)
+) WITHOUT ROWID;
+INSERT INTO items_v3 SELECT asset, capability, level, state, work_status, rally_state, rally_oid,
+    rally_id, rally_url, CASE WHEN state IN ('open', 'done') THEN '' ELSE why END, opened_at,
+    done_at, closed_at, updated_at FROM items;
+DROP TABLE items;
+ALTER TABLE items_v3 RENAME TO items
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def check_header(path: Path) -> None:
+    """Refuse a file that is not SQLite at all (before SQLite sees it)."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head and head != b"SQLite format 3\x00":
+        raise DatabaseError(
+            f"{path} is not an SQLite database (corrupt or foreign file); restore it from git "
+            f"(git checkout -- {path.name}) or move it away"
+        )
+
+
+def prepare(conn: sqlite3.Connection, path: Path) -> tuple[int | None, Path | None]:
+    """Check that the open file is ours and sound, and upgrade an older schema.
+
+    Returns (the version migrated from, the backup made) — (None, None) when nothing was
+    upgraded. Raises DatabaseError for a foreign or damaged file, NewerSchema for a newer one.
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id != APPLICATION_ID and (app_id != 0 or tables):
+        raise DatabaseError(
+            f"{path} is not an sre-tracker database (another application's file); "
+            "move it away or pass --data-dir"
+        )
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(
+            f"{path} was written by a newer sre-tracker (schema {version}, this one "
+            f"knows {SCHEMA_VERSION}); upgrade sre-tracker"
+        )
+    if tables and not verified(path):
+        integrity(conn, path)
+    if version == SCHEMA_VERSION:
+        return None, None
+    backup = None
+    if version > 0:
+        backup = path.with_name(f"{path.name}.bak-v{version}")
+        shutil.copy2(path, backup)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (now_iso(),)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    compact(conn)
+    return (version or None), backup
+
+
+def integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check``: refuse a damaged file with the way out."""
+    problem = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if problem != "ok":
+        raise DatabaseError(
+            f"{path} is damaged ({problem}); restore it from git "
+            f"(git checkout -- {path.name})"
+        )
+
+
+def compact(conn: sqlite3.Connection, min_free_pages: int = VACUUM_FREE_PAGES) -> bool:
+    """VACUUM when many pages are free (after a migration or a big import); True if it ran."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if free < min_free_pages:
+        return False
+    conn.execute("VACUUM")
+    return True
+
+
+# ---------------------------------------------------------------------------- the check stamp
+# ``quick_check`` reads every page (130 ms at 2,000 assets). It runs on the first open of a file
+# this user has not seen in its current form: the stamp (size, mtime, SQLite's file change
+# counter) of a file that passed, or that the tool itself wrote and closed, is remembered
+# outside the data folder. A file changed by anything else (git checkout, a copy, a disk fault
+# that changes its size or time) is checked again.
+def _stamp_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sre-tracker" / "verified.json"
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+        with open(path, "rb") as fh:
+            fh.seek(24)
+            counter = int.from_bytes(fh.read(4), "big")
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, counter]
+
+
+def _load_stamps() -> dict[str, list[int]]:
+    try:
+        data = json.loads(_stamp_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def verified(path: Path) -> bool:
+    """True when this file, as it is now, passed the check before (or the tool wrote it)."""
+    stamp = _stamp(path)
+    return stamp is not None and _load_stamps().get(str(Path(path).resolve())) == stamp
+
+
+def remember(path: Path) -> None:
+    """Record the file as sound in its current form (best effort: a cache, never an error)."""
+    stamp = _stamp(path)
+    if stamp is None:
+        return
+    stamps = _load_stamps()
+    key = str(Path(path).resolve())
+    if stamps.get(key) == stamp:
+        return
+    stamps[key] = stamp
+    # Keep the cache small: forget files that no longer exist.
+    stamps = {k: v for k, v in stamps.items() if os.path.exists(k)}
+    target = _stamp_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stamps), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        pass

@@ -15,9 +15,11 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from context import CommandOptions, Context
 from errors import EXIT_OK, DatabaseError, InputError, NewerSchema
 
 # Primary keys of the merged tables (the schema's, repeated so the merge reads on its own).
@@ -38,9 +40,18 @@ Rows = dict[tuple, Row]
 
 
 # ---------------------------------------------------------------------------- merge-db
-def merge_db_command(base: str, ours: str, theirs: str, ctx) -> int:
+@dataclass(frozen=True)
+class DriverOptions(CommandOptions):
+    """The three file names git hands a merge driver (``%O %A %B``)."""
+
+    base: str
+    ours: str
+    theirs: str
+
+
+def run_merge_db(opts: DriverOptions, ctx: Context) -> int:
     """``merge-db %O %A %B``: merge the three versions into OURS; exit 0 when merged."""
-    summary = merge_db(Path(base), Path(ours), Path(theirs))
+    summary = merge_db(Path(opts.base), Path(opts.ours), Path(opts.theirs))
     ctx.notice(f"merged sre_data.db row by row: {summary}")
     return EXIT_OK
 
@@ -226,9 +237,9 @@ def _reassessed(changed: set[tuple], cells: Rows, items: Rows) -> set[tuple]:
 
 
 # ---------------------------------------------------------------------------- merge-matrix
-def merge_matrix_command(base: str, ours: str, theirs: str, ctx) -> int:
+def run_merge_matrix(opts: DriverOptions, ctx: Context) -> int:
     """``merge-matrix %O %A %B``: merge the three sre_matrix.csv versions into OURS."""
-    rows = merge_matrix(Path(base), Path(ours), Path(theirs))
+    rows = merge_matrix(Path(opts.base), Path(opts.ours), Path(opts.theirs))
     ctx.notice(f"merged sre_matrix.csv row by row ({rows} rows)")
     return EXIT_OK
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import csvfiles
 import gitops
+from context import CommandOptions, Context
 from csvfiles import AssessmentRow, FlowRow, ModelRow
 from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
 from errors import EXIT_OK, InputError
@@ -29,8 +31,22 @@ def ensure_model(folder: Path, replace: bool = False) -> bool:
     return True
 
 
-def apply(ctx, *, dry_run: bool = False) -> int:
-    """Import flows.csv, maturity_model.csv and (if present) assessments.csv; commit."""
+@dataclass(frozen=True)
+class SetupOptions(CommandOptions):
+    """What ``setup`` was asked to do."""
+
+    from_csv: bool = False
+    dry_run: bool = False
+    new_model: bool = False
+
+
+def run(opts: SetupOptions, ctx: Context) -> int:
+    """Import flows.csv, maturity_model.csv and (if present) assessments.csv; commit.
+
+    The interactive part of ``setup`` (writing the CSVs from prompts) runs before, in
+    :mod:`interactive_setup`.
+    """
+    dry_run = opts.dry_run
     folder: Path = ctx.data_dir
     if not folder.is_dir():
         raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")

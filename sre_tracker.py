@@ -46,11 +46,12 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
     """Create or refresh the data folder from its CSVs (interactively or --from-csv)."""
     import setup_data
 
-    if not args.from_csv:
+    opts = setup_data.SetupOptions.from_args(args)
+    if not opts.from_csv:
         import interactive_setup
 
-        interactive_setup.run(ctx, keep_model=not args.new_model)
-    return setup_data.apply(ctx, dry_run=args.dry_run)
+        interactive_setup.run(ctx, keep_model=not opts.new_model)
+    return setup_data.run(opts, ctx)
 
 
 def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
@@ -153,7 +154,7 @@ def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
     """Pull story states from Rally (or a Rally CSV export), commit, update the page."""
     import sync
 
-    return sync.run_sync(args, ctx)
+    return sync.run(sync.SyncOptions.from_args(args), ctx)
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
@@ -320,14 +321,14 @@ def cmd_merge_db(args: argparse.Namespace, ctx: Context) -> int:
     """Git merge driver for sre_data.db (plumbing)."""
     import merge
 
-    return merge.merge_db_command(args.base, args.ours, args.theirs, ctx)
+    return merge.run_merge_db(merge.DriverOptions.from_args(args), ctx)
 
 
 def cmd_merge_matrix(args: argparse.Namespace, ctx: Context) -> int:
     """Git merge driver for sre_matrix.csv (plumbing)."""
     import merge
 
-    return merge.merge_matrix_command(args.base, args.ours, args.theirs, ctx)
+    return merge.run_merge_matrix(merge.DriverOptions.from_args(args), ctx)
 
 
 def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:

@@ -5,10 +5,12 @@ stories that carry an item's key, commit, then bring the Confluence to-do table 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import maturity as mt
 from config import RALLY_REQUIRED, Settings
+from context import CommandOptions, Context
 from database import DB_FILE, MATRIX_FILE, Rollback, now_iso
 from errors import EXIT_OK
 from push import push_page
@@ -75,14 +77,23 @@ def _cells(keys) -> set[tuple[str, str]]:
     return {mt.split_key(k)[:2] for k in keys}
 
 
-def run_sync(args, ctx) -> int:
+@dataclass(frozen=True)
+class SyncOptions(CommandOptions):
+    """What ``sync`` was asked to do."""
+
+    from_csv: str | None = None
+    dry_run: bool = False
+    no_confluence: bool = False
+
+
+def run(opts: SyncOptions, ctx: Context) -> int:
     """The ``sync`` command."""
     from views import update_matrix_file
 
     settings: Settings = ctx.settings
-    if args.from_csv:
-        stories = read_rally_export(Path(args.from_csv))
-        source = Path(args.from_csv).name
+    if opts.from_csv:
+        stories = read_rally_export(Path(opts.from_csv))
+        source = Path(opts.from_csv).name
     else:
         import rally
 
@@ -97,19 +108,19 @@ def run_sync(args, ctx) -> int:
     adopted: list[str] = []
     try:
         items = [it for it in db.load_items() if it["state"] != mt.ARCHIVED]
-        states, adopt = match_stories(items, stories, complete=not args.from_csv)
+        states, adopt = match_stories(items, stories, complete=not opts.from_csv)
         with db.transaction():
             for key, story in adopt.items():
                 record_story(db, settings, key, story, now)
                 adopted.append(f"{key} ← {story.get('FormattedID')}")
             changed = db.apply_story_states(states, now)
-            if args.dry_run:
+            if opts.dry_run:
                 raise Rollback
-        if (changed or adopted) and not args.dry_run:
+        if (changed or adopted) and not opts.dry_run:
             update_matrix_file(ctx, db, _cells([c[0] for c in changed] + list(adopt)))
     finally:
         db.close()
-    prefix = "would " if args.dry_run else ""
+    prefix = "would " if opts.dry_run else ""
     ctx.print(f"{len(stories)} stories read from {source}")
     for line in adopted:
         ctx.print(f"  {prefix}adopt {line}")
@@ -120,14 +131,14 @@ def run_sync(args, ctx) -> int:
         ctx.print(f"  {prefix}{key}: {old} → {new}{extra}")
     if not changed and not adopted:
         ctx.print("no status changed")
-    if args.dry_run:
+    if opts.dry_run:
         ctx.print("dry run: nothing was written")
         return EXIT_OK
     if changed or adopted:
         ctx.commit([DB_FILE, MATRIX_FILE],
                    f"sync: {len(changed)} statuses changed, {len(adopted)} stories adopted "
                    f"(from {source})")
-    if args.no_confluence:
+    if opts.no_confluence:
         return EXIT_OK
     return push_page(ctx)
 

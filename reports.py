@@ -25,7 +25,7 @@ PAGE_COLUMNS = [
 ]
 # Every Unicode line break (NEL, LS, PS too) becomes \n, so a cell can never split a table row.
 _LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 _ANSI = {"Red": "\033[31m", "Amber": "\033[33m", "Green": "\033[32m", "dim": "\033[2m"}
 _RESET = "\033[0m"
@@ -92,38 +92,77 @@ def neutralise(cell: str) -> str:
 
 
 # ---------------------------------------------------------------------------- wiki markup
-_WIKI_SPECIAL = "|[]{}*_-+^~?!&():;#"
-_WIKI_ESCAPES = str.maketrans({
-    "\n": "\\\\",
-    "\\": "&bsol;",  # a backslash cannot itself be backslash-escaped
-    **{ch: "\\" + ch for ch in _WIKI_SPECIAL},
-})
+# How Atlassian's wiki renderer reads a cell (reference/confluence.md §7, SPEC §11): a
+# backslash escapes only ``- # * _ + ? ^ ~ | % { } [ ] ( ) ! @``, and only when it is not
+# itself after a backslash; it runs before ``\\`` becomes a line break. Links ``[...]`` and
+# macros ``{...}`` are cut out before the row is split, and a ``|`` after ``\`` or after
+# ``|`` does not end a cell. So the characters of _BACKSLASHED get a backslash, except right
+# after a line break (the backslash would follow one and show); the ones a backslash cannot
+# make literal (``& : ; \ < >``) and ``| [ ] { }`` (still tokenised or split when
+# backslashed) are numeric character references (XHTML has no ``&bsol;``); a line that would
+# start ``h1.``-``h6.`` or ``bq.`` gets its first letter as a reference.
+_BACKSLASHED = frozenset("-#*_+?^~%()!@")
+_REFERENCED = frozenset("|[]{}&:;\\<>")
+_BLOCK_START = re.compile(r"\s*(?:h(?=[1-6]\.)|b(?=q\.))")
+STATUS_COLOURS = ("Grey", "Red", "Yellow", "Green", "Blue")  # the status lozenge's colours
+_LOZENGE_TITLE = re.compile(r"[\w][\w –-]*")  # what a status macro parameter holds safely
+_LINK_ALIAS = re.compile(r"[\w.-]+")  # a Rally FormattedID (US123)
 
 
 def wiki_escape(text: object) -> str:
-    """Escape text for one cell of a Confluence wiki-markup table (never empty)."""
+    """Write text for one cell of a Confluence wiki-markup table so that the renderer shows
+    exactly the text (line breaks as ``\\\\``) and formats nothing; never empty."""
     return _wiki_escape(clean_text(text))
 
 
 @lru_cache(maxsize=16384)
 def _wiki_escape(text: str) -> str:
-    return text.translate(_WIKI_ESCAPES) or " "
+    lines = []
+    for n, line in enumerate(text.split("\n")):
+        out = []
+        block = _BLOCK_START.match(line)
+        skip = block.end() - 1 if block else -1  # the h of "h3." / the b of "bq."
+        for i, ch in enumerate(line):
+            if i == skip or ch in _REFERENCED:
+                out.append(f"&#{ord(ch)};")
+            elif ch in _BACKSLASHED:
+                # After a line break the backslash would follow a backslash and show.
+                out.append(f"&#{ord(ch)};" if n and i == 0 else "\\" + ch)
+            else:
+                out.append(ch)
+        lines.append("".join(out))
+    return "\\\\".join(lines) or " "
 
 
-@lru_cache(maxsize=1024)
-def _macro_value(text: str) -> str:
-    # `|`, `{`, `}` and `=` end a macro parameter; there is no escape for them there.
-    return re.sub(r"[|{}=\n]", " ", clean_text(text)).strip() or "-"
+def _lozenge_colour(value: object) -> str:
+    wanted = clean_text(value).casefold()
+    return next((c for c in STATUS_COLOURS if c.casefold() == wanted), STATUS_COLOURS[0])
 
 
 def _safe_url(url: str) -> str | None:
     url = clean_text(url)
-    if not re.match(r"https?://", url) or any(c in url for c in "|[] \n"):
+    if not re.match(r"https?://", url) or any(c in url for c in "|[]{} \n"):
         return None
     return url
 
 
-def wiki_table(rows: Sequence[Mapping[str, str]]) -> str:
+def wiki_cell(column: str, row: Mapping[str, object]) -> str:
+    """One cell of a to-do row: the Rally Card as a link and the Status as a lozenge when
+    their text fits those forms (else plain text, shown exactly)."""
+    value = clean_text(row.get(column, ""))
+    if column == "Rally Card" and _LINK_ALIAS.fullmatch(value):
+        url = _safe_url(str(row.get("_link", "") or ""))
+        if url:
+            return f"[{value}|{url}]"
+    if column == "Status":
+        value = " ".join(value.split("\n"))  # a lozenge holds one line, in storage too
+        if _LOZENGE_TITLE.fullmatch(value) and not value.endswith(" "):
+            colour = _lozenge_colour(row.get("_colour"))
+            return f"{{status:colour={colour}|title={value}}}"
+    return wiki_escape(value)
+
+
+def wiki_table(rows: Sequence[Mapping[str, object]]) -> str:
     """The to-do table in Confluence wiki markup: ``||header||`` then ``|cell|`` rows."""
     lines = [wiki_header()]
     lines.extend(wiki_row(row) for row in rows)
@@ -135,20 +174,9 @@ def wiki_header() -> str:
     return "||" + "||".join(PAGE_COLUMNS) + "||"
 
 
-def wiki_row(row: Mapping[str, str]) -> str:
+def wiki_row(row: Mapping[str, object]) -> str:
     """One to-do row as a line of the wiki-markup table (no line end)."""
-    cells = []
-    for col in PAGE_COLUMNS:
-        value = row.get(col, "")
-        if col == "Rally Card" and value:
-            url = _safe_url(row.get("_link", ""))
-            cells.append(f"[{wiki_escape(value)}|{url}]" if url else wiki_escape(value))
-        elif col == "Status":
-            colour = row.get("_colour") or "Grey"
-            cells.append(f"{{status:colour={colour}|title={_macro_value(value)}}}")
-        else:
-            cells.append(wiki_escape(value))
-    return "|" + "|".join(cells) + "|"
+    return "|" + "|".join(wiki_cell(col, row) for col in PAGE_COLUMNS) + "|"
 
 
 def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:

@@ -18,14 +18,13 @@ from lxml import etree
 
 import storage_page as sp
 from errors import ConfluenceError
-from reports import PAGE_COLUMNS
+from reports import PAGE_COLUMNS, STATUS_COLOURS, clean_text
 from storage_page import NAMESPACES, xml_attr, xml_clean, xml_text
 
 __all__ = ["COLUMNS", "NAMESPACES", "PageTable", "inspect_page", "known_key", "render_table",
            "table_rows", "update_table", "xml_attr", "xml_clean", "xml_text"]
 
 COLUMNS = PAGE_COLUMNS  # the tool's own columns; any other column on the page is a human's
-STATUS_COLOURS = ("Grey", "Red", "Yellow", "Green", "Blue")
 DEFAULT_COLOUR = "Grey"
 IS_OURS = sp.has_columns("Asset Name", "Task")  # SPEC §11: the header holds both
 
@@ -70,10 +69,10 @@ def _status_macro(title: str, colour: str) -> str:
 
 
 def _tool_cell(column: str, row: Mapping[str, object]) -> str:
-    raw = row.get(column, "") or ""
-    if column not in ("Rally Card", "Status") or not raw:
-        return _text_cell(str(raw))
-    value = xml_clean(raw)
+    # The same text as the wiki table (reports.clean_text), so paste and page agree.
+    value = clean_text(row.get(column, ""))
+    if column not in ("Rally Card", "Status") or not value:
+        return _text_cell(value)
     if column == "Rally Card" and value:
         href = _safe_href(row.get("_link", ""))
         if href:
@@ -244,7 +243,7 @@ def _read_table(page: sp.Page, table: etree._Element, title: str) -> _Table:
 def known_key(task: object, asset: object) -> tuple[str, str]:
     """The (Task, Asset Name) pair a page row is matched by, as :func:`update_table` compares
     it (whitespace collapsed)."""
-    return (sp.collapse(xml_clean(task)), sp.collapse(xml_clean(asset)))
+    return (sp.collapse(xml_clean(clean_text(task))), sp.collapse(xml_clean(clean_text(asset))))
 
 
 def _row_key(row: Mapping[str, object]) -> tuple[str, str]:
@@ -265,7 +264,7 @@ class _Plan:
 
 def _expected(column: str, row: Mapping[str, object]) -> tuple:
     """The :attr:`_Cell.data` of the cell :func:`_tool_cell` renders (without parsing it)."""
-    value = xml_clean(row.get(column, "") or "")
+    value = xml_clean(clean_text(row.get(column, "")))
     if column == "Rally Card" and value and _safe_href(row.get("_link", "")):
         return (sp.norm(value), (_safe_href(row.get("_link", "")),), ())
     if column == "Status" and value:

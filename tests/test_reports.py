@@ -6,9 +6,6 @@ import csv
 import io
 import re
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 import reports
 from conftest import git
 from database import Database
@@ -22,51 +19,6 @@ def item(**kw) -> dict:
             "rally_url": "", "flows": "Checkout, Login"}
     base.update(kw)
     return base
-
-
-# ---------------------------------------------------------------- wiki parsing for the tests
-def split_wiki_row(line: str) -> list[str]:
-    """Cells of one ``|a|b|`` row, honouring escapes, ``[text|url]`` links and macros."""
-    assert line.startswith("|") and line.endswith("|") and not line.startswith("||")
-    cells, cur, i, depth_link, depth_macro = [], "", 1, 0, 0
-    body = line[1:]
-    while i - 1 < len(body):
-        ch = body[i - 1]
-        if ch == "\\" and i < len(body):
-            cur += ch + body[i]
-            i += 2
-            continue
-        if ch == "[":
-            depth_link += 1
-        elif ch == "]":
-            depth_link -= 1
-        elif ch == "{":
-            depth_macro += 1
-        elif ch == "}":
-            depth_macro -= 1
-        if ch == "|" and not depth_link and not depth_macro:
-            cells.append(cur)
-            cur = ""
-        else:
-            cur += ch
-        i += 1
-    assert cur == ""
-    return cells
-
-
-def wiki_unescape(cell: str) -> str:
-    out, i = [], 0
-    while i < len(cell):
-        if cell.startswith("&bsol;", i):
-            out.append("\\")
-            i += 6
-        elif cell[i] == "\\" and i + 1 < len(cell):
-            out.append("\n" if cell[i + 1] == "\\" else cell[i + 1])
-            i += 2
-        else:
-            out.append(cell[i])
-            i += 1
-    return "".join(out)
 
 
 # ---------------------------------------------------------------- selection and sorting
@@ -95,51 +47,6 @@ def test_todo_row_columns_and_task():
 # ---------------------------------------------------------------- rally_import.csv
 def parse_csv(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
-
-
-# ---------------------------------------------------------------- wiki markup
-def test_wiki_table_header_and_column_order():
-    text = reports.wiki_table(reports.todo_rows([item()]))
-    header, row = text.splitlines()
-    assert header == "||" + "||".join(reports.PAGE_COLUMNS) + "||"
-    assert len(split_wiki_row(row)) == 11
-
-
-def test_wiki_links_and_status_macro():
-    row = reports.todo_rows([item(rally_id="US12", rally_url="https://rally1.rallydev.com/#/1/"
-                                                              "detail/userstory/2",
-                                  work_status="In-Progress")])
-    cells = split_wiki_row(reports.wiki_table(row).splitlines()[1])
-    assert cells[8] == "[US12|https://rally1.rallydev.com/#/1/detail/userstory/2]"
-    assert cells[9] == "{status:colour=Blue|title=In\\-Progress}".replace("\\-", "-")
-
-
-def test_wiki_unsafe_link_is_plain_text():
-    row = reports.todo_rows([item(rally_id="US1", rally_url="javascript:alert(1)")])
-    assert split_wiki_row(reports.wiki_table(row).splitlines()[1])[8] == "US1"
-
-
-texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
-
-
-@given(st.lists(texts, min_size=11, max_size=11))
-def test_any_text_in_any_cell_gives_eleven_cells_that_round_trip(values):
-    row = dict(zip(reports.PAGE_COLUMNS, values, strict=True))
-    row["Rally Card"] = ""
-    row["Status"] = ""
-    line = reports.wiki_table([row]).splitlines()[1:]
-    assert len(line) == 1
-    cells = split_wiki_row(line[0])
-    assert len(cells) == 11
-    for col, cell in zip(reports.PAGE_COLUMNS, cells, strict=True):
-        if col in ("Rally Card", "Status"):
-            continue
-        assert wiki_unescape(cell).strip() == reports.clean_text(row[col])
-
-
-def test_empty_cells_are_never_empty():
-    row = dict.fromkeys(reports.PAGE_COLUMNS, "")
-    assert "||" not in reports.wiki_table([row]).splitlines()[1]
 
 
 # ---------------------------------------------------------------- the command

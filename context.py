@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Self, TextIO
+from typing import Any, Self, TextIO
 
 from config import Settings
 from errors import GitError, InputError
@@ -36,6 +38,15 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _said: set = field(default_factory=set)
+    # Write bookkeeping (see writing()): the folder lock, whether the database committed a
+    # change the matrix file / git have not caught up with, and what this run committed.
+    lock: object = None
+    matrix_behind: bool = False
+    pending_commit: bool = False
+    committed: list = field(default_factory=list)
+    # Rewrites sre_matrix.csv from an open database (views.write_matrix_file; handed in by
+    # the entry point, as the read model sits above this module).
+    rewrite_matrix: Callable[[Context, Any], None] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -61,6 +72,7 @@ class Context:
 
         self.prepare_folder()
         db = Database(self.db_path(), create=create)
+        db.on_commit = self.db_committed
         if db.migrated_from is not None:
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
                         f"{db.schema_version()} (backup: {db.backup.name})")
@@ -83,8 +95,60 @@ class Context:
             self.notice("warning: .env is tracked by git and holds secrets; run "
                         "'git rm --cached .env' and commit")
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the data folder's write lock for the block (one writing command at a time)."""
+        from writelock import FolderLock
+
+        lock = FolderLock(self.data_dir, self.notice)
+        lock.acquire()
+        self.lock = lock
+        try:
+            yield
+        finally:
+            self.lock = None
+            lock.release()
+
+    def db_committed(self) -> None:
+        """The database is committing a change: the matrix file and git must follow."""
+        self.matrix_behind = True
+        self.pending_commit = True
+        if self.lock is not None:
+            self.lock.mark_matrix_stale()
+
+    def matrix_written(self) -> None:
+        """sre_matrix.csv now shows this run's changes (called by the matrix writer)."""
+        self.matrix_behind = False
+        if self.lock is not None and not self.lock.stale_at_start:
+            self.lock.clear_matrix_stale()
+
+    def ensure_matrix(self) -> None:
+        """Rewrite sre_matrix.csv from the database when it may not match: this run committed
+        a change without writing it, or an earlier run was killed in between."""
+        stale = self.lock is not None and self.lock.stale_at_start
+        if not (self.matrix_behind or stale) or self.rewrite_matrix is None:
+            return
+        if self.db_path().exists():
+            with self.open_db() as db:
+                self.rewrite_matrix(self, db)
+        if self.lock is not None:
+            self.lock.stale_at_start = False
+            self.lock.clear_matrix_stale()
+
     def commit(self, files: list[str], message: str) -> None:
-        """Commit the data files this run changed, or say once why not."""
+        """Commit the data files this run changed, or say once why not. A Ctrl-C meanwhile
+        waits until the commit is made (interrupts.py)."""
+        import interrupts
+        from database import DB_FILE
+
+        with interrupts.deferred():
+            if DB_FILE in files:
+                self.ensure_matrix()
+            interrupts.pause("before-git-commit")
+            self._commit(files, message)
+            self.pending_commit = False
+
+    def _commit(self, files: list[str], message: str) -> None:
         import gitops
 
         if not self.settings.commit:
@@ -102,4 +166,5 @@ class Context:
         except GitError as exc:
             raise GitError(f"the change is saved, but {exc}") from None
         if sha:
+            self.committed.append(sha)
             log.info("committed %s: %s", sha, message)

@@ -358,7 +358,27 @@ def write_flows(path: Path, rows: list[tuple[str, str, str, int]]) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write text to path via a temporary file so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    tmp.replace(path)
+    """Write text to path via a temporary file so a crash never leaves half a file.
+
+    The temporary file's name is unique (``.<name>.<random>.tmp``, ignored by the data folder's
+    .gitignore), so two writers never share one; it takes the mode the file has or would get.
+    """
+    import os
+    import tempfile
+
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

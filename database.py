@@ -11,12 +11,13 @@ import json
 import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import interrupts
 import maturity as mt
 import schema
 from csvfiles import AssessmentRow, FlowRow, ModelRow
@@ -51,6 +52,10 @@ class Database:
     :param create: create the file when missing (``setup`` only).
     :raises DatabaseError: the file is missing, corrupt, foreign or from a newer version.
     """
+
+    # Called just before each transaction commits (the command context notes that the data
+    # files must follow).
+    on_commit: Callable[[], None] | None = None
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = Path(path)
@@ -108,6 +113,7 @@ class Database:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            interrupts.pause("before-db-commit")
         except Rollback:
             self.conn.execute("ROLLBACK")
             self._before.clear()
@@ -116,8 +122,14 @@ class Database:
             self.conn.execute("ROLLBACK")
             self._before.clear()
             raise
-        self.conn.execute("COMMIT")
-        self._before.clear()
+        # From COMMIT on the change is kept: a Ctrl-C now waits until the caller has written
+        # and committed the data files (interrupts.py).
+        with interrupts.deferred():
+            if self.on_commit is not None:
+                self.on_commit()
+            self.conn.execute("COMMIT")
+            self._before.clear()
+            interrupts.pause("after-db-commit")
 
     def check(self) -> None:
         """A full ``quick_check`` now, whatever the remembered stamp says."""

@@ -37,6 +37,7 @@ GITIGNORE = (
     "sre_matrix.html\n"
     "*.bak-v*\n"
     ".*.tmp\n"
+    ".sre-tracker.*\n"
 )
 SCRIPT = Path(__file__).resolve().with_name("sre_tracker.py")
 
@@ -49,7 +50,9 @@ def run(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -
     """Run ``git args`` in ``cwd``; return stdout. Raises GitError when check and it fails."""
     cmd = ["git", *args]
     log.debug("running: %s (in %s)", " ".join(shlex.quote(a) for a in cmd), cwd)
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, input=input)
+    # Its own process group: a Ctrl-C in the terminal must not kill a commit half way; the
+    # tool finishes it and then stops (interrupts.py).
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, input=input, process_group=0)
     if check and proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
@@ -63,7 +66,34 @@ def repo_root(folder: Path) -> Path | None:
     proc = subprocess.run(
         ["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True
     )
-    return Path(proc.stdout.strip()) if proc.returncode == 0 else None
+    if proc.returncode != 0:
+        _refused(folder, proc.stderr)
+        return None
+    return Path(proc.stdout.strip())
+
+
+def git_dir(folder: Path) -> Path | None:
+    """The git directory (``.git``) of the repository containing ``folder``, or None."""
+    if not available():
+        return None
+    proc = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=folder,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        _refused(folder, proc.stderr)
+        return None
+    return Path(proc.stdout.strip())
+
+
+def _refused(folder: Path, stderr: str) -> None:
+    """Raise what git said when it refuses a repository that is there (safe.directory: the
+    folder belongs to another user); "not a repository" is left to the caller."""
+    if "safe.directory" not in stderr:
+        return
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = lines[0].removeprefix("fatal: ") if lines else "dubious ownership"
+    fix = next((line for line in lines if line.startswith("git config")), "")
+    raise GitError(f"git refuses the repository of {folder}: {reason}" +
+                   (f"; if you trust it, run: {fix}" if fix else ""))
 
 
 def init(folder: Path) -> None:

@@ -10,8 +10,10 @@ lxml) happen inside the handlers that need them, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -582,8 +584,18 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, verbosity)
 
 
+def _writes(args: argparse.Namespace) -> bool:
+    """Does this command write in the data folder (and so take its lock)?"""
+    if args.command in ("setup", "sync"):
+        return not args.dry_run
+    if args.command in ("report", "generate-reports"):
+        return not args.cycle_time
+    return args.command == "assess"
+
+
 def _run(args: argparse.Namespace, verbosity: int) -> int:
     """Load the settings, run the command, turn a TrackerError into one line and its code."""
+    ctx: Context | None = None
     try:
         import config
 
@@ -592,12 +604,21 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
             env_file=getattr(args, "env_file", None),
             no_commit=getattr(args, "no_commit", False),
         )
-        ctx = Context(settings, verbosity)
+        from views import write_matrix_file
+
+        ctx = Context(settings, verbosity, rewrite_matrix=write_matrix_file)
         for line in settings.describe():
             log.info("setting %s", line)
-        return args.func(args, ctx)
+        if not _writes(args):
+            return args.func(args, ctx)
+        with ctx.writing():
+            try:
+                return args.func(args, ctx)
+            except KeyboardInterrupt:
+                print(f"\nsre_tracker: {_finish_interrupted(args, ctx)}", file=sys.stderr)
+                return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("\nsre_tracker: interrupted; nothing more was written", file=sys.stderr)
+        print("\nsre_tracker: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrackerError as exc:
         if verbosity > 0:
@@ -606,6 +627,49 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
         return exc.exit_code
     except BrokenPipeError:  # e.g. `status | head`
         return EXIT_OK
+    except (OSError, sqlite3.Error) as exc:
+        if verbosity > 0:
+            log.exception("details")
+        print(f"sre_tracker: error: {_os_error_text(exc, ctx)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:
+    """After a Ctrl-C: commit what the database already holds, then say truly what was kept."""
+    import interrupts
+    from database import DB_FILE, MATRIX_FILE
+
+    before = len(ctx.committed)
+    if ctx.pending_commit:
+        try:
+            with interrupts.deferred():
+                ctx.commit([DB_FILE, MATRIX_FILE], f"{args.command}: changes saved before an "
+                           "interrupt")
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C during the commit: it was finished all the same
+        except TrackerError as exc:
+            return f"interrupted; the change is saved in {DB_FILE}, but {exc}"
+        if len(ctx.committed) == before and not ctx.settings.commit:
+            return "interrupted; the change saved before the interrupt is kept (not committed)"
+    if ctx.committed:
+        return (f"interrupted; the change saved before the interrupt is committed "
+                f"({ctx.committed[-1]}); nothing more was written")
+    return "interrupted; nothing was written"
+
+
+def _os_error_text(exc: Exception, ctx: Context | None) -> str:
+    """One line for an OS or SQLite error: what failed, on which path, what to check."""
+    if isinstance(exc, sqlite3.Error):
+        path = ctx.db_path() if ctx is not None else "sre_data.db"
+        return (f"{path}: {exc}; check that the file and its folder are writable by you "
+                "(and not on a read-only disk)")
+    path = exc.filename or "?"
+    reason = exc.strerror or type(exc).__name__
+    hint = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+            errno.EROFS: "the disk is read-only", errno.ENOSPC: "free some disk space",
+            errno.EISDIR: "a folder is in the way of a file",
+            errno.ENOENT: "check that the folder exists"}.get(exc.errno or 0, "")
+    return f"{path}: {reason}" + (f"; {hint}" if hint else "")
 
 
 def cli() -> None:

@@ -149,14 +149,29 @@ def load_view(db, today: str | None = None):
 def atomic_stream(path: Path) -> Iterator[TextIO]:
     """A file written through a temporary sibling and renamed over ``path`` when complete:
     a crash or an error never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    import tempfile
+
+    # A unique temporary name: two writers never share one (ignored by the folder's
+    # .gitignore as .*.tmp).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """The mode ``path`` has, or a new file would get (mkstemp makes its file 0600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def write_matrix_file(ctx: Context, db) -> None:
@@ -171,6 +186,7 @@ def write_matrix_file(ctx: Context, db) -> None:
     entries, _flows = matrix(db)
     with atomic_stream(ctx.data_dir / MATRIX_FILE) as fh:
         reports.write_matrix_csv(fh, entries)
+    ctx.matrix_written()
 
 
 def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> None:
@@ -211,3 +227,4 @@ def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> 
             fh.truncate()
             entries, _flows = matrix(db, today)
             reports.write_matrix_csv(fh, entries)
+    ctx.matrix_written()

@@ -273,7 +273,7 @@ def test_interrupt_or_eof_at_a_prompt_exits_130_writing_nothing(ready, key, wher
         child.sendintr()
     else:
         child.sendeof()
-    child.expect_exact("interrupted; nothing more was written")
+    child.expect_exact("interrupted; nothing was written")
     code, signal, _transcript = finish(child)
     assert (code, signal) == (130, None)
     assert snapshot(ready) == before

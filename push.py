@@ -27,7 +27,7 @@ def _progress(ctx: Context, done: int, total: int) -> None:
         print(f"\rcreating stories: {done}/{total}", end="", file=ctx.out, flush=True)
 
 
-def push_stories(args, ctx: Context, items: list[dict]) -> None:
+def push_stories(ctx: Context, items: list[dict], *, include_amber: bool = False) -> None:
     """Create the stories the selected ``items`` lack (adopting any that already exist) and
     commit their ids; PartialFailure lists the stories that could not be created."""
     import rally
@@ -35,7 +35,7 @@ def push_stories(args, ctx: Context, items: list[dict]) -> None:
 
     settings: Settings = ctx.settings
     tag = settings.get("RALLY_TAG")
-    selected = select_for_rally(items, args.include_amber)
+    selected = select_for_rally(items, include_amber)
     created, adopted, failures = 0, 0, []
     db = ctx.open_db()
     try:

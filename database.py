@@ -224,34 +224,36 @@ class Database:
         sql, params = _asset_filter(sql, params, assets)
         return self.conn.execute(sql + " ORDER BY asset, capability, level", params).fetchall()
 
-    def item_words(self):
+    def item_words(self, *, many: bool = False):
         """A function turning a stored item row into the full item dict: the key, the level's
-        words from the model (archived rows too, for closed items of a removed capability) and,
-        for an open item, why it is open (derived from its cell now)."""
+        words from the model (archived rows too, for closed items of a removed capability),
+        ``current_level`` (its cell's) and, for an open item, why it is open (derived from its
+        cell now). ``many``: most items will be asked for, read every cell at once."""
         specs = self.level_specs()
         categories = {r["capability"]: r["category"] for r in self.conn.execute(
             "SELECT capability, category FROM capabilities")}
         model = self.load_model()
-        cell_rows: dict[str, dict[str, sqlite3.Row]] = {}
+        sql = "SELECT asset, capability, state, level, failed_question FROM cells"
+        cells: dict[tuple[str, str], tuple] = {}
+        asked: set[str] = set()
+        if many:
+            cur = self.conn.cursor()
+            cur.row_factory = None
+            cells = {(r[0], r[1]): r for r in cur.execute(sql)}
+        reasons: dict[tuple, str] = {}  # the same gap recurs on many assets
 
-        def cell_of(asset: str, capability: str) -> mt.Cell:
-            cells = cell_rows.get(asset)
-            if cells is None:
-                cells = cell_rows[asset] = {r["capability"]: r for r in self.conn.execute(
-                    "SELECT capability, state, level, failed_question FROM cells "
-                    "WHERE asset = ?", (asset,))}
-                if len(cell_rows) > 64:  # items come in asset order: keep a few assets only
-                    cell_rows.pop(next(iter(cell_rows)))
-            r = cells.get(capability)
-            if r is None:
-                return mt.Cell(asset, capability)
-            return mt.Cell(asset, capability, r["state"], r["level"],
-                           failed_question=r["failed_question"])
+        def cell_of(asset: str, capability: str) -> tuple | None:
+            if not many and asset not in asked:
+                asked.add(asset)
+                cells.update(((asset, r[1]), tuple(r)) for r in self.conn.execute(
+                    sql + " WHERE asset = ?", (asset,)))
+            return cells.get((asset, capability))
 
         def words(r: sqlite3.Row) -> dict:
             asset, capability, level = r["asset"], r["capability"], r["level"]
             item = dict(r)
             spec = specs.get((capability, level))
+            cell = cell_of(asset, capability)
             item["key"] = mt.item_key(asset, capability, level)
             item["category"] = categories.get(capability, "")
             item["criteria"] = spec.criteria if spec else ""
@@ -259,8 +261,15 @@ class Database:
             item["priority"] = spec.priority if spec else "P3"
             item["go_live"] = int(spec.go_live) if spec else 0
             item["milestone"] = spec.milestone if spec else ""
+            item["current_level"] = cell[3] if cell else None
             if mt.is_open(r["state"]) and capability in model:
-                item["why"] = mt.gap_reason(model[capability], cell_of(asset, capability), level)
+                memo = (capability, level, cell[2:] if cell else None)
+                why = reasons.get(memo)
+                if why is None:
+                    state, current, failed = cell[2:] if cell else (mt.NOT_ASSESSED, None, "")
+                    why = reasons[memo] = mt.gap_reason(model[capability], mt.Cell(
+                        asset, capability, state, current, failed_question=failed), level)
+                item["why"] = why
             return item
 
         return words
@@ -277,16 +286,6 @@ class Database:
         return {k: mt.merge_level_rows(active or archived)
                 for k, (active, archived) in rows.items()}
 
-    def open_levels_by_cell(self, assets: Iterable[str] | None = None
-                            ) -> Iterator[tuple[str, str, str]]:
-        """(asset, capability, levels) of every cell (of ``assets``) with items still counted
-        as gaps, the levels as one string of digits: the matrix's counts without a row per
-        item."""
-        sql, params = "SELECT asset, capability, group_concat(level, '') FROM items " \
-            "WHERE state IN (?, ?)", [mt.OPEN, mt.DONE]
-        sql, params = _asset_filter(sql, params, assets)
-        return self.conn.execute(sql + " GROUP BY asset, capability", params)
-
     def open_item_counts(self, assets: Iterable[str] | None = None
                          ) -> list[tuple[str, int, str, int]]:
         """(capability, level, state, count) of the open and done items (of ``assets``)."""
@@ -296,17 +295,27 @@ class Database:
         return [tuple(r) for r in self.conn.execute(
             sql + " GROUP BY capability, level, state", params)]
 
-    def matrix_cells(self, assets: Iterable[str] | None = None) -> Iterator[sqlite3.Row]:
-        """The recorded cells' columns the matrix shows (of ``assets``), as rows."""
+    def matrix_cells(self, assets: Iterable[str] | None = None) -> Iterator[tuple]:
+        """The recorded cells (of ``assets``) as plain tuples of :class:`maturity.Cell`'s
+        fields in order: the matrix reads every cell, and a tuple is the cheapest row."""
         sql, params = _asset_filter(
             "SELECT asset, capability, state, level, na_reason, na_until, assessed_by, "
             "assessed_at, failed_question FROM cells WHERE 1=1", [], assets)
-        return self.conn.execute(sql, params)
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute(sql, params)
 
-    def cell_levels(self) -> dict[tuple[str, str], int | None]:
-        """The recorded level of every cell (None unless assessed)."""
-        return {(r[0], r[1]): r[2] for r in self.conn.execute(
-            "SELECT asset, capability, level FROM cells")}
+    def open_levels_by_cell(self, assets: Iterable[str] | None = None
+                            ) -> Iterator[tuple[str, str, str]]:
+        """(asset, capability, levels) of every cell (of ``assets``) with items still counted
+        as gaps, the levels as one string of digits: the matrix's counts without a row per
+        item."""
+        sql, params = "SELECT asset, capability, group_concat(level, '') FROM items " \
+            "WHERE state IN (?, ?)", [mt.OPEN, mt.DONE]
+        sql, params = _asset_filter(sql, params, assets)
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute(sql + " GROUP BY asset, capability", params)
 
     def expired_cells(self, today: str) -> list[tuple[str, str]]:
         """Cells whose Not Applicable mark has expired (they count as Not Assessed now)."""

@@ -419,57 +419,87 @@ def unassessed_go_live(
 def matrix_view(
     model: Mapping[str, Capability],
     assets: Mapping[str, object],
-    cells: Mapping[tuple[str, str], Cell],
+    cells: Mapping[tuple[str, str], Sequence],
     open_items: Iterable[Mapping[str, object]],
     today: str,
+    *,
+    counts: Mapping[tuple[str, str], tuple[int, int]] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """The matrix and the flow roll-up, as the entries of ``status --format json``.
 
     ``assets`` maps names to objects with ``flows`` (list), ``target`` (int) and ``team``;
-    ``open_items`` are item rows (``asset``, ``capability``, ``go_live``) still open or done.
+    ``cells`` map (asset, capability) to the recorded cell as a tuple of :class:`Cell`'s
+    fields in order (plain tuples: a dataclass per cell would cost more than the matrix);
+    ``open_items`` are item rows (``asset``, ``capability``, ``go_live``) still open or done,
+    or, given ``counts`` instead ((asset, capability) → (open items, of which Red)), ignored.
     Returns (matrix entries, flow entries), each a list of plain dicts.
     """
-    item_rags: dict[tuple[str, str], list[str]] = {}
-    for it in open_items:
-        item_rags.setdefault((str(it["asset"]), str(it["capability"])), []).append(
-            RED if it["go_live"] else AMBER
-        )
+    if counts is None:
+        tally: dict[tuple[str, str], list[int]] = {}
+        for it in open_items:
+            n = tally.setdefault((str(it["asset"]), str(it["capability"])), [0, 0])
+            n[0] += 1
+            n[1] += 1 if it["go_live"] else 0
+        counts = {k: (v[0], v[1]) for k, v in tally.items()}
+    caps = [(cap.name, cap.category, cap.go_live_level) for cap in model.values()]
     matrix: list[dict] = []
-    per_flow: dict[tuple[str, str], list[tuple[Cell, str | None]]] = {}
+    # (flow, capability) -> [lowest level, worst RAG rank, not assessed]; -1: none yet.
+    per_flow: dict[tuple[str, str], list[int]] = {}
+    no_items = (0, 0)
     for asset, info in assets.items():
         flows = sorted(set(info.flows))  # type: ignore[attr-defined]
-        for cap in model.values():
-            raw = cells.get((asset, cap.name)) or Cell(asset, cap.name)
-            cell = effective_cell(raw, today)
-            rags = item_rags.get((asset, cap.name), []) if cell.state == ASSESSED else []
-            rag = cell_rag(cell, rags)
+        team, target = info.team, info.target  # type: ignore[attr-defined]
+        for name, category, go_live_level in caps:
+            cell = cells.get((asset, name))
+            if cell is None:
+                state, level, by, at, reason, until, why = NOT_ASSESSED, None, "", "", "", "", ""
+            else:
+                _a, _c, state, level, reason, until, by, at, why = cell
+                if state == NOT_APPLICABLE and until and until < today:  # expired: unassessed
+                    state, level, by, at, reason, until, why = (NOT_ASSESSED, None, "", "", "",
+                                                                "", "")
+            if state == ASSESSED:
+                n, red = counts.get((asset, name), no_items)
+                rag = RED if red else AMBER if n else GREEN
+            else:
+                n, rag = 0, None
             matrix.append({
                 "asset": asset,
                 "flows": flows,
-                "team": info.team,  # type: ignore[attr-defined]
-                "category": cap.category,
-                "capability": cap.name,
-                "state": cell.state,
-                "level": cell.level if cell.state == ASSESSED else None,
-                "target_level": info.target,  # type: ignore[attr-defined]
-                "go_live_level": cap.go_live_level,
+                "team": team,
+                "category": category,
+                "capability": name,
+                "state": state,
+                "level": level if state == ASSESSED else None,
+                "target_level": target,
+                "go_live_level": go_live_level,
                 "rag": rag,
-                "open_items": len(rags),
-                "assessed_by": cell.assessed_by or None,
-                "assessed_at": cell.assessed_at or None,
-                "not_applicable_reason": cell.na_reason or None,
-                "not_applicable_until": cell.na_until or None,
-                "why": cell.failed_question or None,
+                "open_items": n,
+                "assessed_by": by or None,
+                "assessed_at": at or None,
+                "not_applicable_reason": reason or None,
+                "not_applicable_until": until or None,
+                "why": why or None,
             })
             for flow in flows:
-                per_flow.setdefault((flow, cap.name), []).append((cell, rag))
+                acc = per_flow.get((flow, name))
+                if acc is None:
+                    acc = per_flow[(flow, name)] = [-1, -1, 0]
+                if state == ASSESSED and level is not None:
+                    if acc[0] < 0 or level < acc[0]:
+                        acc[0] = level
+                    acc[1] = max(acc[1], _RAG_ORDER[rag])  # type: ignore[index]
+                elif state == NOT_ASSESSED:
+                    acc[2] += 1
+    rag_names = {rank: rag for rag, rank in _RAG_ORDER.items()}
     flow_names = sorted({f for info in assets.values() for f in info.flows})  # type: ignore
     flows_out: list[dict] = []
     for flow in flow_names:
-        for cap in model.values():
-            level, rag, not_assessed = rollup(per_flow.get((flow, cap.name), []))
+        for name, category, _go_live in caps:
+            low, worst, not_assessed = per_flow.get((flow, name), (-1, -1, 0))
             flows_out.append({
-                "flow": flow, "category": cap.category, "capability": cap.name,
-                "level": level, "rag": rag, "not_assessed": not_assessed,
+                "flow": flow, "category": category, "capability": name,
+                "level": low if low >= 0 else None, "rag": rag_names.get(worst),
+                "not_assessed": not_assessed,
             })
     return matrix, flows_out

@@ -77,6 +77,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     tag = ctx.settings.get("RALLY_TAG")
     title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")
     selected = 0
+    todo_items: list[dict] = []
     with ctx.open_db() as db:
         rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.sort_key)
         count = len(rows)
@@ -95,6 +96,8 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
                         selected += 1
                     row = reports.todo_row(it)
                     wiki_file.write(reports.wiki_row(row) + "\n")
+                    # sre_matrix.html counts and lists them too: keep what it reads only.
+                    todo_items.append({k: it[k] for k in views.PAGE_ITEM_FIELDS})
                     yield row
 
             for piece in storage_format.render_parts(todo()):
@@ -103,7 +106,6 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
         rows = []  # let the sorted rows go before the matrix is built
         entries, flows = views.matrix(db)
         summary = views.summary(db, entries)
-        todo_items = views.items(db, (mt.OPEN, mt.DONE))
     for line in reports.summary_lines(summary):
         ctx.print(line)
     kind = "Red and Amber" if opts.include_amber else "Red"

@@ -374,10 +374,11 @@ def status_json(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Ma
     500-asset matrix, so entries are encoded one by one with the C encoder.)
     """
     hidden = ("team", "why", "not_applicable_until")
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per entry
 
     def block(entries: Iterable[Mapping]) -> str:
-        return ",\n    ".join(json.dumps({k: v for k, v in e.items() if k not in hidden},
-                                         ensure_ascii=False) for e in entries)
+        return ",\n    ".join(encode({k: v for k, v in e.items() if k not in hidden})
+                               for e in entries)
 
     return (f'{{\n  "matrix": [\n    {block(matrix)}\n  ],\n'
             f'  "flows": [\n    {block(flows)}\n  ],\n'

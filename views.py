@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from context import Context
+
+# The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
+# keeps only these of every open item while it streams the other files.
+PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
+                    "priority", "milestone", "rally_id", "why", "criteria", "flows")
 
 
 def _today(today: str | None) -> str:
@@ -35,22 +40,25 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
     if assets is not None:
         wanted = set(assets)
         active = {a: info for a, info in active.items() if a in wanted}
-    cells = {(r[0], r[1]): mt.Cell(*r) for r in db.matrix_cells(assets)}
-    return mt.matrix_view(model, active, cells, _open_items(db, model, assets),
-                          _today(today))
+    cells = {(r[0], r[1]): r for r in db.matrix_cells(assets)}
+    return mt.matrix_view(model, active, cells, (), _today(today),
+                          counts=open_counts(db, model, assets))
 
 
-def _open_items(db, model: Mapping, assets: Iterable[str] | None
-                ) -> Iterator[Mapping[str, object]]:
-    """One mapping (asset, capability, go_live) per open item, from one aggregate row per cell:
-    the same two small dicts are handed out again for every item of a cell."""
-    go_live = {(cap.name, lv) for cap in model.values() for lv, s in cap.levels.items()
-               if s.go_live}
+def open_counts(db, model: Mapping, assets: Iterable[str] | None = None
+                ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(open items, of which Red) per cell with open items, from one aggregate row per cell."""
+    go_live = {cap.name: frozenset(str(lv) for lv, s in cap.levels.items() if s.go_live)
+               for cap in model.values()}
+    counts = {}
+    seen: dict[tuple[str, str], tuple[int, int]] = {}  # few distinct level sets per capability
     for asset, capability, levels in db.open_levels_by_cell(assets):
-        red = {"asset": asset, "capability": capability, "go_live": True}
-        amber = {"asset": asset, "capability": capability, "go_live": False}
-        for digit in str(levels):
-            yield red if (capability, int(digit)) in go_live else amber
+        n = seen.get((capability, levels))
+        if n is None:
+            red = go_live.get(capability, frozenset())
+            n = seen[(capability, levels)] = (len(levels), sum(d in red for d in str(levels)))
+        counts[(asset, capability)] = n
+    return counts
 
 
 def summary(db, entries: Iterable[Mapping], assets: Iterable[str] | None = None) -> dict:
@@ -122,18 +130,14 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
     return rows
 
 
-def item_dicts(db, rows: Iterable) -> Iterator[dict]:
+def item_dicts(db, rows: Sequence) -> Iterator[dict]:
     """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows,
     made one at a time."""
-    active = db.load_assets()
-    words = db.item_words()
-    levels = db.cell_levels()
+    labels = {a: (info.flow_label, info.team) for a, info in db.load_assets().items()}
+    words = db.item_words(many=len(rows) > 500)
     for r in rows:
         it = words(r)
-        info = active.get(it["asset"])
-        it["flows"] = info.flow_label if info else ""
-        it["team"] = info.team if info else ""
-        it["current_level"] = levels.get((it["asset"], it["capability"]))
+        it["flows"], it["team"] = labels.get(it["asset"], ("", ""))
         yield it
 
 

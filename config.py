@@ -100,11 +100,8 @@ class Settings:
 
     @property
     def confluence_api(self) -> str:
-        api = (self.get("CONFLUENCE_API") or "auto").lower()
-        if api != "auto":
-            return api
         host = urlparse(self.get("CONFLUENCE_BASE_URL") or "").hostname or ""
-        return "cloud" if host.endswith(".atlassian.net") else "datacenter"
+        return confluence_flavour(self.get("CONFLUENCE_API"), host)
 
     def confluence_missing(self) -> list[str]:
         """Which Confluence settings are missing for a page update (empty: all there)."""
@@ -117,6 +114,20 @@ class Settings:
             else:
                 missing += self.missing(("CONFLUENCE_USER", "CONFLUENCE_API_TOKEN"))
         return missing
+
+
+def is_cloud_host(host: str) -> bool:
+    """Atlassian serves every Confluence Cloud site from ``<site>.atlassian.net``."""
+    return host.lower().endswith(".atlassian.net")
+
+
+def confluence_flavour(api: str | None, host: str) -> str:
+    """``cloud`` or ``datacenter``: CONFLUENCE_API when it names one, else (``auto``) Cloud
+    for an ``*.atlassian.net`` host and Data Center for any other."""
+    api = (api or "auto").strip().lower()
+    if api == "auto":
+        return "cloud" if is_cloud_host(host) else "datacenter"
+    return api
 
 
 def _parse_bool(name: str, value: str) -> bool:

@@ -27,6 +27,7 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 import storage_format
+from config import confluence_flavour, is_cloud_host
 from errors import ConfluenceError
 from http_retry import CappedRetry, mount_retries
 
@@ -139,12 +140,10 @@ def _page(data: Mapping[str, Any], body: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the client
 def _resolve_api(api: str, host: str) -> str:
-    api = (api or "auto").strip().lower()
-    if api == "auto":
-        return "cloud" if host.endswith(".atlassian.net") else "datacenter"
-    if api not in ("cloud", "datacenter"):
-        raise ConfluenceError(f"CONFLUENCE_API must be cloud, datacenter or auto, not {api!r}")
-    return api
+    flavour = confluence_flavour(api, host)
+    if flavour not in ("cloud", "datacenter"):
+        raise ConfluenceError(f"CONFLUENCE_API must be cloud, datacenter or auto, not {flavour!r}")
+    return flavour
 
 
 def _base_url(base_url: str | None) -> str:
@@ -463,7 +462,7 @@ def make_client(base_url: str | None, *, api: str = "auto", user: str | None = N
     url = _base_url(base_url)
     host = (urlsplit(url).hostname or "").lower()
     flavour = _resolve_api(api, host)
-    if flavour == "cloud" and host.endswith(".atlassian.net") and not urlsplit(url).path:
+    if flavour == "cloud" and is_cloud_host(host) and not urlsplit(url).path:
         url += "/wiki"
     secrets: list[str] = []
     auth: requests.auth.AuthBase

@@ -46,13 +46,19 @@ def available() -> bool:
     return shutil.which("git") is not None
 
 
-def run(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
-    """Run ``git args`` in ``cwd``; return stdout. Raises GitError when check and it fails."""
+def call(cwd: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run ``git args`` in ``cwd`` and return the finished process (bytes out and err), whatever
+    its exit status: every git call goes through here, so ``-vv`` logs each one."""
     cmd = ["git", *args]
     log.debug("running: %s (in %s)", " ".join(shlex.quote(a) for a in cmd), cwd)
     # Its own process group: a Ctrl-C in the terminal must not kill a commit half way; the
     # tool finishes it and then stops (interrupts.py).
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, input=input, process_group=0)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, input=input, process_group=0)
+
+
+def run(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    """Run ``git args`` in ``cwd``; return stdout. Raises GitError when check and it fails."""
+    proc = call(cwd, *args, input=input)
     if check and proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
@@ -63,25 +69,22 @@ def repo_root(folder: Path) -> Path | None:
     """The top of the git work tree containing ``folder``, or None."""
     if not available():
         return None
-    proc = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True
-    )
+    proc = call(folder, "rev-parse", "--show-toplevel")
     if proc.returncode != 0:
-        _refused(folder, proc.stderr)
+        _refused(folder, proc.stderr.decode("utf-8", "replace"))
         return None
-    return Path(proc.stdout.strip())
+    return Path(os.fsdecode(proc.stdout.strip()))
 
 
 def git_dir(folder: Path) -> Path | None:
     """The git directory (``.git``) of the repository containing ``folder``, or None."""
     if not available():
         return None
-    proc = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=folder,
-                          capture_output=True, text=True)
+    proc = call(folder, "rev-parse", "--absolute-git-dir")
     if proc.returncode != 0:
-        _refused(folder, proc.stderr)
+        _refused(folder, proc.stderr.decode("utf-8", "replace"))
         return None
-    return Path(proc.stdout.strip())
+    return Path(os.fsdecode(proc.stdout.strip()))
 
 
 def _refused(folder: Path, stderr: str) -> None:
@@ -154,10 +157,7 @@ def register_drivers(folder: Path) -> bool:
 
 def env_tracked(folder: Path) -> bool:
     """True when ``.env`` in the data folder is tracked by git (it holds secrets)."""
-    proc = subprocess.run(
-        ["git", "ls-files", "--error-unmatch", ".env"], cwd=folder, capture_output=True
-    )
-    return proc.returncode == 0
+    return call(folder, "ls-files", "--error-unmatch", ".env").returncode == 0
 
 
 def commit(folder: Path, files: list[str], message: str) -> str | None:
@@ -188,10 +188,9 @@ def commit(folder: Path, files: list[str], message: str) -> str | None:
 def user_name(folder: Path | None = None) -> str:
     """The assessor by default: git ``user.name``, else the login name."""
     if available():
-        proc = subprocess.run(["git", "config", "user.name"], cwd=folder or os.getcwd(),
-                              capture_output=True, text=True)
-        if proc.returncode == 0 and proc.stdout.strip():
-            return proc.stdout.strip()
+        name = run(folder or Path.cwd(), "config", "user.name", check=False).strip()
+        if name:
+            return name
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
@@ -215,10 +214,10 @@ def resolve_revision(folder: Path, when: str, path: str) -> str:
     at or before the date ``when``."""
     looks_like_date = len(when) >= 8 and when[:4].isdigit() and when[4] == "-"
     if not looks_like_date:
-        proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{when}^{{commit}}"],
-                              cwd=folder, capture_output=True, text=True)
-        if proc.returncode == 0:
-            return proc.stdout.strip()
+        rev = run(folder, "rev-parse", "--verify", "--quiet", f"{when}^{{commit}}",
+                  check=False).strip()
+        if rev:
+            return rev
         raise GitError(f"--as-of {when}: no such commit or date (use YYYY-MM-DD or a commit id)")
     until = when if "T" in when or " " in when else f"{when} 23:59:59"
     rev = run(folder, "rev-list", "-1", f"--before={until}", "HEAD", "--", path).strip()
@@ -229,8 +228,7 @@ def resolve_revision(folder: Path, when: str, path: str) -> str:
 
 def show_file(folder: Path, revision: str, path: str) -> bytes:
     """The bytes of ``path`` (relative to ``folder``) at ``revision``."""
-    proc = subprocess.run(["git", "show", f"{revision}:./{path}"], cwd=folder,
-                          capture_output=True)
+    proc = call(folder, "show", f"{revision}:./{path}")
     if proc.returncode != 0:
         raise GitError(f"{path} does not exist at commit {revision[:12]}")
     return proc.stdout

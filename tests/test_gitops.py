@@ -81,3 +81,11 @@ def test_check_without_credentials_skips_servers_and_passes(ready, run):
 def test_check_fails_without_database(tmp_path, run):
     code, out, _err = run(tmp_path, "check")
     assert code == 1 and "FAIL  database: no sre_data.db" in out
+
+
+def test_every_git_call_is_logged_with_vv(ready, run):
+    """Each git call goes through gitops.call, so -vv shows all of them (lookups included)."""
+    code, _out, err = run(ready, "-vv", "status", "--as-of", "2099-01-01")
+    assert code == 0, err
+    for command in ("git rev-parse --show-toplevel", "git rev-list -1", "git show "):
+        assert f"running: {command}" in err

@@ -30,7 +30,6 @@ from errors import (
     EXIT_USAGE,
     GitError,
     InputError,
-    PartialFailure,
     TrackerError,
 )
 
@@ -65,93 +64,9 @@ def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     """Write rally_import.csv and confluence_page.txt; with --push create stories."""
-    import maturity as mt
-    import reports
-    import views
+    import report
 
-    if args.push:
-        import push
-
-        push.require_settings(ctx.settings)
-    if args.cycle_time:
-        with ctx.open_db() as db:
-            items = views.items(db)
-            teams = {a: info.team for a, info in db.load_assets().items()}
-        ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
-        return EXIT_OK
-    code, partial = EXIT_OK, None
-    if args.push:
-        with ctx.open_db() as db:
-            items = views.items(db, states=(mt.OPEN,))
-        try:
-            push.push_stories(args, ctx, items)
-        except PartialFailure as exc:
-            partial = exc  # files and page still show what was created; raised last
-        del items
-    write_report_files(ctx, args)
-    if args.push:
-        code = push.push_page(ctx)
-    if partial is not None:
-        raise partial
-    return code
-
-
-def write_report_files(ctx: Context, args: argparse.Namespace) -> None:
-    """rally_import.csv, confluence_page.txt and confluence_page.html (written row by row from
-    one sorted pass over the open items), the Rulebook files and sre_matrix.html, then a
-    summary."""
-    import maturity as mt
-    import pages
-    import reports
-    import storage_format
-    import stories
-    import views
-    from database import now_iso
-
-    out_dir = Path(args.output_dir).expanduser() if args.output_dir else ctx.data_dir
-    if not out_dir.is_dir():
-        raise InputError(f"--output-dir {out_dir} does not exist; create it first")
-    tag = ctx.settings.get("RALLY_TAG")
-    title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")
-    selected = 0
-    todo_items: list[dict] = []
-    with ctx.open_db() as db:
-        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.sort_key)
-        count = len(rows)
-        with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
-                views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
-                views.atomic_stream(out_dir / "confluence_page.html") as html_file:
-            rally_csv = stories.rally_import_writer(rally_file)
-            wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
-            wiki_file.write(reports.wiki_header() + "\n")
-
-            def todo():
-                nonlocal selected
-                for it in views.item_dicts(db, rows):
-                    if stories.wants_story(it, args.include_amber):
-                        rally_csv.writerow(stories.rally_import_row(it, tag))
-                        selected += 1
-                    row = reports.todo_row(it)
-                    wiki_file.write(reports.wiki_row(row) + "\n")
-                    # sre_matrix.html counts and lists them too: keep what it reads only.
-                    todo_items.append({k: it[k] for k in views.PAGE_ITEM_FIELDS})
-                    yield row
-
-            for piece in storage_format.render_parts(todo()):
-                html_file.write(piece)
-            html_file.write("\n")
-        rows = []  # let the sorted rows go before the matrix is built
-        entries, flows = views.matrix(db)
-        summary = views.summary(db, entries)
-    for line in reports.summary_lines(summary):
-        ctx.print(line)
-    kind = "Red and Amber" if args.include_amber else "Red"
-    ctx.print(f"rally_import.csv: {selected} {kind} items without a Rally story")
-    ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
-              "wiki); confluence_page.html: the same table in storage format")
-    for line in pages.write_files(ctx, out_dir, entries, flows, todo_items):
-        ctx.print(line)
-    ctx.print(f"written to {out_dir}")
+    return report.run(report.ReportOptions.from_args(args), ctx)
 
 
 def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:

@@ -45,6 +45,35 @@ class Rollback(Exception):
     """Raised inside :meth:`Database.transaction` to undo it without an error."""
 
 
+@dataclass(frozen=True)
+class _Definitions:
+    """One kind of definition the CSVs hold: its table, key, written and compared columns."""
+
+    table: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # written on import, in this order after the key
+    compared: tuple[str, ...]  # a change here reports the row as updated (a prefix of columns)
+
+
+_ASSETS = _Definitions("assets", ("asset",), ("team",), ())
+_FLOWS = _Definitions("flows", ("flow", "asset"), ("team", "target_level", "position"),
+                      ("team", "target_level"))
+_CAPABILITIES = _Definitions("capabilities", ("capability",), ("category", "position"),
+                             ("category",))
+_QUESTION_TEXT = ("criteria", "question", "owner", "priority", "go_live", "milestone")
+_QUESTIONS = _Definitions("questions", ("capability", "level", "seq"), _QUESTION_TEXT,
+                          _QUESTION_TEXT)
+
+
+@dataclass
+class _SyncResult:
+    """What one kind's import did: added (key, was archived), updated and archived keys."""
+
+    added: list[tuple[tuple, bool]] = field(default_factory=list)
+    updated: list[tuple] = field(default_factory=list)
+    archived: list[tuple] = field(default_factory=list)
+
+
 class Database:
     """One connection to ``sre_data.db``; use as a context manager.
 
@@ -371,130 +400,77 @@ class Database:
         Runs inside the caller's transaction. Assessments are never touched.
         """
         report = ImportReport()
-        c = self.conn
-        # Assets and flows.
-        old_assets = {r["asset"]: r["archived_at"] for r in c.execute("SELECT * FROM assets")}
-        new_assets: dict[str, str] = {}
+        teams: dict[str, str] = {}
         for f in flows:
-            new_assets.setdefault(f.asset, f.team)
-            if f.team and not new_assets[f.asset]:
-                new_assets[f.asset] = f.team
-        for asset in new_assets:
-            if asset not in old_assets:
-                report.added.append(f"asset {asset}")
-            elif old_assets[asset] is not None:
-                report.added.append(f"asset {asset} (restored)")
-        c.executemany(
-            "INSERT INTO assets (asset, team) VALUES (?, ?) ON CONFLICT(asset) DO UPDATE SET "
-            "team = excluded.team, archived_at = NULL",
-            list(new_assets.items()),
-        )
-        for asset, archived in old_assets.items():
-            if asset not in new_assets and archived is None:
-                report.archived.append(f"asset {asset}")
-                c.execute("UPDATE assets SET archived_at = ? WHERE asset = ?", (now, asset))
-
-        old_flows = {
-            (r["flow"], r["asset"]): dict(r) for r in c.execute("SELECT * FROM flows")
-        }
-        new_keys = set()
-        for f in flows:
-            key = (f.flow, f.asset)
-            new_keys.add(key)
-            old = old_flows.get(key)
-            if old is None:
-                report.added.append(f"{f.flow}/{f.asset}")
-            elif old["archived_at"] is not None:
-                report.added.append(f"{f.flow}/{f.asset} (restored)")
-            elif (old["team"], old["target_level"]) != (f.team, f.target_level):
-                report.updated.append(f"{f.flow}/{f.asset}")
-        c.executemany(
-            "INSERT INTO flows (flow, asset, team, target_level, position) VALUES (?,?,?,?,?) "
-            "ON CONFLICT(flow, asset) DO UPDATE SET team = excluded.team, "
-            "target_level = excluded.target_level, position = excluded.position, "
-            "archived_at = NULL",
-            [(f.flow, f.asset, f.team, f.target_level, pos) for pos, f in enumerate(flows)],
-        )
-        for key, old in old_flows.items():
-            if key not in new_keys and old["archived_at"] is None:
-                report.archived.append(f"{key[0]}/{key[1]}")
-                c.execute(
-                    "UPDATE flows SET archived_at = ? WHERE flow = ? AND asset = ?", (now, *key)
-                )
-
-        # Capabilities and questions.
-        old_caps = {r["capability"]: dict(r) for r in c.execute("SELECT * FROM capabilities")}
-        new_caps: dict[str, str] = {}
+            if not teams.get(f.asset):  # an asset's team: the first flow row that names one
+                teams[f.asset] = f.team
+        categories: dict[str, str] = {}
         for m in model:
-            new_caps.setdefault(m.capability, m.category)
-        for cap, category in new_caps.items():
-            old = old_caps.get(cap)
-            if old is None:
-                report.added.append(f"capability {cap}")
-            elif old["archived_at"] is not None:
-                report.added.append(f"capability {cap} (restored)")
-            elif old["category"] != category:
-                report.updated.append(f"capability {cap}")
-        c.executemany(
-            "INSERT INTO capabilities (capability, category, position) VALUES (?,?,?) "
-            "ON CONFLICT(capability) DO UPDATE SET category = excluded.category, "
-            "position = excluded.position, archived_at = NULL",
-            [(cap, cat, pos) for pos, (cap, cat) in enumerate(new_caps.items())],
-        )
-        for cap, old in old_caps.items():
-            if cap not in new_caps and old["archived_at"] is None:
-                report.archived.append(f"capability {cap}")
-                c.execute(
-                    "UPDATE capabilities SET archived_at = ? WHERE capability = ?", (now, cap)
-                )
-
-        old_q = {
-            (r["capability"], r["level"], r["seq"]): dict(r) for r in c.execute(
-                "SELECT * FROM questions"
-            )
-        }
+            categories.setdefault(m.capability, m.category)
         seqs: dict[tuple[str, int], int] = defaultdict(int)
-        new_q = {}
+        questions = {}
         for m in model:
             seqs[(m.capability, m.level)] += 1
-            key = (m.capability, m.level, seqs[(m.capability, m.level)])
-            new_q[key] = (m.criteria, m.question, m.owner, m.priority, int(m.go_live),
-                          m.milestone)
-        changed_text = 0
-        for key, values in new_q.items():
-            old = old_q.get(key)
-            fields = ("criteria", "question", "owner", "priority", "go_live", "milestone")
-            if old is not None and old["archived_at"] is None and tuple(
-                old[f] for f in fields
-            ) != values:
-                changed_text += 1
-        if changed_text:
-            report.updated.append(f"{changed_text} question rows")
-        c.executemany(
-            "INSERT INTO questions (capability, level, seq, criteria, question, owner, priority, "
-            "go_live, milestone) VALUES (?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(capability, level, seq) DO UPDATE SET criteria = excluded.criteria, "
-            "question = excluded.question, owner = excluded.owner, priority = excluded.priority, "
-            "go_live = excluded.go_live, milestone = excluded.milestone, archived_at = NULL",
-            [(*k, *v) for k, v in new_q.items()],
-        )
-        gone = [k for k, old in old_q.items() if k not in new_q and old["archived_at"] is None]
-        caps_gone = {cap for cap in old_caps if cap not in new_caps}
-        q_gone = [k for k in gone if k[0] not in caps_gone]
+            questions[(m.capability, m.level, seqs[(m.capability, m.level)])] = (
+                m.criteria, m.question, m.owner, m.priority, int(m.go_live), m.milestone)
+
+        assets = self._sync_definitions(_ASSETS, {(a,): (t,) for a, t in teams.items()}, now)
+        report.note(assets, lambda k: f"asset {k[0]}", updates=False)
+        flow_rows = {(f.flow, f.asset): (f.team, f.target_level, pos)
+                     for pos, f in enumerate(flows)}
+        report.note(self._sync_definitions(_FLOWS, flow_rows, now), lambda k: f"{k[0]}/{k[1]}")
+        caps = self._sync_definitions(
+            _CAPABILITIES, {(c,): (cat, pos) for pos, (c, cat) in enumerate(categories.items())},
+            now)
+        report.note(caps, lambda k: f"capability {k[0]}")
+        qs = self._sync_definitions(_QUESTIONS, questions, now)
+        if qs.updated:
+            report.updated.append(f"{len(qs.updated)} question rows")
+        # Questions of an archived capability are already said with the capability.
+        caps_gone = {k[0] for k in caps.archived}
+        q_gone = [k for k in qs.archived if k[0] not in caps_gone]
         if q_gone:
             report.archived.append(f"{len(q_gone)} question rows")
-        c.executemany(
-            "UPDATE questions SET archived_at = ? WHERE capability = ? AND level = ? AND seq = ?",
-            [(now, *k) for k in gone],
-        )
         if report.changed:
             # The merge driver follows the side whose definitions were imported last.
-            c.execute(
+            self.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('definitions_imported_at', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (now,),
             )
         return report
+
+    def _sync_definitions(self, kind: _Definitions, wanted: dict[tuple, tuple],
+                          now: str) -> _SyncResult:
+        """Make ``kind``'s table hold ``wanted`` ({key: values of ``kind.columns``}): insert
+        or update each row (restoring archived ones), archive the rows no longer wanted."""
+        c = self.conn
+        old = {tuple(r[k] for k in kind.key): r
+               for r in c.execute(f"SELECT * FROM {kind.table}")}
+        result = _SyncResult()
+        compared = len(kind.compared)
+        for key, values in wanted.items():
+            row = old.get(key)
+            if row is None or row["archived_at"] is not None:
+                result.added.append((key, row is not None))
+            elif tuple(row[col] for col in kind.compared) != values[:compared]:
+                result.updated.append(key)
+        columns = (*kind.key, *kind.columns)
+        c.executemany(
+            f"INSERT INTO {kind.table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT({', '.join(kind.key)}) "
+            "DO UPDATE SET " + "".join(f"{col} = excluded.{col}, " for col in kind.columns)
+            + "archived_at = NULL",
+            [(*key, *values) for key, values in wanted.items()],
+        )
+        result.archived = [key for key, row in old.items()
+                           if key not in wanted and row["archived_at"] is None]
+        c.executemany(
+            f"UPDATE {kind.table} SET archived_at = ? WHERE "
+            + " AND ".join(f"{k} = ?" for k in kind.key),
+            [(now, *key) for key in result.archived],
+        )
+        return result
 
     def import_assessments(
         self, rows: list[AssessmentRow], assessor: str, now: str, source_name: str
@@ -797,6 +773,15 @@ class ImportReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.archived)
+
+    def note(self, result: _SyncResult, name: Callable[[tuple], str], *,
+             updates: bool = True) -> None:
+        """Add one kind's changes under its rows' names (updates left out when asked)."""
+        self.added += [name(k) + (" (restored)" if restored else "")
+                       for k, restored in result.added]
+        if updates:
+            self.updated += [name(k) for k in result.updated]
+        self.archived += [name(k) for k in result.archived]
 
 
 # ---------------------------------------------------------------------------- whole tables

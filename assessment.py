@@ -181,7 +181,10 @@ def run(opts: AssessOptions, ctx: Context) -> int:
     if opts.all and flag_outcome:
         raise InputError("--all walks every capability interactively; use it without "
                          "--answers/--level/--not-applicable")
-    p = Prompter(write=lambda text: print(text, file=ctx.out, flush=True))
+    ctx.require_identity()
+    # A prompting session writes to the terminal; a run from flags reports on stdout (-q: not).
+    shown = ctx.term if interactive and not flag_outcome else ctx.out
+    p = Prompter(write=lambda text: print(text, file=shown, flush=True))
     today = now_iso()[:10]
     assessor = opts.assessor or gitops.user_name(ctx.data_dir)
     from views import update_matrix_file

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -37,6 +38,8 @@ class Context:
     verbosity: int = 0
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    # The terminal of a prompting session: questions and menus show even with -q.
+    term: TextIO = field(default_factory=lambda: sys.stdout)
     _said: set = field(default_factory=set)
     # Write bookkeeping (see writing()): the folder lock, whether the database committed a
     # change the matrix file / git have not caught up with, and what this run committed.
@@ -47,6 +50,10 @@ class Context:
     # Rewrites sre_matrix.csv from an open database (views.write_matrix_file; handed in by
     # the entry point, as the read model sits above this module).
     rewrite_matrix: Callable[[Context, Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.verbosity < 0:  # -q: nothing on stdout on success (errors still on stderr)
+            self.out = _Silent()
 
     @property
     def data_dir(self) -> Path:
@@ -135,6 +142,23 @@ class Context:
             self.lock.stale_at_start = False
             self.lock.clear_matrix_stale()
 
+    def will_commit(self, *, creating_repo: bool = False) -> bool:
+        """True when this run's changes are going to be committed (and so need git's
+        identity); ``creating_repo``: setup is about to create the repository."""
+        import gitops
+
+        if not self.settings.commit or not gitops.available():
+            return False
+        return creating_repo or gitops.repo_root(self.data_dir) is not None
+
+    def require_identity(self, *, creating_repo: bool = False) -> None:
+        """Refuse, before anything is written, a run whose commit git would refuse."""
+        import gitops
+
+        if self.data_dir.is_dir() and self.will_commit(creating_repo=creating_repo) and \
+                not gitops.has_identity(self.data_dir):
+            raise GitError(gitops.IDENTITY_FIX)
+
     def commit(self, files: list[str], message: str) -> None:
         """Commit the data files this run changed, or say once why not. A Ctrl-C meanwhile
         waits until the commit is made (interrupts.py)."""
@@ -168,3 +192,13 @@ class Context:
         if sha:
             self.committed.append(sha)
             log.info("committed %s: %s", sha, message)
+
+
+class _Silent(io.StringIO):
+    """Where -q sends what would have gone to stdout (a terminal it is not)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False

@@ -287,8 +287,42 @@ def read_model(path: Path) -> list[ModelRow]:
                                owner_match, priority, go_live, v.get("target milestone", "")))
     if not result and not problems.items:
         problems.add(2, None, "no rows; the model needs at least one question")
+    _check_level_gaps(result, problems)
     problems.raise_if_any()
     return result
+
+
+def _check_level_gaps(rows: list[ModelRow], problems: _Problems) -> None:
+    """A capability's levels run 1..N with no gap; the first row past a gap is the error."""
+    levels: dict[str, dict[int, int]] = {}  # capability -> level -> first line
+    names: dict[str, str] = {}
+    for r in rows:
+        key = r.capability.casefold()
+        names.setdefault(key, r.capability)
+        levels.setdefault(key, {}).setdefault(r.level, r.line)
+    for key, lines in levels.items():
+        have = sorted(lines)
+        missing = [lv for lv in range(1, have[-1]) if lv not in lines]
+        if not missing:
+            continue
+        after = min(lv for lv in have if lv > missing[0])
+        gap = f"level {missing[0]}" if len(missing) == 1 else f"levels {_spans(missing)}"
+        problems.add(lines[after], "Level",
+                     f"capability {names[key]!r} has levels {_spans(have)}; levels run 1..N with "
+                     f"no gap, so add {gap} or renumber")
+    problems.items.sort(key=lambda text: int(re.search(r":(\d+)", text).group(1)))
+
+
+def _spans(levels: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3 and 5'."""
+    spans: list[list[int]] = []
+    for lv in levels:
+        if spans and lv == spans[-1][-1] + 1:
+            spans[-1].append(lv)
+        else:
+            spans.append([lv])
+    parts = [f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
 
 
 @lru_cache(maxsize=4096)  # bulk imports repeat the same few dates
@@ -346,6 +380,32 @@ def read_assessments(path: Path) -> list[AssessmentRow]:
                                     reason))
     problems.raise_if_any()
     return result
+
+
+def check_assessment_names(rows: list[AssessmentRow], flows: list[FlowRow],
+                           model: list[ModelRow], source_name: str = ASSESSMENTS_FILE) -> None:
+    """Every asset and capability of ``rows`` is one flows.csv and the model define (any case);
+    else InputError naming file, line, column and the close matches."""
+    from names import unknown_message
+
+    assets = {r.asset.casefold(): r.asset for r in flows}
+    caps = {r.capability.casefold(): r.capability for r in model}
+    problems = _Problems(Path(source_name))
+    for row in rows:
+        if row.asset.casefold() not in assets:
+            problems.add(row.line, "Asset Name", unknown_message(
+                "asset", row.asset, assets.values(), "add it to flows.csv or fix the name"))
+        elif row.capability.casefold() not in caps:
+            problems.add(row.line, "Capability", unknown_message(
+                "capability", row.capability, caps.values(),
+                "add it to maturity_model.csv or fix the name"))
+    problems.raise_if_any()
+
+
+def flow_rows(rows: list[tuple[str, str, str, int]]) -> list[FlowRow]:
+    """Rows as write_flows writes them (header on line 1), e.g. from the setup prompts."""
+    return [FlowRow(line, flow, asset, team, target)
+            for line, (flow, asset, team, target) in enumerate(rows, 2)]
 
 
 def write_flows(path: Path, rows: list[tuple[str, str, str, int]]) -> None:

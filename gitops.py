@@ -175,14 +175,29 @@ def commit(folder: Path, files: list[str], message: str) -> str | None:
     try:
         run(folder, "commit", "-q", "-m", message, "--", *present)
     except GitError as exc:
+        # Leave nothing of ours staged: the index goes back to what the user had.
+        run(folder, "reset", "-q", "--", *present, check=False)
         text = str(exc)
         if "user.email" in text or "identity" in text or "user.name" in text:
-            raise GitError(
-                "git has no identity to commit with; run git config user.name 'Your Name' and "
-                "git config user.email you@example.com, then commit the data files by hand"
-            ) from None
+            raise GitError(IDENTITY_FIX.replace(", or pass --no-commit",
+                                                ", then commit the data files")) from None
         raise
     return run(folder, "rev-parse", "--short", "HEAD").strip()
+
+
+IDENTITY_FIX = ("git has no identity to commit with; run git config user.name 'Your Name' and "
+                "git config user.email you@example.com (add --global for every repository), "
+                "or pass --no-commit")
+
+
+def has_identity(folder: Path) -> bool:
+    """True when git can name an author and a committer for a commit made in ``folder``
+    (config, GIT_AUTHOR_*/GIT_COMMITTER_* or EMAIL), exactly as ``git commit`` would."""
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        proc = subprocess.run(["git", "var", var], cwd=folder, capture_output=True)
+        if proc.returncode != 0:
+            return False
+    return True
 
 
 def user_name(folder: Path | None = None) -> str:

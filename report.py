@@ -36,6 +36,7 @@ def run(opts: ReportOptions, ctx: Context) -> int:
         import push
 
         push.require_settings(ctx.settings)
+        ctx.require_identity()
     if opts.cycle_time:
         with ctx.open_db() as db:
             items = views.items(db)

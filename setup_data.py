@@ -6,6 +6,7 @@ never lost. ``--dry-run`` applies everything inside a transaction, compares, and
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +19,34 @@ from csvfiles import AssessmentRow, FlowRow, ModelRow
 from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
 from errors import EXIT_OK, InputError
 
-DEFAULT_MODEL = Path(__file__).resolve().with_name(csvfiles.MODEL_FILE)
+# Where an installed wheel puts the shipped files (pyproject: [tool.setuptools.data-files]).
+SHARE = Path("share") / "sre-tracker"
+
+
+def shipped_file(name: str) -> Path:
+    """A file shipped with the tool: beside the modules in a clone, else under the
+    installation's ``share/sre-tracker`` (venv, pipx, --user)."""
+    import sys
+    import sysconfig
+
+    beside = Path(__file__).resolve().parent / name
+    if beside.exists():
+        return beside
+    roots = [sys.prefix, sysconfig.get_path("data")]
+    with contextlib.suppress(KeyError):  # platforms without a user scheme
+        roots.append(sysconfig.get_path("data", sysconfig.get_preferred_scheme("user")))
+    for root in roots:
+        candidate = Path(root) / SHARE / name
+        if candidate.exists():
+            return candidate
+    raise InputError(f"the shipped {name} is missing from this installation "
+                     f"(looked beside {beside.parent} and in {SHARE} under {', '.join(roots)}); "
+                     "reinstall sre-tracker")
+
+
+def default_model() -> Path:
+    """The shipped default maturity_model.csv."""
+    return shipped_file(csvfiles.MODEL_FILE)
 
 
 def ensure_model(folder: Path, replace: bool = False) -> bool:
@@ -26,8 +54,9 @@ def ensure_model(folder: Path, replace: bool = False) -> bool:
     target = folder / csvfiles.MODEL_FILE
     if target.exists() and not replace:
         return False
-    if target.resolve() != DEFAULT_MODEL:
-        shutil.copyfile(DEFAULT_MODEL, target)
+    source = default_model()
+    if target.resolve() != source.resolve():
+        shutil.copyfile(source, target)
     return True
 
 
@@ -40,71 +69,85 @@ class SetupOptions(CommandOptions):
     new_model: bool = False
 
 
-def run(opts: SetupOptions, ctx: Context) -> int:
+def run(opts: SetupOptions, ctx: Context,
+        new_flows: list[tuple[str, str, str, int]] | None = None) -> int:
     """Import flows.csv, maturity_model.csv and (if present) assessments.csv; commit.
 
-    The interactive part of ``setup`` (writing the CSVs from prompts) runs before, in
-    :mod:`interactive_setup`.
+    ``new_flows`` (the rows the interactive setup collected) replace flows.csv and
+    ``opts.new_model`` writes the default model over an existing one; both are validated with
+    everything else before anything is written.
     """
-    dry_run = opts.dry_run
+    dry_run, new_model, interactive = opts.dry_run, opts.new_model, not opts.from_csv
     folder: Path = ctx.data_dir
     if not folder.is_dir():
         raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")
     flows_path = folder / csvfiles.FLOWS_FILE
-    if not flows_path.exists():
+    if new_flows is not None:
+        flows = csvfiles.flow_rows(new_flows)
+    elif not flows_path.exists():
         raise InputError(f"{flows_path} not found; run 'sre_tracker.py setup' (interactive) or "
                          "write flows.csv with columns Flow, Asset Name[, Team, Target Level]")
+    else:
+        flows = csvfiles.read_flows(flows_path)
     model_path = folder / csvfiles.MODEL_FILE
-    wrote_model = False
-    if not model_path.exists():
-        if dry_run:
-            model_path = DEFAULT_MODEL
-        else:
-            wrote_model = ensure_model(folder)
-    # Validate every input before anything is written.
-    flows = csvfiles.read_flows(flows_path)
-    model = csvfiles.read_model(model_path)
+    write_model = new_model or not model_path.exists()
+    # Validate every input (and git's identity) before anything is written.
+    model = csvfiles.read_model(default_model() if write_model else model_path)
     assessments_path = folder / csvfiles.ASSESSMENTS_FILE
     rows = csvfiles.read_assessments(assessments_path) if assessments_path.exists() else []
+    csvfiles.check_assessment_names(rows, flows, model)
     assessor = gitops.user_name(folder)
     now = now_iso()
 
     if dry_run:
         return _dry_run(ctx, flows, model, rows, assessor, now)
+    ctx.require_identity(creating_repo=True)
 
-    repo_files: list[str] = []
-    if gitops.available() and gitops.repo_root(folder) is None:
-        gitops.init(folder)
-        ctx.print(f"created a git repository in {folder}")
-    if gitops.repo_root(folder) is not None:
-        repo_files = gitops.ensure_files(folder)
-        gitops.register_drivers(folder)
-    ctx.prepare_folder()
+    said: list[str] = []
+    with _UndoOnFailure(folder):
+        if new_flows is not None:
+            csvfiles.write_flows(flows_path, new_flows)
+            said.append(f"wrote {flows_path.name}")
+        if write_model and ensure_model(folder, replace=True):
+            said.append(f"wrote the default {csvfiles.MODEL_FILE}"
+                        + (" (edit it to fit your teams)" if interactive else ""))
+        elif interactive:
+            said.append(f"kept the existing {csvfiles.MODEL_FILE}")
+        if gitops.available() and gitops.repo_root(folder) is None:
+            gitops.init(folder)
+            said.insert(0, f"created a git repository in {folder}")
+        if gitops.repo_root(folder) is not None:
+            gitops.ensure_files(folder)
+            gitops.register_drivers(folder)
+        ctx.prepare_folder()
 
-    db = Database(folder / DB_FILE, create=True)
-    try:
-        with db.transaction():
-            report, changed, skipped, changes = _import(db, flows, model, rows, assessor, now)
-            unchanged = not (report.changed or changed or changes)
-            if unchanged:
-                # Leave the file byte-identical so git sees no change and no commit is made.
-                raise Rollback
-        if not unchanged and len(changed) + len(changes) >= BIG_IMPORT:
-            db.compact(always=True)  # a big import leaves half-full pages: repack them
-        if not unchanged or not (folder / MATRIX_FILE).exists():
-            from views import write_matrix_file
+        db = Database(folder / DB_FILE, create=True)
+        try:
+            with db.transaction():
+                report, changed, skipped, changes = _import(db, flows, model, rows, assessor,
+                                                            now)
+                unchanged = not (report.changed or changed or changes)
+                if unchanged:
+                    # Leave the file byte-identical: git sees no change, no commit is made.
+                    raise Rollback
+            if not unchanged and len(changed) + len(changes) >= BIG_IMPORT:
+                db.compact(always=True)  # a big import leaves half-full pages: repack them
+            if not unchanged or not (folder / MATRIX_FILE).exists():
+                from views import write_matrix_file
 
-            write_matrix_file(ctx, db)
-    finally:
-        db.close()
+                write_matrix_file(ctx, db)
+        finally:
+            db.close()
+    for line in said:
+        ctx.print(line)
     _print_report(ctx, report, changed, skipped, changes)
-    files = [csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, DB_FILE, MATRIX_FILE, *repo_files]
+    # The git files always go with setup's commit: the first one holds them, so a clone has
+    # the merge drivers' attributes and the .env ignore from the start.
+    files = [csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, DB_FILE, MATRIX_FILE,
+             ".gitattributes", ".gitignore"]
     if assessments_path.exists():
         files.append(csvfiles.ASSESSMENTS_FILE)
-    if wrote_model:
-        ctx.print(f"wrote the default {csvfiles.MODEL_FILE}")
-    message = _message(report, changed, changes)
-    ctx.commit(files, message)
+    ctx.commit(files, _message(report, changed, changes))
     return EXIT_OK
 
 
@@ -118,6 +161,38 @@ def _import(db: Database, flows: list[FlowRow], model: list[ModelRow],
     changed, skipped = db.import_assessments(rows, assessor, now, csvfiles.ASSESSMENTS_FILE)
     changes = db.refresh_items(now=now, reassessed=changed)
     return report, changed, skipped, changes
+
+
+class _UndoOnFailure:
+    """A first setup that fails half way puts the folder back as it was: files it created are
+    removed, files it changed get their old bytes back, a repository it created goes. (A later
+    setup needs none of this: the database transaction keeps the data as it was.)"""
+
+    TOUCHED = (csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, f"{DB_FILE}-journal", MATRIX_FILE,
+               ".gitattributes", ".gitignore")
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.first = not (folder / DB_FILE).exists()
+        self.had_git = (folder / ".git").exists()
+        self.before = {name: (folder / name).read_bytes() if (folder / name).is_file() else None
+                       for name in self.TOUCHED} if self.first else {}
+
+    def __enter__(self) -> _UndoOnFailure:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None or not self.first:
+            return
+        (self.folder / DB_FILE).unlink(missing_ok=True)
+        for name, old in self.before.items():
+            path = self.folder / name
+            if old is None:
+                path.unlink(missing_ok=True)
+            elif path.read_bytes() != old:
+                path.write_bytes(old)
+        if not self.had_git:
+            shutil.rmtree(self.folder / ".git", ignore_errors=True)
 
 
 def _message(report, changed: set, changes) -> str:

@@ -48,11 +48,17 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
     import setup_data
 
     opts = setup_data.SetupOptions.from_args(args)
+    new_flows = None
     if not opts.from_csv:
         import interactive_setup
+        from prompts import Quit
 
-        interactive_setup.run(ctx, keep_model=not opts.new_model)
-    return setup_data.run(opts, ctx)
+        try:
+            new_flows = interactive_setup.run(ctx)
+        except Quit:
+            print("quit: nothing written", file=ctx.term)
+            return EXIT_OK
+    return setup_data.run(opts, ctx, new_flows=new_flows)
 
 
 def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:

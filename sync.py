@@ -91,6 +91,8 @@ def run(opts: SyncOptions, ctx: Context) -> int:
     from views import update_matrix_file
 
     settings: Settings = ctx.settings
+    if not opts.dry_run:
+        ctx.require_identity()
     if opts.from_csv:
         stories = read_rally_export(Path(opts.from_csv))
         source = Path(opts.from_csv).name

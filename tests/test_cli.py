@@ -14,6 +14,8 @@ import sre_tracker
 from conftest import git
 from database import Database
 
+MODEL_HEADER = "Category,Capability,Level,Criteria,Question\n"
+
 
 def commits(folder: Path) -> list[str]:
     return git(folder, "log", "--format=%s").splitlines()
@@ -288,17 +290,102 @@ def test_folder_that_is_not_a_repo_still_works(ready, run):
     assert code == 0 and "is not a git repository" in err
 
 
-def test_missing_git_identity_keeps_the_change(ready, run, monkeypatch, tmp_path):
+@pytest.fixture
+def no_identity(monkeypatch, tmp_path):
+    """git as on a fresh CI container: no user.name/user.email anywhere, no auto-detection."""
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                "GIT_COMMITTER_EMAIL"):
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "none"))
+                "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tuseConfigOnly = true\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("EMAIL", "")
+
+
+def folder_state(folder: Path) -> dict[str, bytes | None]:
+    """Every path under the folder with its bytes (None for folders); the writers' lock file
+    in .git stays between runs by design."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*")) if p.name != "sre-tracker.lock"}
+
+
+IDENTITY_ERROR = ("sre_tracker: error: git has no identity to commit with; run git config "
+                  "user.name 'Your Name' and git config user.email you@example.com (add --global "
+                  "for every repository), or pass --no-commit\n")
+
+
+def test_without_git_identity_assess_refuses_before_writing(ready, run, no_identity):
+    before = folder_state(ready)
+    code, out, err = run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level",
+                         "1", "--assessor", "x")
+    assert (code, out, err) == (1, "", IDENTITY_ERROR)
+    assert folder_state(ready) == before
+
+
+def test_without_git_identity_no_commit_still_works(ready, run, no_identity):
+    code, _out, err = run(ready, "--no-commit", "assess", "--asset", "web", "--capability",
+                          "Alerts", "--level", "1", "--assessor", "x")
+    assert code == 0 and "not committing" in err
+    assert cell(status_json(run, ready), "web", "Alerts")["level"] == 1
+
+
+def test_without_git_identity_first_setup_leaves_the_folder_as_it_was(folder, run,
+                                                                       no_identity):
+    before = folder_state(folder)
+    code, out, err = run(folder, "setup", "--from-csv")
+    assert (code, out, err) == (1, "", IDENTITY_ERROR)
+    assert folder_state(folder) == before
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("assessments.csv", "Asset Name,Capability,Level\nweb,Alerts,1\nwebb,Alerts,2\n",
+     "assessments.csv:3, column 'Asset Name': unknown asset 'webb'; did you mean web?"),
+    ("assessments.csv", "Asset Name,Capability,Level\nweb,Alert,1\n",
+     "assessments.csv:2, column 'Capability': unknown capability 'Alert'; did you mean Alerts?"),
+    ("maturity_model.csv", MODEL_HEADER + "M,D,1,c,q?\nM,D,3,c,q3?\n",
+     "maturity_model.csv:3, column 'Level': capability 'D' has levels 1 and 3"),
+])
+def test_a_refused_first_setup_leaves_the_folder_as_it_was(folder, run, name, text, message):
+    (folder / name).write_text(text)
+    (folder / ".gitignore").write_text("mine\n")
+    before = folder_state(folder)
+    code, out, err = run(folder, "setup", "--from-csv")
+    assert (code, out) == (1, "") and message in err
+    assert folder_state(folder) == before
+
+
+def test_first_setup_commits_the_git_files_and_leaves_nothing_behind(folder, run):
+    (folder / "assessments.csv").write_text("Asset Name,Capability,Level\nweb,Alerts,1\n")
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    first = git(folder, "rev-list", "--max-parents=0", "HEAD").strip()
+    in_first = set(git(folder, "show", "--name-only", "--format=", first).split())
+    assert {".gitattributes", ".gitignore", "flows.csv", "maturity_model.csv",
+            "assessments.csv", "sre_data.db", "sre_matrix.csv"} <= in_first
+    for argv in (["assess", "--asset", "web", "--capability", "Alerts", "--level", "2"],
+                 ["report"], ["export", "--items", "-o", str(folder / "items.csv")]):
+        assert run(folder, *argv)[0] == 0
+        left = [line for line in git(folder, "status", "--porcelain").splitlines()
+                if not line.endswith("items.csv")]
+        assert left == [], argv
+
+
+def test_setup_commits_git_files_an_earlier_no_commit_run_left_untracked(folder, run):
+    assert run(folder, "--no-commit", "setup", "--from-csv")[0] == 0
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    assert git(folder, "status", "--porcelain") == ""
+    assert {".gitattributes", ".gitignore"} <= set(git(folder, "ls-files").split())
+
+
+def test_a_failed_commit_leaves_nothing_staged(ready, run):
+    hook = ready / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'policy: no' >&2\nexit 1\n")
+    hook.chmod(0o755)
     code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level",
                           "1", "--assessor", "x")
-    assert code == 1 and "the change is saved" in err
+    assert code == 1 and "the change is saved, but git commit failed" in err
+    assert git(ready, "diff", "--cached", "--name-only") == ""
     assert cell(status_json(run, ready), "web", "Alerts")["level"] == 1
 
 

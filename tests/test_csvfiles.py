@@ -96,7 +96,7 @@ def test_bad_model_files(tmp_path, rows, message):
 
 def test_model_row_values_are_normalised(tmp_path):
     path = write(tmp_path, "maturity_model.csv",
-                 MODEL_HEADER + "Mon,Dash,2,c,q?,sre,p2,yes,Go-Live\n")
+                 MODEL_HEADER + "Mon,Dash,1,c,q?,sre,p2,yes,Go-Live\n")
     row = csvfiles.read_model(path)[0]
     assert (row.owner, row.priority, row.go_live, row.milestone) == ("SRE", "P2", True, "Go-Live")
 
@@ -150,3 +150,21 @@ def test_write_flows_round_trips(tmp_path):
     csvfiles.write_flows(path, [("Login", "auth", "Identity", 4)])
     row = csvfiles.read_flows(path)[0]
     assert (row.flow, row.asset, row.team, row.target_level) == ("Login", "auth", "Identity", 4)
+
+
+@pytest.mark.parametrize("levels, line, message", [
+    ([1, 2, 3, 5], 5, "capability 'Cap' has levels 1-3 and 5; levels run 1..N with no gap, so "
+                      "add level 4 or renumber"),
+    ([2, 3], 2, "capability 'Cap' has levels 2-3; levels run 1..N with no gap, so add level 1 "
+                "or renumber"),
+    ([1, 3, 5], 3, "capability 'Cap' has levels 1, 3 and 5; levels run 1..N with no gap, so "
+                   "add levels 2 and 4 or renumber"),
+])
+def test_a_gap_in_a_capabilitys_levels_names_file_line_and_capability(tmp_path, levels, line,
+                                                                       message):
+    rows = "".join(f"Cat,Cap,{lv},crit {lv},question {lv}?\n" for lv in levels)
+    path = tmp_path / "maturity_model.csv"
+    path.write_text("Category,Capability,Level,Criteria,Question\nCat,Other,1,c,q?\n" + rows)
+    with pytest.raises(InputError) as err:
+        csvfiles.read_model(path)
+    assert str(err.value) == f"maturity_model.csv:{line + 1}, column 'Level': {message}"

@@ -368,6 +368,9 @@ def test_without_a_terminal_missing_flags_are_an_error_not_a_hang(ready, args, m
 
 # ---------------------------------------------------------------- 9. interactive setup
 FLOW_NAME = "flow name (empty to finish): "
+REVIEW = ("(w)rite it, (e)dit a row, (d)elete a row, (a)dd flows, or (q)uit writing nothing? "
+          "[w/e/d/a/q] ")
+ROW = "  row number (1-{}, empty to go back): "
 
 
 def test_interactive_setup_writes_flows_model_database_and_commits(tmp_path):
@@ -395,6 +398,12 @@ def test_interactive_setup_writes_flows_model_database_and_commits(tmp_path):
     reply(child, "  team owning auth (optional): ", "")
     reply(child, "  target level for auth in Login [3]: ", "")
     reply(child, FLOW_NAME, "")
+    child.expect_exact("flows.csv will hold 4 rows:")
+    child.expect_exact("    1) Checkout / payment-api / Payments / 4\r\n")
+    child.expect_exact("    4) Login / auth / - / 3\r\n")
+    # Nothing is written before the review (the writers' lock is held meanwhile).
+    assert [p.name for p in folder.iterdir() if p.name != ".sre-tracker.lock"] == []
+    reply(child, REVIEW, "w")
     child.expect_exact("wrote the default maturity_model.csv")
     code, signal, _transcript = finish(child)
 
@@ -447,6 +456,7 @@ def test_interactive_setup_adds_flows_to_existing_ones(ready):
     reply(child, "  team owning search-api (optional): ", "Discovery")
     reply(child, "  target level for search-api in Search [3]: ", "")
     reply(child, FLOW_NAME, "")
+    reply(child, REVIEW, "w")
     code, _signal, _transcript = finish(child)
     rows = [(r.flow, r.asset) for r in csvfiles.read_flows(ready / "flows.csv")]
     assert code == 0
@@ -454,3 +464,123 @@ def test_interactive_setup_adds_flows_to_existing_ones(ready):
                     ("Login", "auth"), ("Search", "search-api")]
     assert "search-api" in {e["asset"] for e in status(ready)["matrix"]}
     assert commits(ready)[0].startswith("setup: ")
+
+
+def test_interactive_setup_review_fixes_a_typo_before_anything_is_written(tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    child = spawn(folder, "setup")
+    reply(child, FLOW_NAME, "Chekout")
+    reply(child, "  assets in Chekout (comma-separated): ", "payment-api, web")
+    reply(child, "  team owning payment-api (optional): ", "Payments")
+    reply(child, "  target level for payment-api in Chekout [3]: ", "")
+    reply(child, "  team owning web (optional): ", "")
+    reply(child, "  target level for web in Chekout [3]: ", "")
+    reply(child, FLOW_NAME, "")
+    reply(child, REVIEW, "e")
+    reply(child, ROW.format(2), "9")
+    child.expect_exact("  no row 9")
+    reply(child, REVIEW, "e")
+    reply(child, ROW.format(2), "1")
+    reply(child, "  flow [Chekout]: ", "Checkout")
+    reply(child, "  asset [payment-api]: ", "")
+    reply(child, "  team [Payments] ('-' for none): ", "-")
+    reply(child, "  target level [3]: ", "5")
+    child.expect_exact("    1) Checkout / payment-api / - / 5\r\n")
+    reply(child, REVIEW, "e")
+    reply(child, ROW.format(2), "2")
+    reply(child, "  flow [Chekout]: ", "Checkout")
+    reply(child, "  asset [web]: ", "payment-api")
+    reply(child, "  team [] ('-' for none): ", "")
+    reply(child, "  target level [3]: ", "")
+    child.expect_exact("  payment-api is already in Checkout (row 1); edit or delete that row")
+    reply(child, REVIEW, "d")
+    reply(child, ROW.format(2), "2")
+    child.expect_exact("  deleted Chekout / web")
+    reply(child, REVIEW, "a")
+    reply(child, FLOW_NAME, "checkout")
+    child.expect_exact("  Checkout already has payment-api; assets named again get the new "
+                       "target")
+    reply(child, "  assets in Checkout (comma-separated): ", "web")
+    reply(child, "  team owning web (optional): ", "Storefront")
+    reply(child, "  target level for web in Checkout [3]: ", "")
+    reply(child, FLOW_NAME, "")
+    reply(child, REVIEW, "x")
+    child.expect_exact("  type w, e, d, a or q")
+    reply(child, REVIEW, "w")
+    code, _signal, _transcript = finish(child)
+    rows = [(r.flow, r.asset, r.team, r.target_level)
+            for r in csvfiles.read_flows(folder / "flows.csv")]
+    assert code == 0
+    assert rows == [("Checkout", "payment-api", "", 5), ("Checkout", "web", "Storefront", 3)]
+
+
+def test_interactive_setup_quit_at_the_review_writes_nothing(tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    child = spawn(folder, "setup")
+    reply(child, FLOW_NAME, "Checkout")
+    reply(child, "  assets in Checkout (comma-separated): ", "web")
+    reply(child, "  team owning web (optional): ", "")
+    reply(child, "  target level for web in Checkout [3]: ", "")
+    reply(child, FLOW_NAME, "")
+    reply(child, REVIEW, "d")
+    reply(child, ROW.format(1), "1")
+    reply(child, REVIEW, "w")
+    child.expect_exact("  at least one row is needed; (a)dd flows")
+    reply(child, REVIEW, "q")
+    code, _signal, _transcript = finish(child)
+    assert code == 0 and list(folder.iterdir()) == []
+
+
+def test_interactive_setup_adding_an_existing_asset_takes_the_new_target(ready):
+    child = spawn(ready, "setup")
+    reply(child, "(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ", "a")
+    reply(child, FLOW_NAME, "Checkout")
+    child.expect_exact("  Checkout already has payment-api, web; assets named again get the new "
+                       "target")
+    reply(child, "  assets in Checkout (comma-separated): ", "payment-api")
+    reply(child, "  target level for payment-api in Checkout [4]: ", "5")
+    child.expect_exact("  payment-api in Checkout: target 4 → 5")
+    reply(child, FLOW_NAME, "")
+    child.expect_exact("    1) Checkout / payment-api / Payments / 5\r\n")
+    reply(child, REVIEW, "w")
+    code, _signal, transcript = finish(child)
+    assert code == 0 and "updated: Checkout/payment-api" in transcript
+    assert next(e for e in status(ready)["matrix"]
+                if e["asset"] == "payment-api")["target_level"] == 5
+
+
+def test_python_interactive_setup_py_runs_the_interactive_setup(tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    child = pexpect.spawn(sys.executable, [str(SCRIPT.with_name("interactive_setup.py")),
+                                           "--data-dir", str(folder)],
+                          env=child_env(), encoding="utf-8", timeout=10, dimensions=(40, 200))
+    child.logfile_read = io.StringIO()
+    reply(child, FLOW_NAME, "Login")
+    reply(child, "  assets in Login (comma-separated): ", "auth")
+    reply(child, "  team owning auth (optional): ", "")
+    reply(child, "  target level for auth in Login [3]: ", "")
+    reply(child, FLOW_NAME, "")
+    reply(child, REVIEW, "w")
+    code, _signal, _transcript = finish(child)
+    assert code == 0 and commits(folder)[0].startswith("setup: ")
+    assert {e["asset"] for e in status(folder)["matrix"]} == {"auth"}
+
+
+def test_interactive_setup_without_git_identity_refuses_before_asking(tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (tmp_path / "gitconfig").write_text("[user]\n\tuseConfigOnly = true\n")
+    env = {k: v for k, v in child_env().items() if not k.startswith(("GIT_AUTHOR",
+                                                                      "GIT_COMMITTER"))}
+    env.update(HOME=str(tmp_path), GIT_CONFIG_GLOBAL=str(tmp_path / "gitconfig"),
+               GIT_CONFIG_NOSYSTEM="1")
+    env.pop("EMAIL", None)
+    child = pexpect.spawn(sys.executable, [str(SCRIPT), "--data-dir", str(folder), "setup"],
+                          env=env, encoding="utf-8", timeout=10)
+    child.logfile_read = io.StringIO()
+    code, _signal, transcript = finish(child)
+    assert code == 1 and "git has no identity to commit with" in transcript
+    assert FLOW_NAME not in transcript and list(folder.iterdir()) == []

@@ -310,11 +310,15 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
         p.write("not saved")
         return None
     with db.transaction():
-        db.record_assessment(
+        changes = db.record_assessment(
             asset, cap.name, outcome.state, outcome.level, answers=outcome.answers,
             failed_question=outcome.failed_question, notes=outcome.notes,
             na_reason=outcome.na_reason, na_until=outcome.na_until, assessed_by=assessor,
             assessed_at=now_iso(),
         )
     p.write("saved")
+    for ch in changes or []:
+        if ch.reason == "reopened" and ch.work_status == mt.REOPENED:
+            p.write(f"  reopened {mt.task_name(*mt.split_key(ch.key)[1:])}: its Rally story is "
+                    "done; the next report --push moves it back to Defined")
     return summary

@@ -11,7 +11,14 @@ import reports
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE, MATRIX_FILE, now_iso
 from errors import EXIT_OK, PartialFailure
-from stories import STORY_FIELDS, index_by_key, record_story, select_for_rally, story_payload
+from stories import (
+    STORY_FIELDS,
+    index_by_key,
+    record_story,
+    reopened_notes,
+    select_for_rally,
+    story_payload,
+)
 
 if TYPE_CHECKING:
     from context import Context
@@ -37,12 +44,15 @@ def push_stories(ctx: Context, items: list[dict], *, include_amber: bool = False
     tag = settings.get("RALLY_TAG")
     selected = select_for_rally(items, include_amber)
     created, adopted, failures = 0, 0, []
+    reopened: list[str] = []
     db = ctx.open_db()
     try:
         with rally.client_from_settings(settings) as rc:
             parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
-            existing = index_by_key(rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS))
+            fetched = rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS)
+            existing = index_by_key(fetched)
             now = now_iso()
+            reopened = reopen_stories(rc, db, settings, items, fetched)
             to_create = []
             with db.transaction():
                 for it in selected:
@@ -81,13 +91,16 @@ def push_stories(ctx: Context, items: list[dict], *, include_amber: bool = False
                     print(file=ctx.out)
                 failures = [(to_create[i]["key"], r.get("error", "failed"))
                             for i, r in enumerate(results) if not r.get("ok")]
-        if created or adopted:
+        if created or adopted or reopened:
             update_matrix_file(ctx, db, {(it["asset"], it["capability"]) for it in selected})
     finally:
         db.close()
-        if created or adopted:
+        if created or adopted or reopened:
+            moved = f", {len(reopened)} moved back to Defined" if reopened else ""
             ctx.commit([DB_FILE, MATRIX_FILE],
-                       f"report --push: {created} stories created, {adopted} adopted")
+                       f"report --push: {created} stories created, {adopted} adopted{moved}")
+    for line in reopened:
+        ctx.print(f"rally: {line}")
     ctx.print(f"rally: {created} stories created, {adopted} existing stories adopted, "
               f"{len(failures)} failed")
     if failures:
@@ -95,6 +108,41 @@ def push_stories(ctx: Context, items: list[dict], *, include_amber: bool = False
             print(f"  not created: {key}: {error}", file=ctx.err)
         raise PartialFailure(f"{len(failures)} of {len(selected)} stories were not created "
                              "(listed above); run report --push again to finish")
+
+
+def reopen_stories(rc, db, settings: Settings, items: list[dict], fetched: list[dict]
+                   ) -> list[str]:
+    """Move the stories of reopened items (a lower re-assessment after the story was completed)
+    back to Defined, with a line in their Notes; the item keeps its one story. Returns what
+    was done, one line per story."""
+    import maturity as mt
+
+    wanted = [it for it in items if it["work_status"] == mt.REOPENED and it.get("rally_oid")]
+    if not wanted:
+        return []
+    by_oid = {str(s.get("ObjectID")): s for s in fetched if s.get("ObjectID")}
+    by_key = index_by_key(fetched)
+    cells = db.load_cells({(it["asset"], it["capability"]) for it in wanted})
+    done = []
+    for it in wanted:
+        story = by_oid.get(str(it["rally_oid"])) or by_key.get(it["key"])
+        if story is None:
+            continue  # gone from Rally: the next sync marks it Missing in Rally
+        state = story.get("ScheduleState") or "Defined"
+        if state in mt.RALLY_DONE_STATES:
+            cell = cells.get((it["asset"], it["capability"]))
+            level = cell.level if cell is not None and cell.state == mt.ASSESSED else None
+            notes = reopened_notes(story.get("Notes"), cell.assessed_by if cell else "",
+                                   cell.assessed_at if cell else now_iso(), level, it["level"])
+            rc.update_story(str(story.get("ObjectID") or it["rally_oid"]),
+                            {"ScheduleState": "Defined", "Notes": notes})
+            done.append(f"{story.get('FormattedID') or it['rally_id']} ({it['key']}) moved "
+                        f"back from {state} to Defined: the item was reopened")
+            state = "Defined"
+        # Store at once, story by story: a run that dies later must not add the note twice.
+        with db.transaction():
+            db.apply_story_states({it["key"]: state}, now_iso())
+    return done
 
 
 def push_page(ctx: Context, items: list[dict] | None = None) -> int:

@@ -54,6 +54,17 @@ def story_notes(key: str) -> str:
     return html.escape(f"{KEY_MARKER} {key}", quote=False)
 
 
+def reopened_notes(notes: str | None, who: str, when: str, level: int | None,
+                   item_level: int) -> str:
+    """The story's Notes with one line appended saying who found the level lower, when, and
+    which level they found (Rally rich text: the line is escaped, after a line break)."""
+    found = f"L{level}" if level is not None else "not assessed"
+    line = (f"Reopened by sre-tracker: {who or 'unknown'} re-assessed on {when[:10]} and found "
+            f"{found}, below L{item_level}; moved back to Defined.")
+    notes = (notes or "").rstrip()
+    return (notes + "<br />" if notes else "") + html.escape(line, quote=False)
+
+
 def key_from_text(text: str | None) -> str | None:
     """The item key found in a story's Notes (or Name), tolerating Rally's HTML.
 

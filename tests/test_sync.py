@@ -164,6 +164,51 @@ def test_sync_marks_completed_stories_done_awaiting_reassessment(gaps, run, rall
     assert last_commit(gaps) == "sync: 1 statuses changed, 0 stories adopted (from Rally)"
 
 
+def test_push_moves_a_reopened_items_completed_story_back_to_defined(gaps, run, rally):
+    run(gaps, "report", "--push")
+    story = next(s for s in sre_stories(rally) if s["Name"].endswith("L2"))
+    story["ScheduleState"] = "Completed"
+    run(gaps, "sync", "--no-confluence")
+    code, out, _err = run(gaps, "assess", "--asset", "web", "--capability", "On-call",
+                          "--level", "1", "--assessor", "alice")
+    assert "  reopened On-call → L2: its Rally story is done; the next report --push moves it " \
+        "back to Defined" in out.splitlines()
+    assert items(gaps)["web / On-call / 2"]["work_status"] == "Reopened"
+    when = items(gaps)["web / On-call / 2"]["updated_at"][:10]
+
+    code, out, err = run(gaps, "report", "--push")
+    item = items(gaps)["web / On-call / 2"]
+    assert code == 0, err
+    assert f"rally: {story['FormattedID']} (web / On-call / 2) moved back from Completed to " \
+        "Defined: the item was reopened" in out
+    assert len(sre_stories(rally)) == 2  # the same story, never a second one
+    assert story["ScheduleState"] == "Defined"
+    assert story["Notes"].endswith(
+        f"<br />Reopened by sre-tracker: alice re-assessed on {when} and found L1, below L2; "
+        "moved back to Defined.")
+    assert "web / On-call / 2" in story["Notes"]
+    assert (item["work_status"], item["state"], item["rally_id"]) == (
+        "Defined", "open", story["FormattedID"])
+    assert last_commit(gaps) == "report --push: 0 stories created, 0 adopted, 1 moved back to " \
+        "Defined"
+    notes = story["Notes"]
+    code, out, _err = run(gaps, "report", "--push")
+    assert code == 0 and "moved back" not in out and story["Notes"] == notes
+
+
+def test_a_reopened_item_whose_story_the_team_already_moved_takes_its_state(gaps, run, rally):
+    run(gaps, "report", "--push")
+    story = next(s for s in sre_stories(rally) if s["Name"].endswith("L2"))
+    story["ScheduleState"] = "Accepted"
+    run(gaps, "sync", "--no-confluence")
+    run(gaps, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    story["ScheduleState"] = "In-Progress"
+    notes = story["Notes"]
+    code, out, _err = run(gaps, "report", "--push")
+    assert code == 0 and "moved back" not in out and story["Notes"] == notes
+    assert items(gaps)["web / On-call / 2"]["work_status"] == "In-Progress"
+
+
 def test_sync_with_nothing_changed_makes_no_commit(gaps, run, rally):
     run(gaps, "report", "--push")
     before = git(gaps, "rev-parse", "HEAD")

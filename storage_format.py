@@ -223,7 +223,7 @@ def _read_table(page: sp.Page, table: etree._Element, title: str) -> _Table:
                                   f"<{sp.qualified(child)}>; remove it from the table")
     # locate() only returns a table whose first row is a header row holding our columns.
     header = _read_row(page, rows[0][0], what)
-    names = [sp.collapse(sp.cell_text(c.markup)) for c in header.cells]
+    names = [sp.collapse(t) for t in sp.cell_texts([c.markup for c in header.cells])]
     tool_index: dict[str, int] = {}
     folded = {c.casefold(): c for c in COLUMNS}
     for i, name in enumerate(names):
@@ -232,10 +232,11 @@ def _read_table(page: sp.Page, table: etree._Element, title: str) -> _Table:
             tool_index[column] = i
     data_rows = [_read_row(page, tr, what) for tr, _section in rows[1:]]
     task_at, asset_at = tool_index["Task"], tool_index["Asset Name"]
-    for row in data_rows:
-        if task_at < len(row.cells) and asset_at < len(row.cells):
-            row.key = (sp.collapse(sp.cell_text(row.cells[task_at].markup)),
-                       sp.collapse(sp.cell_text(row.cells[asset_at].markup)))
+    keyed = [r for r in data_rows if task_at < len(r.cells) and asset_at < len(r.cells)]
+    texts = iter(sp.cell_texts([m for r in keyed for m in (r.cells[task_at].markup,
+                                                           r.cells[asset_at].markup)]))
+    for row in keyed:
+        row.key = (sp.collapse(next(texts)), sp.collapse(next(texts)))
     return _Table(open_tag, captions, cols, header, rows[0][1] == "thead", names, tool_index,
                   data_rows)
 

@@ -56,6 +56,7 @@ AC = "{" + NAMESPACES["ac"] + "}"
 _XHTML = "http://www.w3.org/1999/xhtml"
 _ROOT = "sre-tracker-root"
 _MARK = "sre-tracker-splice"
+_CELL = "sre-tracker-cell"
 
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 # Elements whose start begins a new line of text in a cell (a cell may hold several <p>).
@@ -109,27 +110,30 @@ def norm(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------- parsing
-def _entity_dtd() -> str:
-    decls = []
-    for name, value in html.entities.html5.items():
-        if not name.endswith(";") or name[:-1] in ("amp", "lt", "gt", "quot", "apos"):
-            continue
-        # ``&#38;#60;`` keeps a ``<`` or ``&`` replacement text from being read as markup.
-        ref = "".join(f"&#38;#{ord(c)};" if c in "<&" else f"&#{ord(c)};" for c in value)
-        decls.append(f'<!ENTITY {name[:-1]} "{ref}">')
-    return f"<!DOCTYPE {_ROOT} [\n" + "\n".join(decls) + "\n]>\n"
+def _entity_decl(name: str) -> str:
+    value = html.entities.html5[name + ";"]
+    # ``&#38;#60;`` keeps a ``<`` or ``&`` replacement text from being read as markup.
+    ref = "".join(f"&#38;#{ord(c)};" if c in "<&" else f"&#{ord(c)};" for c in value)
+    return f'<!ENTITY {name} "{ref}">'
 
 
-_DTD = _entity_dtd()
+_DECLS = {name[:-1]: _entity_decl(name[:-1]) for name in html.entities.html5
+          if name.endswith(";") and name[:-1] not in ("amp", "lt", "gt", "quot", "apos")}
+_REFERENCE = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 _OPEN_ROOT = f"<{_ROOT} " + " ".join(f'xmlns:{p}="{u}"' for p, u in NAMESPACES.items()) + ">"
 _CLOSE_ROOT = f"</{_ROOT}>"
 
 
 def xml_parse(body: str, *, resolve: bool) -> etree._Element:
-    """Parse a storage fragment inside the wrapper; ``resolve`` expands entity references."""
+    """Parse a storage fragment inside the wrapper; ``resolve`` expands entity references.
+
+    The wrapper's internal DTD declares the HTML named entities the body uses (only those: a
+    full HTML5 list would make every parse slow); an unknown name stays an error."""
     parser = etree.XMLParser(strip_cdata=False, resolve_entities=resolve, recover=False,
                              no_network=True, huge_tree=False, load_dtd=False)
-    data = (_DTD + _OPEN_ROOT + body + _CLOSE_ROOT).encode("utf-8")
+    used = sorted({m for m in _REFERENCE.findall(body) if m in _DECLS})
+    dtd = f"<!DOCTYPE {_ROOT} [\n" + "\n".join(_DECLS[n] for n in used) + "\n]>\n"
+    data = (dtd + _OPEN_ROOT + body + _CLOSE_ROOT).encode("utf-8")
     return etree.fromstring(data, parser)
 
 
@@ -292,17 +296,25 @@ def text_all(el: etree._Element) -> str:
 
 
 def cell_text(markup: str) -> str:
-    """The words a reader sees in a cell someone may have edited by hand, for matching rows.
+    """The words a reader sees in a cell someone may have edited by hand (see
+    :func:`cell_texts`)."""
+    return cell_texts([markup])[0]
+
+
+def cell_texts(markups: Sequence[str]) -> list[str]:
+    """The visible text of each cell's markup, for matching rows and reading headers.
 
     BeautifulSoup's tolerance is what is wanted here (stray markup a person pasted, odd
-    entities); macro parameters and task ids are not part of the visible text. Only for
-    reading: the splice itself never goes through an HTML parser."""
-    soup = BeautifulSoup(markup, "html.parser")
+    entities); macro parameters and task ids are not part of the visible text. One parse for
+    all the cells (each wrapped in its own element). Only for reading: the splice itself never
+    goes through an HTML parser."""
+    wrapped = "".join(f"<{_CELL}>{m}</{_CELL}>" for m in markups)
+    soup = BeautifulSoup(wrapped, "html.parser")
     for hidden in soup.find_all(_HIDDEN_NAMES):
         hidden.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")
-    return soup.get_text(" ")
+    return [cell.get_text(" ") for cell in soup.find_all(_CELL)]
 
 
 # ---------------------------------------------------------------------------- locating
@@ -348,7 +360,8 @@ def header_texts(page: Page, table: etree._Element) -> list[str] | None:
     tr = header_row(table)
     if tr is None:
         return None
-    return [collapse(cell_text(page.markup(c))) for c in tr if local(c) in ("td", "th")]
+    return [collapse(t) for t in cell_texts(
+        [page.markup(c) for c in tr if local(c) in ("td", "th")])]
 
 
 def _shadowed(el: etree._Element) -> bool:

@@ -101,21 +101,31 @@ def xhtml_error(body: str) -> str | None:
     return None
 
 
+_PIECES = re.compile(r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>|<[^<>]*>", re.S)
+
+
 def normalise(body: str, flavour: str) -> str:
     """What Confluence does to a body on save (lexical only; the data stays): ``" />"`` becomes
     ``"/>"``, new status macros get ``ac:schema-version`` and an ``ac:macro-id``, new tables get
-    Cloud's ``data-layout``/``ac:local-id`` or Data Center's ``class="wrapped"``."""
-    body = body.replace(" />", "/>")
+    Cloud's ``data-layout``/``ac:local-id`` or Data Center's ``class="wrapped"``. Only tags are
+    rewritten: CDATA, comments and text are stored exactly as sent."""
 
-    def macro(m: re.Match) -> str:
-        return (f'<ac:structured-macro ac:name="{m.group(1)}" ac:schema-version="1" '
-                f'ac:macro-id="{uuid.uuid4()}">')
+    def tag(m: re.Match) -> str:
+        piece = m.group(0)
+        if piece.startswith(("<!", "<?")):
+            return piece
+        if piece.endswith(" />"):
+            piece = piece[:-3] + "/>"
+        macro = re.fullmatch(r'<ac:structured-macro ac:name="([^"]+)">', piece)
+        if macro:
+            return (f'<ac:structured-macro ac:name="{macro.group(1)}" ac:schema-version="1" '
+                    f'ac:macro-id="{uuid.uuid4()}">')
+        if piece == "<table>":
+            return (f'<table data-layout="default" ac:local-id="{uuid.uuid4()}">'
+                    if flavour == "cloud" else '<table class="wrapped">')
+        return piece
 
-    body = re.sub(r'<ac:structured-macro ac:name="([^"]+)">', macro, body)
-    if flavour == "cloud":
-        return re.sub(r"<table>", lambda _m: f'<table data-layout="default" '
-                      f'ac:local-id="{uuid.uuid4()}">', body)
-    return body.replace("<table>", '<table class="wrapped">')
+    return _PIECES.sub(tag, body)
 
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -501,6 +511,7 @@ class FakeConfluence(FakeServer):
         page["title"] = title
         stored = normalise(body, flavour) if self.normalise_bodies else body
         self._save(page, stored, message, minor, "api")
+        page["history"][-1]["sent"] = body  # the body exactly as the client sent it
         return None
 
     def after_put_fault(self) -> dict | None:

@@ -3,6 +3,8 @@ row splitting, backslash escapes, entities and formatting (tests/wiki_renderer.p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,3 +169,29 @@ def test_storage_twin_and_page_update_agree_with_the_paste(values):
     [stored] = storage_format.table_rows(page, "SRE Action Items")
     for column, text in zip(PAGE_COLUMNS, texts, strict=True):
         assert seen(stored[column]) == seen(text), column
+
+
+# --- the example data, end to end ---------------------------------------------------------
+
+def test_example_data_paste_shows_the_data(tmp_path, run):
+    import shutil
+
+    import views
+    from database import Database
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("flows.csv", "assessments.csv"):
+        shutil.copy(Path(__file__).parent.parent / "examples" / name, folder / name)
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    assert run(folder, "report")[0] == 0
+    text = (folder / "confluence_page.txt").read_text(encoding="utf-8")
+    with Database(folder / "sre_data.db") as db:
+        rows = reports.todo_rows(views.load_view(db)[2])
+    header, *body = read_table(text)
+    assert len(body) == len(rows) > 0
+    assert "Monitoring & Observability" in {r["Category"] for r in rows}
+    for row, cells in zip(rows, body, strict=True):
+        assert len(cells) == 11 and not any(c.header or c.formats for c in cells)
+        for column, cell in zip(PAGE_COLUMNS, cells, strict=True):
+            assert seen(cell.text) == seen(reports.clean_text(row[column])), column

@@ -154,19 +154,19 @@ def push_page(ctx: Context, items: list[dict] | None = None) -> int:
         ctx.notice(f"Confluence page skipped: {', '.join(missing)} not set")
         return EXIT_OK
     import confluence
+    import maturity as mt
+    import views
 
-    if items is None:
-        import maturity as mt
-        import views
-
-        with ctx.open_db() as db:
+    with ctx.open_db() as db:
+        if items is None:
             items = views.items(db, states=(mt.OPEN, mt.DONE))
+        known = views.item_keys(db)  # closed items too: their rows leave the page
     rows = reports.todo_rows(items)
     client = confluence.client_from_settings(settings)
     try:
         result = confluence.update_todo_table(
             client, settings.get("CONFLUENCE_PAGE_ID"), settings.get("CONFLUENCE_TABLE_TITLE"),
-            rows, reports.item_keys(items),
+            rows, known,
         )
     finally:
         client.close()

@@ -78,12 +78,6 @@ def todo_row(it: Mapping) -> dict[str, str]:
     }
 
 
-def item_keys(items: Iterable[Mapping]) -> set[tuple[str, str]]:
-    """(Task, Asset Name) of every item, open or closed: the rows of the page table that are
-    the tool's (any other row there is a person's)."""
-    return {(mt.task_name(it["capability"], it["level"]), it["asset"]) for it in items}
-
-
 def neutralise(cell: str) -> str:
     """Stop spreadsheet apps from executing a cell (CSV formula injection)."""
     if cell and cell[0] in "=+-@\t\r":

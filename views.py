@@ -130,6 +130,14 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
     return rows
 
 
+def item_keys(db) -> set[tuple[str, str]]:
+    """(Task, Asset Name) of every stored item, open or closed: the rows of the page's to-do
+    table that are the tool's (any other row there is a person's)."""
+    import maturity as mt
+
+    return {(mt.task_name(r["capability"], r["level"]), r["asset"]) for r in db.item_rows()}
+
+
 def item_dicts(db, rows: Sequence) -> Iterator[dict]:
     """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows,
     made one at a time."""

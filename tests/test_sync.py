@@ -371,6 +371,30 @@ def test_sync_shows_the_new_status_on_the_page(gaps, run, rally, wiki):
         {"Completed – awaiting re-assessment"}
 
 
+def test_verified_rows_leave_the_page_and_a_persons_look_alike_row_stays(gaps, run, rally,
+                                                                        wiki):
+    run(gaps, "report", "--push")
+    # Someone adds a row whose Task looks like the tool's, for an asset the tool does not know.
+    def add_row(body: str) -> str:
+        columns = [c for c in storage_format.table_rows(body, "SRE Action Items")[0]
+                   if not c.startswith("_")]
+        values = {"Asset Name": "legacy-db", "Task": "Backups → L2", "Owner": "DBA"}
+        cells = "".join(f"<td><p>{values.get(c, 'x')}</p></td>" for c in columns)
+        return body.replace("</tbody></table>", f"<tr>{cells}</tr></tbody></table>", 1)
+
+    wiki.human_edit(wiki.page_id, add_row)
+    for s in sre_stories(rally):
+        s["ScheduleState"] = "Accepted"
+    run(gaps, "sync", "--no-confluence")
+    run(gaps, "assess", "--asset", "web", "--capability", "On-call", "--level", "3")
+    code, out, err = run(gaps, "sync")
+    table = storage_format.table_rows(wiki.body(wiki.page_id), "SRE Action Items")
+    assert code == 0, err
+    assert "(2 rows removed)" in out
+    assert [(r["Asset Name"], r["Task"]) for r in table] == [
+        ("-", "nothing yet"), ("legacy-db", "Backups → L2")]  # people's rows only
+
+
 def test_sync_from_csv_also_updates_the_page(gaps, run, wiki, tmp_path):
     export = tmp_path / "export.csv"
     export.write_text(EXPORT, encoding="utf-8")

@@ -33,6 +33,10 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "CONFLUENCE_API": ("auto", "cloud, datacenter or auto"),
     "CONFLUENCE_PAGE_ID": (None, "id of the to-do page"),
     "CONFLUENCE_TABLE_TITLE": ("SRE Action Items", "heading the to-do table sits under"),
+    "CONFLUENCE_RULEBOOK_PAGE_ID": (None, "id of the Rulebook page (the model, under heading "
+                                          "'SRE Maturity Model')"),
+    "CONFLUENCE_MATRIX_PAGE_ID": (None, "id of the matrix page (heatmap under heading "
+                                        "'SRE Maturity Matrix')"),
     "SRE_TRACKER_DATA_DIR": (None, "data folder"),
     "SRE_TRACKER_GIT_COMMIT": ("true", "false turns the git commits off"),
 }
@@ -153,7 +157,8 @@ def validate(name: str, value: str) -> str:
     if name.endswith("_BASE_URL"):
         _check_url(name, value)
         return value.rstrip("/")
-    if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID"):
+    if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID",
+                "CONFLUENCE_RULEBOOK_PAGE_ID", "CONFLUENCE_MATRIX_PAGE_ID"):
         if not value.isdigit():
             raise ConfigError(f"{name} must be a numeric id, not {value!r}")
     elif name == "RALLY_PARENT_ID":

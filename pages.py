@@ -6,14 +6,14 @@ Files: ``confluence_rulebook.txt`` (wiki markup to paste) and ``confluence_ruleb
 Pages: ``CONFLUENCE_RULEBOOK_PAGE_ID`` gets the Rulebook table under the heading
 ``SRE Maturity Model``, ``CONFLUENCE_MATRIX_PAGE_ID`` the matrix table under
 ``SRE Maturity Matrix``, with the to-do table's rules (byte-exact splice, no version when the
-table is unchanged, 409 re-read and re-applied: :func:`confluence.update_page_table`).
+table is unchanged, 409 re-read and re-applied: :func:`confluence.update_page` with
+``storage_page.table_edit``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matrix_page
@@ -27,20 +27,6 @@ MATRIX_SETTING = "CONFLUENCE_MATRIX_PAGE_ID"
 PAGE_SETTINGS = {RULEBOOK_SETTING: rulebook.TITLE, MATRIX_SETTING: matrix_page.CONFLUENCE_TITLE}
 
 
-def write_stream(path: Path, chunks: Iterable[str]) -> None:
-    """Write text given in pieces via a temporary file: never half a file, never the whole
-    text in memory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_files(ctx: Context, out_dir: Path, matrix: Sequence[Mapping],
                 flows: Sequence[Mapping], items: Sequence[Mapping]) -> list[str]:
     """Write the Rulebook files and ``sre_matrix.html``; return the summary lines to print.
@@ -51,6 +37,7 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[Mapping],
     import gitops
     from csvfiles import atomic_write
     from database import DB_FILE, now_iso
+    from views import atomic_stream
 
     now = now_iso()
     dates = matrix_page.week_ends(now)
@@ -62,11 +49,51 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[Mapping],
     atomic_write(out_dir / rulebook.HTML_FILE, rulebook.storage_table(table_rows) + "\n")
     commit = gitops.head(ctx.data_dir, DB_FILE)
     generated = now[:16].replace("T", " ") + " UTC"
-    write_stream(out_dir / matrix_page.HTML_FILE,
-                 matrix_page.render(matrix, flows, items, trend=trend, dates=dates,
-                                    generated=generated, commit=commit))
+    with atomic_stream(out_dir / matrix_page.HTML_FILE) as fh:
+        for piece in matrix_page.render(matrix, flows, items, trend=trend, dates=dates,
+                                        generated=generated, commit=commit):
+            fh.write(piece)
     return [
         f"{rulebook.TEXT_FILE}: the maturity model, {len(table_rows)} levels (paste it like "
         f"confluence_page.txt); {rulebook.HTML_FILE}: the same in storage format",
         f"{matrix_page.HTML_FILE}: the matrix as a heatmap per flow (open it in a browser)",
     ]
+
+
+def update_confluence(ctx: Context) -> None:
+    """Bring the Rulebook and matrix pages whose ids are set up to date (one read each, a
+    write only when the table changed), or say why they are skipped."""
+    settings = ctx.settings
+    wanted = [(name, title) for name, title in PAGE_SETTINGS.items() if settings.get(name)]
+    if not wanted:
+        return
+    missing = [m for m in settings.confluence_missing() if m != "CONFLUENCE_PAGE_ID"]
+    if missing:
+        ctx.notice(f"Confluence pages {', '.join(repr(t) for _n, t in wanted)} skipped: "
+                   f"{', '.join(missing)} not set")
+        return
+    import confluence
+    import storage_page
+    import views
+
+    with ctx.open_db() as db:
+        model = db.load_model()
+        matrix, flows = views.matrix(db)
+    client = confluence.client_from_settings(settings)
+    try:
+        for name, title in wanted:
+            if name == RULEBOOK_SETTING:
+                markup = rulebook.storage_table(rulebook.rows(model))
+                is_ours = storage_page.has_columns(*rulebook.SIGNATURE)
+            else:
+                markup = matrix_page.confluence_table(matrix, flows, client.flavour)
+                is_ours = storage_page.has_columns(*matrix_page.SIGNATURE)
+            edit = storage_page.table_edit(title, is_ours, markup, "table updated")
+            result = confluence.update_page(client, settings.get(name), edit)
+            if result["changed"]:
+                ctx.print(f"confluence: '{title}' page updated to version {result['version']} "
+                          f"({result['summary']})")
+            else:
+                ctx.print(f"confluence: '{title}' table already up to date (no new version)")
+    finally:
+        client.close()

@@ -54,7 +54,10 @@ def run(opts: ReportOptions, ctx: Context) -> int:
         del items
     write_files(ctx, opts)
     if opts.push:
+        import pages
+
         code = push.push_page(ctx)
+        pages.update_confluence(ctx)
     if partial is not None:
         raise partial
     return code

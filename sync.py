@@ -142,6 +142,10 @@ def run(opts: SyncOptions, ctx: Context) -> int:
                    f"(from {source})")
     if opts.no_confluence:
         return EXIT_OK
-    return push_page(ctx)
+    import pages
+
+    code = push_page(ctx)
+    pages.update_confluence(ctx)
+    return code
 
 

@@ -14,7 +14,10 @@ import matrix_page
 import maturity as mt
 import reports
 import rulebook
+import storage_page
 from conftest import FLOWS, MODEL, git
+from fake_confluence import FakeConfluence
+from fake_rally import FakeRally
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
@@ -339,3 +342,163 @@ def test_trend_line_is_inline_svg_with_a_text_equivalent(assessed, run):
     assert "Go-live capabilities met" in caption and "weekly" in caption
     assert svg.get("role") == "img" and "Checkout" in svg.get("aria-label")
     assert matrix_page.trend_svg([None, None], ["d1", "d2"], "F").startswith("<p")
+
+
+# ------------------------------------------------------------------------ on Confluence
+RULEBOOK_PAGE = ('<p>Read this before you assess.&nbsp;<ac:link><ri:user ri:account-id="42"/>'
+                 '</ac:link></p><h2>SRE Maturity Model</h2><p>Kept by the tool:</p>'
+                 '<table><tbody><tr><th><p>Term</p></th><th><p>Meaning</p></th></tr>'
+                 '<tr><td><p>SLO</p></td><td><p>a target</p></td></tr></tbody></table>'
+                 '<h2>Notes</h2><ac:structured-macro ac:name="code"><ac:plain-text-body>'
+                 '<![CDATA[a < b && c]]></ac:plain-text-body></ac:structured-macro>')
+MATRIX_PAGE = '<p>intro</p><p>Owner: SRE &copy; 2026</p>'
+EMPTY_EXPORT = "Formatted ID,Schedule State\n"
+
+
+@pytest.fixture(params=["cloud", "datacenter"])
+def site(request, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A fake Confluence (both flavours) with a Rulebook page and a matrix page, their ids
+    set; no to-do page. ``site.export`` is an empty Rally export for ``sync --from-csv``."""
+    with FakeConfluence() as fake:
+        fake.flavour = request.param
+        fake.rulebook = fake.add_page("SRE Rulebook", RULEBOOK_PAGE, version=3)
+        fake.matrix = fake.add_page("SRE Matrix", MATRIX_PAGE)
+        if request.param == "cloud":
+            settings = {"CONFLUENCE_BASE_URL": fake.cloud_url, "CONFLUENCE_API": "cloud",
+                        "CONFLUENCE_USER": fake.email, "CONFLUENCE_API_TOKEN": fake.api_token}
+        else:
+            settings = {"CONFLUENCE_BASE_URL": fake.dc_url, "CONFLUENCE_API": "datacenter",
+                        "CONFLUENCE_PAT": fake.pat}
+        settings.update({"CONFLUENCE_RULEBOOK_PAGE_ID": fake.rulebook,
+                         "CONFLUENCE_MATRIX_PAGE_ID": fake.matrix})
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        fake.export = tmp_path / "export.csv"
+        fake.export.write_text(EMPTY_EXPORT, encoding="utf-8")
+        yield fake
+
+
+def our_table(body: str, title: str, signature: tuple[str, ...]):
+    found = storage_page.locate(storage_page.load(body), title,
+                                storage_page.has_columns(*signature))
+    assert found.table is not None
+    return found.table
+
+
+def rows_of(table) -> list[list[str]]:
+    return [[storage_page.text(c) for c in tr if storage_page.local(c) in ("td", "th")]
+            for tr in table.iter("tr")]
+
+
+def sent_bodies(site) -> list[str]:
+    """The bodies of the PUTs sent (Cloud and Data Center nest them differently)."""
+    return [(put["body"].get("storage") or put["body"])["value"] for put in site.puts()]
+
+
+def sync(run, folder: Path, site) -> tuple[int, str, str]:
+    return run(folder, "sync", "--from-csv", str(site.export))
+
+
+def test_first_write_puts_both_tables_and_keeps_every_other_byte(assessed, run, site):
+    code, out, err = sync(run, assessed, site)
+    rulebook_body = site.body(site.rulebook)
+    matrix_body = site.body(site.matrix)
+    table = our_table(rulebook_body, "SRE Maturity Model", rulebook.SIGNATURE)
+    cells = rows_of(table)
+    matrix_rows = rows_of(our_table(matrix_body, "SRE Maturity Matrix", matrix_page.SIGNATURE))
+    assert code == 0, err
+    assert "'SRE Maturity Model' page updated to version 4 (table updated)" in out
+    assert "'SRE Maturity Matrix' page updated to version 2 (table updated)" in out
+    assert "Confluence page skipped: CONFLUENCE_PAGE_ID" in err  # the to-do page is not set
+    # The tool's table goes right after the heading; every other byte is sent as it was.
+    head, tail = RULEBOOK_PAGE.split("<p>Kept by the tool:</p>")
+    sent = sent_bodies(site)
+    assert sent[0].startswith(head + "<table>") and sent[0].endswith(
+        "</table><p>Kept by the tool:</p>" + tail)
+    assert sent[1].startswith(MATRIX_PAGE + "<h2>SRE Maturity Matrix</h2><table>")
+    assert cells[0] == rulebook.COLUMNS and len(cells) == 16
+    assert cells[1][:3] == ["Monitoring", "Dashboards", "L1"]
+    assert matrix_body.startswith(MATRIX_PAGE + "<h2>SRE Maturity Matrix</h2><table")
+    assert matrix_rows[0] == [*matrix_page.CONFLUENCE_COLUMNS, "Monitoring", "Alerting"]
+    assert matrix_rows[1] == ["Checkout", "weakest link", "", "", "2* Amber", "0* Red"]
+    assert ["Checkout", "payment-api", "Payments", "4", "2 Amber", "0 Red"] in matrix_rows
+    assert ["Login", "auth", "Identity", "3", "–", "–"] in matrix_rows
+
+
+def test_matrix_cells_carry_the_flavours_cell_highlight(assessed, run, site):
+    sync(run, assessed, site)
+    table = our_table(site.body(site.matrix), "SRE Maturity Matrix", matrix_page.SIGNATURE)
+    by_text = {storage_page.text(td): dict(td.attrib) for td in table.iter("td")}
+    highlights = matrix_page.HIGHLIGHTS[site.flavour]
+    # What the fake stored is what was sent, as the flavour's editor stores a highlight.
+    assert by_text["0* Red"] == highlights[mt.RED]
+    assert by_text["2* Amber"] == highlights[mt.AMBER]
+    assert by_text["3* Green"] == highlights[mt.GREEN]
+    assert by_text["–"] == highlights[None]
+    if site.flavour == "cloud":
+        assert by_text["0* Red"] == {"data-highlight-colour": "#ffebe6"}
+    else:
+        assert by_text["0* Red"] == {"class": "highlight-red", "data-highlight-colour": "red"}
+
+
+def test_unchanged_tables_make_no_version_and_a_change_makes_one(assessed, run, site):
+    sync(run, assessed, site)
+    puts = site.count("PUT")
+    code, out, _err = sync(run, assessed, site)
+    assert code == 0
+    assert "'SRE Maturity Model' table already up to date (no new version)" in out
+    assert "'SRE Maturity Matrix' table already up to date (no new version)" in out
+    assert site.count("PUT") == puts
+    assert (site.version(site.rulebook), site.version(site.matrix)) == (4, 2)
+
+    run(assessed, "assess", "--asset", "auth", "--capability", "Dashboards", "--level", "4")
+    code, out, _err = sync(run, assessed, site)
+    matrix_rows = rows_of(our_table(site.body(site.matrix), "SRE Maturity Matrix",
+                                    matrix_page.SIGNATURE))
+    assert code == 0 and "'SRE Maturity Matrix' page updated to version 3" in out
+    assert (site.version(site.rulebook), site.version(site.matrix)) == (4, 3)
+    assert ["Login", "auth", "Identity", "3", "4 Green", "–"] in matrix_rows
+
+
+def test_a_409_rereads_and_keeps_the_concurrent_edit(assessed, run, site):
+    sync(run, assessed, site)
+    run(assessed, "assess", "--asset", "web", "--capability", "Dashboards", "--level", "1")
+    site.edit_before_put(site.matrix, lambda body: body.replace("<p>intro</p>",
+                                                                "<p>intro, edited</p>"))
+    code, out, err = sync(run, assessed, site)
+    body = site.body(site.matrix)
+    history = site.pages[site.matrix]["history"]
+    assert code == 0, err
+    assert "'SRE Maturity Matrix' page updated to version 4" in out
+    assert body.startswith("<p>intro, edited</p><p>Owner: SRE &copy; 2026</p><h2>")
+    assert [h["by"] for h in history] == ["seed", "api", "human", "api"]
+    assert ["Checkout", "web", "Storefront", "3", "1 Red", "3* Green"] in rows_of(
+        our_table(body, "SRE Maturity Matrix", matrix_page.SIGNATURE))
+
+
+def test_report_push_keeps_the_pages_current_too(assessed, run, site, monkeypatch):
+    with FakeRally() as fake:
+        for name, value in (("RALLY_BASE_URL", fake.url), ("RALLY_API_KEY", fake.api_key),
+                            ("RALLY_WORKSPACE_ID", fake.workspace_id),
+                            ("RALLY_PROJECT_ID", fake.project_id), ("RALLY_PARENT_ID", "F1")):
+            monkeypatch.setenv(name, value)
+        code, out, err = run(assessed, "report", "--push")
+    assert code == 0, err
+    assert "'SRE Maturity Model' page updated" in out and "'SRE Maturity Matrix' page" in out
+    assert site.version(site.matrix) == 2
+
+
+def test_pages_without_credentials_are_skipped_with_a_notice(assessed, run, site,
+                                                             monkeypatch):
+    for name in ("CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT"):
+        monkeypatch.delenv(name, raising=False)
+    code, _out, err = sync(run, assessed, site)
+    assert code == 0
+    assert "Confluence pages 'SRE Maturity Model', 'SRE Maturity Matrix' skipped:" in err
+    assert site.count("PUT") == 0
+
+
+def test_a_page_id_must_be_numeric(ready, run, monkeypatch):
+    monkeypatch.setenv("CONFLUENCE_MATRIX_PAGE_ID", "matrix")
+    code, _out, err = run(ready, "report")
+    assert code == 1 and "CONFLUENCE_MATRIX_PAGE_ID must be a numeric id" in err

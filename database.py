@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import interrupts
 import maturity as mt
@@ -26,9 +25,6 @@ from names import unknown_message
 from schema import APPLICATION_ID, SCHEMA_VERSION, now_iso
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "DB_FILE", "MATRIX_FILE", "Database", "now_iso"]
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DB_FILE = "sre_data.db"
 MATRIX_FILE = "sre_matrix.csv"
@@ -384,12 +380,6 @@ class Database:
             "SELECT asset, capability, new_state, new_level, na_until, assessed_at "
             "FROM assessments ORDER BY assessed_at, seq"
         )
-
-    def frame(self, sql: str, params: Iterable[object] = ()) -> pd.DataFrame:
-        """A query as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.read_sql_query(sql, self.conn, params=list(params))
 
     # ------------------------------------------------------------------ setup import
     def import_definitions(

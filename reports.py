@@ -14,9 +14,12 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import maturity as mt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The to-do table's columns, in SPEC §6 order (the page, confluence_page.txt, the HTML).
 PAGE_COLUMNS = [
@@ -330,6 +333,19 @@ def matrix_csv(matrix: Sequence[Mapping]) -> str:
     return buf.getvalue()
 
 
+def matrix_frame_csv(frame: pd.DataFrame) -> str:
+    """The matrix frame (:func:`views.matrix_frame`) as CSV text, byte for byte what
+    :func:`matrix_csv` writes for the same matrix (``export`` goes through pandas; the files
+    written on every commit keep the csv module)."""
+    import pandas as pd
+
+    out = frame.reset_index()[list(MATRIX_FRAME_COLUMNS)]
+    for name in MATRIX_TEXT_COLUMNS:
+        out[name] = out[name].map(lambda v: neutralise(v or ""))
+    out.columns = pd.Index(MATRIX_COLUMNS)
+    return out.to_csv(index=False, lineterminator="\n", na_rep="")
+
+
 def matrix_writer(stream: TextIO):
     """A csv writer in the matrix file's dialect (``\\n`` line ends, minimal quoting)."""
     return csv.writer(stream, lineterminator="\n")
@@ -347,6 +363,14 @@ MATRIX_COLUMNS = [
     "Go Live Level", "RAG", "Open Items", "Assessed By", "Assessed At", "Not Applicable Reason",
     "Not Applicable Until",
 ]
+
+
+# The matrix frame's columns in MATRIX_COLUMNS order, and those holding free text.
+MATRIX_FRAME_COLUMNS = ("asset", "flows", "team", "category", "capability", "state", "level",
+                        "target_level", "go_live_level", "rag", "open_items", "assessed_by",
+                        "assessed_at", "not_applicable_reason", "not_applicable_until")
+MATRIX_TEXT_COLUMNS = ("asset", "flows", "team", "category", "capability", "assessed_by",
+                       "not_applicable_reason")  # neutralised: a cell may not start a formula
 
 
 def matrix_row(e: Mapping) -> list:

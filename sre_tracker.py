@@ -222,15 +222,15 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open_db() as db:
         if args.items:
             items = views.items(db)
+            text, rows = reports.items_csv(items), len(items)
         else:
-            matrix, _flows = views.matrix(db)
-    text = reports.items_csv(items) if args.items else reports.matrix_csv(matrix)
+            frame = views.matrix_frame(db)
+            text, rows = reports.matrix_frame_csv(frame), len(frame)
     if args.output == "-":
         ctx.out.write(text)
     else:
         path = Path(args.output)
         atomic_write(path, text)
-        rows = len(items) if args.items else len(matrix)
         ctx.print(f"wrote {path} ({rows} {'items' if args.items else 'matrix rows'})")
     return EXIT_OK
 

@@ -14,9 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from context import Context
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
 # keeps only these of every open item while it streams the other files.
@@ -43,6 +46,31 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
     cells = {(r[0], r[1]): r for r in db.matrix_cells(assets)}
     return mt.matrix_view(model, active, cells, (), _today(today),
                           counts=open_counts(db, model, assets))
+
+
+def matrix_frame(db, today: str | None = None) -> pd.DataFrame:
+    """The maturity matrix as a pandas DataFrame, for exports and analysis off the hot paths.
+
+    One row per active asset × capability (model order), indexed by ``(asset, capability)``;
+    the columns are :data:`reports.MATRIX_FRAME_COLUMNS` minus the index: ``flows`` (joined
+    with ``", "``), ``team``, ``category``, ``state`` (Assessed, Not Assessed, Not
+    Applicable), ``level`` (nullable integer: <NA> when not assessed or not applicable),
+    ``target_level``, ``go_live_level``, ``rag``, ``open_items``, who and when assessed, and
+    the not-applicable reason and expiry.
+    The asset × capability grid of levels is ``matrix_frame(db)["level"].unstack()``.
+    """
+    import pandas as pd
+
+    from reports import MATRIX_FRAME_COLUMNS
+
+    entries, _flows = matrix(db, today)
+    records = [
+        {**{name: e.get(name) for name in MATRIX_FRAME_COLUMNS}, "flows": ", ".join(e["flows"])}
+        for e in entries
+    ]
+    frame = pd.DataFrame.from_records(records, columns=list(MATRIX_FRAME_COLUMNS))
+    frame["level"] = frame["level"].astype("Int64")
+    return frame.set_index(["asset", "capability"])
 
 
 def open_counts(db, model: Mapping, assets: Iterable[str] | None = None

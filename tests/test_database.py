@@ -136,12 +136,6 @@ def test_history_is_append_only_and_newest_first(ready):
     assert [(h["old_level"], h["new_level"]) for h in history] == [(1, 3), (None, 1)]
 
 
-def test_frame_reads_a_query_into_pandas(ready):
-    with Database(ready / "sre_data.db") as db:
-        frame = db.frame("SELECT asset FROM assets ORDER BY asset")
-    assert list(frame["asset"]) == ["auth", "payment-api", "web"]
-
-
 def test_import_definitions_adds_updates_archives_and_restores_each_kind(tmp_path):
     from csvfiles import FlowRow, ModelRow
 

@@ -89,3 +89,29 @@ def test_cycle_time_report(ready, run):
 
 def test_cycle_time_with_no_data(ready, run):
     assert "no item has reached" in run(ready, "report", "--cycle-time")[1]
+
+
+def test_matrix_frame_is_the_asset_by_capability_matrix_and_export_writes_it(ready, run):
+    import views
+
+    code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "Alerts",
+                          "--not-applicable", "=batch only", "--yes")
+    assert code == 0, err
+    code, _out, err = run(ready, "assess", "--asset", "auth", "--capability", "Dashboards",
+                          "--level", "3", "--assessor", "@ops", "--yes")
+    assert code == 0, err
+    with Database(ready / "sre_data.db") as db:
+        frame = views.matrix_frame(db)
+        entries, _flows = views.matrix(db)
+    assert frame.index.names == ["asset", "capability"] and len(frame) == 3 * 3
+    levels = frame["level"].unstack()
+    assert sorted(levels.index) == ["auth", "payment-api", "web"]
+    assert list(levels.columns) == sorted(["Alerts", "Dashboards", "On-call"])
+    assert levels.loc["auth", "Dashboards"] == 3
+    assert frame.loc[("web", "Alerts"), "state"] == "Not Applicable"
+    assert frame["level"].isna().sum() == 8
+    # export goes through the frame, byte for byte the csv module's matrix text
+    code, out, err = run(ready, "export")
+    assert code == 0, err
+    assert out == reports.matrix_csv(entries) == reports.matrix_frame_csv(frame)
+    assert "'=batch only" in out and "'@ops" in out

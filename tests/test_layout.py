@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,12 @@ def test_sql_runs_only_in_the_database_module():
                     and node.func.attr in sql_calls):
                 offenders.append(f"{name}.py:{node.lineno}")
     assert offenders == []
+
+
+def test_readme_map_names_every_module_and_only_existing_ones():
+    """The README's "where things live" table matches the code."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## For contributors: where things live"):]
+    section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
+    named = set(re.findall(r"`([a-z_]+)\.py`", section))
+    assert named - {"fake_rally", "fake_confluence"} == set(project_modules())

@@ -11,10 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Self, TextIO
+from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from config import Settings
 from errors import GitError, InputError
+
+if TYPE_CHECKING:
+    from database import Database
 
 log = logging.getLogger("sre_tracker")
 
@@ -74,7 +77,7 @@ class Context:
 
         return self.data_dir / DB_FILE
 
-    def open_db(self, *, create: bool = False):
+    def open_db(self, *, create: bool = False) -> Database:
         from database import Database
 
         self.prepare_folder()
@@ -84,6 +87,30 @@ class Context:
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
                         f"{db.schema_version()} (backup: {db.backup.name})")
         return db
+
+    @contextmanager
+    def open_db_as_of(self, when: str | None) -> Iterator[Database]:
+        """The database now, or (``--as-of``) as it was at a date or commit, from git history
+        (a temporary copy, removed afterwards)."""
+        if not when:
+            with self.open_db() as db:
+                yield db
+            return
+        import tempfile
+
+        import gitops
+        from database import DB_FILE, Database
+
+        if gitops.repo_root(self.data_dir) is None:
+            raise GitError(f"--as-of needs git history, and {self.data_dir} is not a git "
+                           "repository")
+        rev = gitops.resolve_revision(self.data_dir, when, DB_FILE)
+        data = gitops.show_file(self.data_dir, rev, DB_FILE)
+        with tempfile.TemporaryDirectory(prefix="sre-as-of-") as tmp:
+            path = Path(tmp) / DB_FILE
+            path.write_bytes(data)
+            with Database(path) as db:
+                yield db
 
     def prepare_folder(self) -> None:
         """Register the git drivers in the data folder's repo and warn about a tracked .env."""

@@ -28,7 +28,6 @@ from errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    GitError,
     InputError,
     TrackerError,
 )
@@ -87,7 +86,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     import reports
     import views
 
-    with _view_db(args, ctx) as db:
+    with ctx.open_db_as_of(args.as_of) as db:
         matrix, flows = views.matrix(db)
         matrix, flows, _items = _filter(matrix, flows, [], args.flow, args.asset)
         summary = views.summary(db, matrix)
@@ -296,38 +295,6 @@ def _use_colour(stream: TextIO) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
     return hasattr(stream, "isatty") and stream.isatty()
-
-
-class _view_db:
-    """The database now, or (``--as-of``) as it was at a date or commit, from git history."""
-
-    def __init__(self, args: argparse.Namespace, ctx: Context) -> None:
-        self.args, self.ctx, self.tmp = args, ctx, None
-
-    def __enter__(self):
-        if not getattr(self.args, "as_of", None):
-            self.db = self.ctx.open_db()
-            return self.db
-        import tempfile
-
-        import gitops
-        from database import DB_FILE, Database
-
-        if gitops.repo_root(self.ctx.data_dir) is None:
-            raise GitError(f"--as-of needs git history, and {self.ctx.data_dir} is not a git "
-                           "repository")
-        rev = gitops.resolve_revision(self.ctx.data_dir, self.args.as_of, DB_FILE)
-        data = gitops.show_file(self.ctx.data_dir, rev, DB_FILE)
-        self.tmp = tempfile.TemporaryDirectory(prefix="sre-as-of-")
-        path = Path(self.tmp.name) / DB_FILE
-        path.write_bytes(data)
-        self.db = Database(path)
-        return self.db
-
-    def __exit__(self, *exc: object) -> None:
-        self.db.close()
-        if self.tmp is not None:
-            self.tmp.cleanup()
 
 
 # ---------------------------------------------------------------------------- parser

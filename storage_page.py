@@ -497,8 +497,6 @@ Same = Callable[[Found, Found], bool]
 
 
 def _same_data(before: Found, after: Found) -> bool:
-    if before.table is None or after.table is None:
-        return False
     return table_data(before.page, before.table) == table_data(after.page, after.table)
 
 

@@ -193,7 +193,8 @@ def _read_row(page: sp.Page, tr: etree._Element, what: str) -> _Row:
     return _Row(page.markup(tr), page.open_tag(tr), cells)
 
 
-def _read_table(page: sp.Page, table: etree._Element, title: str) -> _Table:
+def _read_table(page: sp.Page, table: etree._Element, title: str, *,
+                keyed: bool = True) -> _Table:
     what = f"heading '{title}'"
     open_tag = page.open_tag(table)
     if open_tag.endswith("/>"):
@@ -232,10 +233,12 @@ def _read_table(page: sp.Page, table: etree._Element, title: str) -> _Table:
             tool_index[column] = i
     data_rows = [_read_row(page, tr, what) for tr, _section in rows[1:]]
     task_at, asset_at = tool_index["Task"], tool_index["Asset Name"]
-    keyed = [r for r in data_rows if task_at < len(r.cells) and asset_at < len(r.cells)]
-    texts = iter(sp.cell_texts([m for r in keyed for m in (r.cells[task_at].markup,
-                                                           r.cells[asset_at].markup)]))
-    for row in keyed:
+    # Rows are matched by the cells' text as a reader sees it (keyed=False: not needed).
+    rows_with_key = [r for r in data_rows if keyed and task_at < len(r.cells)
+                     and asset_at < len(r.cells)]
+    texts = iter(sp.cell_texts([m for r in rows_with_key for m in (r.cells[task_at].markup,
+                                                                   r.cells[asset_at].markup)]))
+    for row in rows_with_key:
         row.key = (sp.collapse(next(texts)), sp.collapse(next(texts)))
     return _Table(open_tag, captions, cols, header, rows[0][1] == "thead", names, tool_index,
                   data_rows)
@@ -430,7 +433,7 @@ def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
         return plan.markup
 
     def same(before: sp.Found, after: sp.Found) -> bool:
-        fresh = _read_table(after.page, after.table, title)
+        fresh = _read_table(after.page, after.table, title, keyed=False)
         state["fresh"] = fresh
         old = state["old"]
         return old is not None and fresh.data == old.data  # type: ignore[attr-defined]

@@ -54,6 +54,7 @@ NAMESPACES = {
 }
 AC = "{" + NAMESPACES["ac"] + "}"
 _XHTML = "http://www.w3.org/1999/xhtml"
+_XHTML_NS = "{" + _XHTML + "}"
 _ROOT = "sre-tracker-root"
 _MARK = "sre-tracker-splice"
 _CELL = "sre-tracker-cell"
@@ -191,10 +192,12 @@ def scan(body: str) -> list[Span]:
 
 def local(el: etree._Element) -> str | None:
     """Local name of an HTML element (no namespace, or XHTML); None for macros and the like."""
-    if not isinstance(el.tag, str):
+    tag = el.tag
+    if not isinstance(tag, str):
         return None
-    qname = etree.QName(el)
-    return qname.localname if qname.namespace in (None, _XHTML) else None
+    if tag[0] != "{":
+        return tag
+    return tag[len(_XHTML_NS):] if tag.startswith(_XHTML_NS) else None
 
 
 def qualified(el: etree._Element) -> str:

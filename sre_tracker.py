@@ -365,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  sre_tracker.py report                    # offline: files only\n"
             "  sre_tracker.py report --include-amber    # Amber items to the CSV too\n"
             "  sre_tracker.py report --push             # create stories, update the page\n"
-            "  sre_tracker.py report --cycle-time       # how long items take\n")
+            "  sre_tracker.py report --cycle-time       # how long items take\n"
+            "  sre_tracker.py generate-reports          # the same command, by its seed name\n",
+            aliases=["generate-reports"])
     p.add_argument("--include-amber", action="store_true",
                    help="also Amber items (not required for go live) in rally_import.csv/push")
     p.add_argument("--output-dir", metavar="DIR", help="where to write (default: data folder)")

@@ -560,3 +560,35 @@ def test_assess_unknown_flow_suggests_one(ready, run):
     code, _out, err = run(ready, "assess", "--flow", "Chekout", "--asset", "web",
                           "--capability", "Alerts", "--level", "1")
     assert code == 1 and "did you mean Checkout?" in err
+
+
+# ---------------------------------------------------------------- -q, the seeds' names
+@pytest.mark.parametrize("argv", [
+    ["setup", "--from-csv"],
+    ["assess", "--asset", "web", "--capability", "Alerts", "--answers", "yes,no"],
+    ["report"],
+    ["generate-reports", "--include-amber"],
+    ["status"],
+    ["status", "--format", "json"],
+    ["gate", "--asset", "web", "--allow-unassessed"],
+    ["history"],
+    ["export", "--items"],
+    ["sync", "--from-csv", "{folder}/rally.csv"],
+])
+def test_quiet_prints_nothing_on_stdout_on_success(folder, run, argv):
+    (folder / "rally.csv").write_text("Formatted ID,Schedule State,Name\nUS1,Defined,x\n")
+    if argv[0] != "setup":
+        assert run(folder, "setup", "--from-csv")[0] == 0
+    code, out, err = run(folder, "-q", *(a.format(folder=folder) for a in argv))
+    assert (code, out, err) == (0, "", "")
+
+
+def test_quiet_still_shows_errors(ready, run):
+    code, out, err = run(ready, "-q", "status", "--flow", "nope")
+    assert (code, out) == (1, "") and err.startswith("sre_tracker: error: unknown flow 'nope'")
+
+
+def test_generate_reports_is_report(ready, run):
+    code, out, _err = run(ready, "generate-reports")
+    assert code == 0 and "rally_import.csv:" in out
+    assert (ready / "confluence_page.txt").exists()

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import re
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -439,31 +438,35 @@ def _p90(values: list[float]) -> float:
 
 
 def cycle_times(items: Iterable[Mapping], teams: Mapping[str, str]) -> list[dict]:
-    """Median and 90th percentile days from opening to story completion and to verification,
-    grouped by flow, team and category."""
-    groups: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
-        lambda: {"done": [], "verified": []}
-    )
+    """Median and 90th percentile (nearest rank) days from opening to story completion and to
+    verification, grouped by flow, team and category, in group order.
+
+    A pandas frame with one row per item and group it counts in; ``report --cycle-time`` is
+    the only caller, off the hot paths.
+    """
+    import pandas as pd
+
+    records = []
     for it in items:
-        keys = [("flow", f) for f in str(it.get("flows", "")).split(", ") if f]
-        keys += [("team", teams.get(it["asset"], "") or "(no team)"), ("category", it["category"])]
         done = _days(it["opened_at"], it["done_at"]) if it.get("done_at") else None
         verified = (_days(it["opened_at"], it["closed_at"])
                     if it["state"] == mt.VERIFIED and it.get("closed_at") else None)
-        for k in keys:
-            if done is not None:
-                groups[k]["done"].append(done)
-            if verified is not None:
-                groups[k]["verified"].append(verified)
-    out = []
-    for (kind, name), g in sorted(groups.items()):
-        if not g["done"] and not g["verified"]:
+        if done is None and verified is None:
             continue
-        row = {"by": kind, "group": name}
-        for label, values in (("to_completion", g["done"]), ("to_verification", g["verified"])):
-            row[f"{label}_n"] = len(values)
-            row[f"{label}_median_days"] = round(statistics.median(values), 1) if values else None
-            row[f"{label}_p90_days"] = round(_p90(values), 1) if values else None
+        keys = [("flow", f) for f in str(it.get("flows", "")).split(", ") if f]
+        keys += [("team", teams.get(it["asset"], "") or "(no team)"), ("category", it["category"])]
+        records += [(kind, name, done, verified) for kind, name in keys]
+    if not records:
+        return []
+    frame = pd.DataFrame.from_records(records, columns=["by", "group", "done", "verified"])
+    out = []
+    for (kind, name), group in frame.groupby(["by", "group"], sort=True):
+        row: dict = {"by": kind, "group": name}
+        for label, column in (("to_completion", "done"), ("to_verification", "verified")):
+            values = group[column].dropna().astype(float)
+            row[f"{label}_n"] = int(values.size)
+            row[f"{label}_median_days"] = round(float(values.median()), 1) if values.size else None
+            row[f"{label}_p90_days"] = round(_p90(values.tolist()), 1) if values.size else None
         out.append(row)
     return out
 

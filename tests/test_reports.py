@@ -115,3 +115,31 @@ def test_matrix_frame_is_the_asset_by_capability_matrix_and_export_writes_it(rea
     assert code == 0, err
     assert out == reports.matrix_csv(entries) == reports.matrix_frame_csv(frame)
     assert "'=batch only" in out and "'@ops" in out
+
+
+def test_cycle_times_by_flow_team_and_category():
+    def done(key, flows, days_done, days_verified=None, category="Alerting", asset="web"):
+        closed = f"2026-01-{1 + days_verified:02d}T00:00:00+00:00" if days_verified else ""
+        return item(key=key, flows=flows, asset=asset, category=category,
+                    opened_at="2026-01-01T00:00:00+00:00",
+                    done_at=f"2026-01-{1 + days_done:02d}T00:00:00+00:00",
+                    closed_at=closed, state="verified" if days_verified else "done")
+
+    items = [done("a", "Checkout", 2, 4), done("b", "Checkout, Login", 4),
+             done("c", "Login", 10, category="Monitoring", asset="auth"),
+             item(key="open", opened_at="2026-01-01T00:00:00+00:00", done_at="", closed_at="")]
+    rows = reports.cycle_times(items, {"web": "Storefront", "auth": ""})
+    by = {(r["by"], r["group"]): r for r in rows}
+    assert [(r["by"], r["group"]) for r in rows] == sorted(by)
+    assert set(by) == {("category", "Alerting"), ("category", "Monitoring"),
+                       ("flow", "Checkout"), ("flow", "Login"), ("team", "(no team)"),
+                       ("team", "Storefront")}
+    checkout = by[("flow", "Checkout")]
+    assert (checkout["to_completion_n"], checkout["to_completion_median_days"],
+            checkout["to_completion_p90_days"]) == (2, 3.0, 4.0)
+    assert (checkout["to_verification_n"], checkout["to_verification_median_days"]) == (1, 4.0)
+    login = by[("flow", "Login")]
+    assert (login["to_completion_n"], login["to_completion_median_days"],
+            login["to_verification_n"], login["to_verification_p90_days"]) == (2, 7.0, 0, None)
+    assert reports.cycle_times([items[-1]], {}) == []
+    assert "Checkout" in reports.cycle_table(rows)

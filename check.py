@@ -10,7 +10,7 @@ import gitops
 import rally
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE
-from errors import EXIT_ERROR, EXIT_OK, ConfluenceError, RallyError, TrackerError
+from errors import EXIT_ERROR, EXIT_OK, ConfigError, ConfluenceError, RallyError, TrackerError
 
 if TYPE_CHECKING:
     from context import Context
@@ -53,7 +53,12 @@ def run(ctx: Context) -> int:
 
 
 def _check_rally(settings: Settings) -> list[tuple[bool | None, str]]:
-    missing = settings.missing(RALLY_REQUIRED)
+    try:
+        missing = settings.missing(RALLY_REQUIRED)
+        settings.get("RALLY_BASE_URL")
+        settings.get("RALLY_TAG")
+    except ConfigError as exc:
+        return [(False, f"rally: {exc}")]
     if missing:
         return [(None, f"rally: not configured ({', '.join(missing)} not set); "
                        "report works offline")]
@@ -80,7 +85,11 @@ def _check_rally(settings: Settings) -> list[tuple[bool | None, str]]:
 
 
 def _check_confluence(settings: Settings) -> list[tuple[bool | None, str]]:
-    missing = settings.confluence_missing()
+    try:
+        missing = settings.confluence_missing()
+        settings.get("CONFLUENCE_TABLE_TITLE")
+    except ConfigError as exc:
+        return [(False, f"confluence: {exc}")]
     if missing:
         return [(None, f"confluence: not configured ({', '.join(missing)} not set); "
                        "paste confluence_page.txt instead")]

@@ -41,6 +41,9 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "SRE_TRACKER_GIT_COMMIT": ("true", "false turns the git commits off"),
 }
 
+# Settings of one service: a bad value blocks only the commands that talk to that service.
+SERVICE_PREFIXES = ("RALLY_", "CONFLUENCE_")
+
 RALLY_REQUIRED = ("RALLY_API_KEY", "RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "RALLY_PARENT_ID")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -54,6 +57,8 @@ class Setting:
     name: str
     value: str | None
     source: str
+    # Why the value given is not valid (it is then only refused by the commands that use it).
+    error: str | None = None
 
     @property
     def secret(self) -> bool:
@@ -61,6 +66,8 @@ class Setting:
 
     @property
     def shown(self) -> str:
+        if self.error is not None:
+            return "(not valid)"
         if self.value is None:
             return "(not set)"
         return "<hidden>" if self.secret else self.value
@@ -79,11 +86,24 @@ class Settings:
     commit: bool = True
 
     def get(self, name: str) -> str | None:
-        return self.values[name].value
+        """The value; ConfigError when the value given is not valid, so a bad Rally setting
+        stops only the commands that talk to Rally (likewise Confluence)."""
+        setting = self.values[name]
+        if setting.error is not None:
+            raise ConfigError(setting.error)
+        return setting.value
 
     def describe(self) -> list[str]:
         """Lines ``NAME = value (source)`` with secrets masked, for ``-v`` and ``check``."""
-        return [f"{s.name} = {s.shown} ({s.source})" for s in self.values.values()]
+        lines = []
+        for s in self.values.values():
+            if s.error is not None:
+                lines.append(f"{s.name} not valid ({s.source}): {s.error}")
+            elif s.value is None:
+                lines.append(f"{s.name} not set")
+            else:
+                lines.append(f"{s.name} = {s.shown} ({s.source})")
+        return lines
 
     def missing(self, names: tuple[str, ...] | list[str]) -> list[str]:
         return [n for n in names if not self.get(n)]
@@ -235,7 +255,12 @@ def load(
         )
         for raw, source in candidates:
             if raw is not None and str(raw).strip() != "":
-                values[name] = Setting(name, validate(name, str(raw)), source)
+                try:
+                    values[name] = Setting(name, validate(name, str(raw)), source)
+                except ConfigError as exc:
+                    if not name.startswith(SERVICE_PREFIXES):
+                        raise
+                    values[name] = Setting(name, None, source, error=str(exc))
                 break
         else:
             values[name] = Setting(name, None, "unset")

@@ -592,3 +592,19 @@ def test_generate_reports_is_report(ready, run):
     code, out, _err = run(ready, "generate-reports")
     assert code == 0 and "rally_import.csv:" in out
     assert (ready / "confluence_page.txt").exists()
+
+
+def test_a_bad_rally_setting_blocks_only_the_commands_that_talk_to_rally(ready, run,
+                                                                         monkeypatch):
+    monkeypatch.setenv("RALLY_PROJECT_ID", "proj-12")
+    monkeypatch.setenv("CONFLUENCE_PAGE_ID", "page")
+    assert run(ready, "status")[0] == 0
+    assert run(ready, "report")[0] == 0
+    assert run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")[0] \
+        == 0
+    code, _out, err = run(ready, "report", "--push")
+    assert code == 1 and "RALLY_PROJECT_ID must be a numeric id, not 'proj-12'" in err
+    code, out, _err = run(ready, "check")
+    assert code == 1
+    assert "FAIL  rally: RALLY_PROJECT_ID must be a numeric id, not 'proj-12'" in out
+    assert "FAIL  confluence: CONFLUENCE_PAGE_ID must be a numeric id, not 'page'" in out

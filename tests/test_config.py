@@ -67,14 +67,26 @@ def test_secrets_are_masked_everywhere(tmp_path, env_file):
     ],
 )
 def test_invalid_values_name_the_variable(tmp_path, name, value):
+    # A Rally or Confluence setting is refused when a command uses it, not at load time.
     with pytest.raises(ConfigError, match=name):
-        config.load(data_dir=str(tmp_path), environ={name: value})
+        config.load(data_dir=str(tmp_path), environ={name: value}).get(name)
 
 
 def test_invalid_secret_error_does_not_echo_it(tmp_path):
+    settings = config.load(data_dir=str(tmp_path), environ={"RALLY_API_KEY": "_abc def_"})
     with pytest.raises(ConfigError) as info:
-        config.load(data_dir=str(tmp_path), environ={"RALLY_API_KEY": "_abc def_"})
+        settings.get("RALLY_API_KEY")
     assert "RALLY_API_KEY" in str(info.value) and "_abc" not in str(info.value)
+    assert "_abc" not in "\n".join(settings.describe())
+
+
+def test_describe_says_not_set_and_not_valid_in_words(tmp_path):
+    lines = config.load(data_dir=str(tmp_path),
+                        environ={"RALLY_PROJECT_ID": "abc"}).describe()
+    assert "RALLY_API_KEY not set" in lines
+    assert "RALLY_PROJECT_ID not valid (environment): RALLY_PROJECT_ID must be a numeric id, " \
+        "not 'abc'" in lines
+    assert not any("(not set) (unset)" in line for line in lines)
 
 
 def test_git_commit_switch_and_no_commit_flag(tmp_path):

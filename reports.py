@@ -390,7 +390,7 @@ def status_json(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Ma
     (``json.dumps(indent=...)`` falls back to the pure-Python encoder: ten times slower on a
     500-asset matrix, so entries are encoded one by one with the C encoder.)
     """
-    hidden = ("team", "why", "not_applicable_until")
+    hidden = ("why",)  # the CSV export's columns, team and expiry included, are all here
     encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per entry
 
     def block(entries: Iterable[Mapping]) -> str:

@@ -406,6 +406,15 @@ def test_status_json_shape(ready, run):
             entry["state"]) == (["Checkout", "Login"], 3, 1, 2, "Assessed")
     assert cell(data, "auth", "Alerts")["level"] is None
     assert len(data["flows"]) == 2 * 3
+    assert (entry["team"], entry["not_applicable_until"]) == ("Storefront", None)
+
+
+def test_status_json_has_the_team_and_the_not_applicable_expiry(ready, run):
+    run(ready, "assess", "--asset", "auth", "--capability", "On-call", "--not-applicable",
+        "batch", "--until", "2999-01-31")
+    entry = cell(status_json(run, ready), "auth", "On-call")
+    assert (entry["team"], entry["not_applicable_reason"], entry["not_applicable_until"]) == (
+        "Identity", "batch", "2999-01-31")
 
 
 def test_flow_rollup_is_weakest_assessed_asset(ready, run):

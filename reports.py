@@ -276,6 +276,7 @@ def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
     """One line per capability of a single asset: level, target, RAG and why."""
     out = []
     width = max((len(e["capability"]) for e in matrix), default=10) + 2
+    cat_width = max((len(e["category"]) for e in matrix), default=10) + 2
     for e in matrix:
         if e["state"] == mt.ASSESSED:
             text = f"L{e['level']} (target {e['target_level']}, go-live {e['go_live_level']})"
@@ -289,7 +290,8 @@ def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
         label = text.ljust(34)
         if colour and rag in _ANSI:
             label = f"{_ANSI[rag]}{label}{_RESET}"
-        out.append(f"{e['category'][:28]:<29}{e['capability']:<{width}}{label}{tail}".rstrip())
+        out.append(f"{e['category']:<{cat_width}}{e['capability']:<{width}}{label}{tail}"
+                   .rstrip())
     return "\n".join(out) + "\n"
 
 
@@ -311,10 +313,16 @@ def summarise(matrix: Sequence[Mapping], items: Iterable[Mapping]) -> dict:
     }
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``1 asset``, ``2 assets``; ``many`` for irregular plurals (``capabilities``)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def summary_lines(s: Mapping) -> list[str]:
     owners = ", ".join(f"{k} {v}" for k, v in s["by_owner"].items()) or "none"
     return [
-        f"{s['assets']} assets x {s['capabilities']} capabilities: {s['assessed']} assessed, "
+        f"{counted(s['assets'], 'asset')} x "
+        f"{counted(s['capabilities'], 'capability', 'capabilities')}: {s['assessed']} assessed, "
         f"{s['not_applicable']} not applicable, {s['not_assessed']} still to assess",
         f"open items: {s['open_items']} ({s['open_red']} Red, {s['open_amber']} Amber; "
         f"{s['awaiting_reassessment']} awaiting re-assessment) — by owner: {owners}",

@@ -18,6 +18,7 @@ from context import CommandOptions, Context
 from csvfiles import AssessmentRow, FlowRow, ModelRow
 from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
 from errors import EXIT_OK, InputError
+from reports import counted
 
 # Where an installed wheel puts the shipped files (pyproject: [tool.setuptools.data-files]).
 SHARE = Path("share") / "sre-tracker"
@@ -204,11 +205,17 @@ def _message(report, changed: set, changes) -> str:
     if report.archived:
         parts.append(f"{len(report.archived)} archived")
     if changed:
-        parts.append(f"{len(changed)} assessments imported")
-    opened = sum(1 for c in changes if c.new_state == "open")
-    if opened:
-        parts.append(f"{opened} items opened")
+        parts.append(f"{counted(len(changed), 'assessment')} imported")
+    if changes:  # the same words as the output: opened, reopened, verified, archived
+        parts.append("items: " + _item_counts(changes))
     return "setup: " + (", ".join(parts) if parts else "refresh")
+
+
+def _item_counts(changes) -> str:
+    by: dict[str, int] = {}
+    for ch in changes:
+        by[ch.reason] = by.get(ch.reason, 0) + 1
+    return ", ".join(f"{n} {r}" for r, n in sorted(by.items()))
 
 
 def _print_report(ctx, report, changed: set, skipped: list[str], changes) -> None:
@@ -221,14 +228,12 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes) -> Non
                                              if len(entries) > 8 else "")
             ctx.print(f"{label}: {shown}")
     if changed:
-        ctx.print(f"imported {len(changed)} assessments from {csvfiles.ASSESSMENTS_FILE}")
+        ctx.print(f"imported {counted(len(changed), 'assessment')} from "
+                  f"{csvfiles.ASSESSMENTS_FILE}")
     for s in skipped:
         ctx.print(f"skipped {s}")
     if changes:
-        by: dict[str, int] = {}
-        for ch in changes:
-            by[ch.reason] = by.get(ch.reason, 0) + 1
-        ctx.print("items: " + ", ".join(f"{n} {r}" for r, n in sorted(by.items())))
+        ctx.print("items: " + _item_counts(changes))
 
 
 def _dry_run(ctx, flows, model, rows, assessor: str, now: str) -> int:

@@ -114,6 +114,7 @@ def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
     import views
     from database import now_iso
     from names import resolve
+    from reports import counted
 
     with ctx.open_db() as db:
         assets = db.load_assets()
@@ -130,7 +131,7 @@ def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
     unassessed = mt.unassessed_go_live(model, names, cells, now_iso()[:10])
     allowed = ""
     if args.allow_unassessed and unassessed:
-        allowed = (f" ({_count(len(unassessed), 'go-live capability', 'go-live capabilities')}"
+        allowed = (f" ({counted(len(unassessed), 'go-live capability', 'go-live capabilities')}"
                    " not assessed, allowed by --allow-unassessed)")
         unassessed = []
     if not blocking and not unassessed:
@@ -138,9 +139,9 @@ def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_OK
     reasons = []
     if blocking:
-        reasons.append(_count(len(blocking), "open go-live item", "open go-live items"))
+        reasons.append(counted(len(blocking), "open go-live item", "open go-live items"))
     if unassessed:
-        reasons.append(_count(len(unassessed), "go-live capability", "go-live capabilities")
+        reasons.append(counted(len(unassessed), "go-live capability", "go-live capabilities")
                        + " not assessed")
     ctx.print(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
     for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
@@ -157,11 +158,6 @@ def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
         ctx.print("  (assess them, or mark them Not Applicable; --allow-unassessed leaves them "
                   "out)")
     return EXIT_GATE_CLOSED
-
-
-def _count(n: int, one: str, many: str) -> str:
-    """``1 asset`` / ``3 assets``."""
-    return f"{n} {one if n == 1 else many}"
 
 
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:

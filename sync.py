@@ -14,6 +14,7 @@ from context import CommandOptions, Context
 from database import DB_FILE, MATRIX_FILE, Rollback, now_iso
 from errors import EXIT_OK
 from push import push_page
+from reports import counted
 from stories import STORY_FIELDS, index_by_key, record_story
 
 log = logging.getLogger("sre_tracker.sync")
@@ -112,10 +113,14 @@ def run(opts: SyncOptions, ctx: Context) -> int:
         items = [it for it in db.load_items() if it["state"] != mt.ARCHIVED]
         states, adopt = match_stories(items, stories, complete=not opts.from_csv)
         with db.transaction():
+            # An adopted story's state counts as a change like any other (a story completed
+            # before it was adopted makes its item done, awaiting re-assessment).
+            adopted_states = {key: story.get("ScheduleState") or "Defined"
+                              for key, story in adopt.items()}
+            changed = db.apply_story_states({**adopted_states, **states}, now)
             for key, story in adopt.items():
                 record_story(db, settings, key, story, now)
                 adopted.append(f"{key} ← {story.get('FormattedID')}")
-            changed = db.apply_story_states(states, now)
             if opts.dry_run:
                 raise Rollback
         if (changed or adopted) and not opts.dry_run:
@@ -138,8 +143,8 @@ def run(opts: SyncOptions, ctx: Context) -> int:
         return EXIT_OK
     if changed or adopted:
         ctx.commit([DB_FILE, MATRIX_FILE],
-                   f"sync: {len(changed)} statuses changed, {len(adopted)} stories adopted "
-                   f"(from {source})")
+                   f"sync: {counted(len(changed), 'status', 'statuses')} changed, "
+                   f"{counted(len(adopted), 'story', 'stories')} adopted (from {source})")
     if opts.no_confluence:
         return EXIT_OK
     import pages

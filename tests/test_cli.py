@@ -617,3 +617,38 @@ def test_a_bad_rally_setting_blocks_only_the_commands_that_talk_to_rally(ready, 
     assert code == 1
     assert "FAIL  rally: RALLY_PROJECT_ID must be a numeric id, not 'proj-12'" in out
     assert "FAIL  confluence: CONFLUENCE_PAGE_ID must be a numeric id, not 'page'" in out
+
+
+# ---------------------------------------------------------------- wording
+def test_counts_are_in_the_singular_for_one(tmp_path, run):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "flows.csv").write_text("Flow,Asset Name\nLogin,auth\n")
+    (folder / "maturity_model.csv").write_text(
+        "Category,Capability,Level,Criteria,Question\nM,D,1,c,q?\n")
+    (folder / "assessments.csv").write_text("Asset Name,Capability,Level\nauth,D,0\n")
+    code, out, _err = run(folder, "setup", "--from-csv")
+    assert code == 0 and "imported 1 assessment from assessments.csv" in out
+    assert commits(folder)[0] == "setup: 3 added, 1 assessment imported, items: 1 opened"
+    assert "1 asset x 1 capability: 1 assessed" in run(folder, "report")[1]
+
+
+def test_setup_commit_says_reopened_as_the_output_does(ready, run):
+    run(ready, "assess", "--asset", "auth", "--capability", "Alerts", "--level", "1")
+    flows = (ready / "flows.csv").read_text()
+    (ready / "flows.csv").write_text(flows.replace("Login,auth,Identity,3", "Login,auth,Identity,1"))
+    code, out, _err = run(ready, "setup", "--from-csv")
+    assert code == 0 and "items: 2 archived" in out
+    (ready / "flows.csv").write_text(flows)
+    code, out, _err = run(ready, "setup", "--from-csv")
+    assert code == 0 and "items: 2 reopened" in out
+    assert commits(ready)[0] == "setup: 1 updated, items: 2 reopened"
+
+
+def test_status_asset_shows_whole_category_names(folder, run):
+    long = "Change Management & Release Safety"
+    (folder / "maturity_model.csv").write_text(
+        f"Category,Capability,Level,Criteria,Question\n{long},Rollback,1,c,q?\n")
+    run(folder, "setup", "--from-csv")
+    code, out, _err = run(folder, "status", "--asset", "web")
+    assert code == 0 and out.startswith(f"{long}  Rollback  not assessed")

@@ -161,7 +161,7 @@ def test_sync_marks_completed_stories_done_awaiting_reassessment(gaps, run, rall
     item = items(gaps)["web / On-call / 2"]
     assert code == 0 and "Defined → Completed (done, awaiting re-assessment)" in out
     assert item["state"] == "done"
-    assert last_commit(gaps) == "sync: 1 statuses changed, 0 stories adopted (from Rally)"
+    assert last_commit(gaps) == "sync: 1 status changed, 0 stories adopted (from Rally)"
 
 
 def test_push_moves_a_reopened_items_completed_story_back_to_defined(gaps, run, rally):
@@ -274,6 +274,9 @@ def test_sync_from_csv_adopts_hand_imported_stories_and_takes_their_states(gaps,
     assert (stored["web / On-call / 2"]["rally_id"], stored["web / On-call / 2"]
             ["work_status"]) == ("US11", "In-Progress")
     assert stored["web / On-call / 3"]["state"] == "done"
+    # The adopted stories' states are changes too: the commit counts them.
+    assert "Not Started → Completed (done, awaiting re-assessment)" in out
+    assert last_commit(gaps) == "sync: 2 statuses changed, 2 stories adopted (from export.csv)"
 
 
 def test_sync_from_csv_never_marks_absent_stories_missing(gaps, run, rally, tmp_path):

@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 import maturity as mt
 import reports
@@ -27,6 +28,7 @@ import storage_format
 HTML_FILE = "sre_matrix.html"
 CONFLUENCE_TITLE = "SRE Maturity Matrix"
 TREND_WEEKS = 12
+FOLD_ITEMS = 50  # a flow's go-live item list longer than this starts folded
 
 # Confluence's cell highlight, as each editor stores it (reference/confluence.md §6, marked
 # unconfirmed there): Data Center a class plus a colour name, Cloud a hex colour. The one place
@@ -57,6 +59,7 @@ NOT_APPLICABLE_TEXT = "n/a"
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 
 
+@lru_cache(maxsize=65536)  # names, owners, criteria and reasons recur on every row
 def _e(value: object) -> str:
     """HTML-escaped text (quotes too, so it is safe in attributes), control characters and
     bidirectional overrides out."""
@@ -339,7 +342,9 @@ def _go_live_items(items: Sequence[Mapping]) -> str:
         f"<td>{_e(it.get('rally_id') or '')}</td>"
         f"<td class=\"why\">{_e(it['why'] or it['criteria'])}</td></tr>"
         for it in red)
-    return (f"<details open><summary>Open go-live items ({len(red)})</summary>"
+    # A long list starts folded, so the next flow stays within reach.
+    state = " open" if len(red) <= FOLD_ITEMS else ""
+    return (f"<details{state}><summary>Open go-live items ({len(red)})</summary>"
             '<table class="items"><thead><tr><th>Priority</th><th>Asset</th><th>Task</th>'
             "<th>Owner</th><th>Milestone</th><th>Status</th><th>Rally</th><th>Why</th></tr>"
             f"</thead><tbody>{rows}</tbody></table></details>")

@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 
@@ -498,7 +500,58 @@ def test_pages_without_credentials_are_skipped_with_a_notice(assessed, run, site
     assert site.count("PUT") == 0
 
 
-def test_a_page_id_must_be_numeric(ready, run, monkeypatch):
+def test_a_page_id_must_be_numeric_for_the_commands_that_use_it(assessed, run, site,
+                                                                monkeypatch):
     monkeypatch.setenv("CONFLUENCE_MATRIX_PAGE_ID", "matrix")
-    code, _out, err = run(ready, "report")
+    assert run(assessed, "report")[0] == 0  # offline: the setting is not used
+    code, _out, err = sync(run, assessed, site)
     assert code == 1 and "CONFLUENCE_MATRIX_PAGE_ID must be a numeric id" in err
+
+
+# ------------------------------------------------------------------------ escaping, any text
+def page_for(asset: str, flow: str, team: str, category: str) -> str:
+    entry = {"asset": asset, "flows": [flow], "team": team, "category": category,
+             "capability": category + " cap", "state": mt.ASSESSED, "level": 2,
+             "target_level": 3, "go_live_level": 1, "rag": mt.AMBER, "open_items": 1,
+             "not_applicable_reason": None}
+    rollup = {"flow": flow, "category": category, "capability": category + " cap", "level": 2,
+              "rag": mt.AMBER, "not_assessed": 0}
+    item = {"asset": asset, "state": mt.OPEN, "go_live": True, "owner": team, "priority": "P1",
+            "flows": flow, "capability": category + " cap", "level": 3, "milestone": team,
+            "work_status": "Not Started", "rally_id": "", "why": asset, "criteria": flow}
+    return "".join(matrix_page.render([entry], [rollup], [item], trend={flow: [0.5]},
+                                      dates=["2026-01-01"], generated=team, commit=asset))
+
+
+BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30).filter(
+    lambda s: reports.clean_text(s).strip() != "")
+
+
+@given(asset=names, flow=names, team=names, category=names)
+@settings(max_examples=60)
+def test_any_text_in_the_data_lands_in_the_page_as_text(asset, flow, team, category):
+    page = page_for(asset, flow, team, category)
+    checked = structure(page)
+    assert not checked.tags & {"script", "img", "iframe", "object", "embed", "link", "base"}
+    assert all(url.startswith("#") for url in checked.urls)
+    section = next(iter(sections(page).values()))
+    row_heads = [tr.find("th").text_content() for tr in section.iter("tr")
+                 if tr.find("th") is not None and tr.find("th").get("scope") == "row"]
+
+    def shown(text: str) -> str:  # what the page promises to show: the text, cleaned
+        return reports.clean_text(text).translate(BIDI)
+
+    assert section.find("h2").text_content() == shown(flow)
+    assert row_heads == ["Weakest link", shown(asset)]
+
+
+def test_a_cell_recoloured_by_hand_is_put_back(assessed, run, site):
+    sync(run, assessed, site)
+    red = matrix_page.HIGHLIGHTS[site.flavour][mt.RED]["data-highlight-colour"]
+    green = matrix_page.HIGHLIGHTS[site.flavour][mt.GREEN]["data-highlight-colour"]
+    site.human_edit(site.matrix, lambda body: body.replace(
+        f'data-highlight-colour="{red}"', f'data-highlight-colour="{green}"'))
+    code, out, _err = sync(run, assessed, site)
+    assert code == 0 and "'SRE Maturity Matrix' page updated to version 4" in out
+    assert f'data-highlight-colour="{red}"' in site.body(site.matrix)

@@ -43,6 +43,8 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
 
 # Settings of one service: a bad value blocks only the commands that talk to that service.
 SERVICE_PREFIXES = ("RALLY_", "CONFLUENCE_")
+# Sent in HTTP headers: ZSESSIONID, basic auth, bearer token.
+HEADER_VALUES = SECRETS | {"CONFLUENCE_USER"}
 
 RALLY_REQUIRED = ("RALLY_API_KEY", "RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "RALLY_PARENT_ID")
 
@@ -164,6 +166,14 @@ def _parse_bool(name: str, value: str) -> bool:
 
 
 def _check_url(name: str, value: str) -> None:
+    authority = value.split("//", 1)[-1].split("/", 1)[0]
+    if "@" in authority:
+        # Never echo it: what precedes the @ is a user name and often a password.
+        raise ConfigError(
+            f"{name} holds a user name or password (user:…@host); remove it and put the "
+            "credential in its own setting (RALLY_API_KEY, CONFLUENCE_USER and "
+            "CONFLUENCE_API_TOKEN, or CONFLUENCE_PAT)"
+        )
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(
@@ -179,8 +189,8 @@ def validate(name: str, value: str) -> str:
         return value.rstrip("/")
     if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID",
                 "CONFLUENCE_RULEBOOK_PAGE_ID", "CONFLUENCE_MATRIX_PAGE_ID"):
-        if not value.isdigit():
-            raise ConfigError(f"{name} must be a numeric id, not {value!r}")
+        if not (value.isascii() and value.isdigit()):  # "²³".isdigit() is True
+            raise ConfigError(f"{name} must be a numeric id (digits 0-9), not {value!r}")
     elif name == "RALLY_PARENT_ID":
         if not re.fullmatch(r"[A-Za-z]+[0-9]+", value):
             raise ConfigError(f"{name} must be a FormattedID such as F1234, not {value!r}")
@@ -191,12 +201,24 @@ def validate(name: str, value: str) -> str:
         return value.lower()
     elif name == "SRE_TRACKER_GIT_COMMIT":
         return "true" if _parse_bool(name, value) else "false"
-    elif name in ("RALLY_API_KEY", "CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT") and (
-        any(c.isspace() for c in value)
-    ):
+    elif name in SECRETS and any(c.isspace() for c in value):
         # Never echo the value of a secret, not even in an error.
         raise ConfigError(f"{name} contains white space; paste the key again without spaces")
+    if name in HEADER_VALUES and not _latin1(value):
+        # HTTP headers (and basic auth) carry Latin-1 only; a curly quote or a look-alike
+        # letter from a copy and paste would fail deep in the HTTP library instead.
+        position = next(i for i, c in enumerate(value, 1) if not _latin1(c))
+        raise ConfigError(f"{name} has a character HTTP cannot send (character {position}); "
+                          "type or paste it again as plain text")
     return value
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_env_file(path: Path) -> dict[str, str | None]:

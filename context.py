@@ -63,14 +63,20 @@ class Context:
         return self.settings.data_dir
 
     def print(self, text: str = "") -> None:
-        print(text, file=self.out)
+        """A line of output; text from the data shows its control characters, never acts
+        on them."""
+        from reports import visible
+
+        print(visible(text), file=self.out)
 
     def notice(self, text: str) -> None:
         """A remark on stderr, said once per run, silenced by -q."""
         if text in self._said or self.verbosity < 0:
             return
         self._said.add(text)
-        print(f"sre_tracker: {text}", file=self.err)
+        from reports import visible
+
+        print(f"sre_tracker: {visible(text)}", file=self.err)
 
     def db_path(self) -> Path:
         from database import DB_FILE

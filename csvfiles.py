@@ -136,6 +136,7 @@ def read_rows(
     """
     text = _decode(path)
     problems = _Problems(path)
+    _refuse_conflict_markers(path, text)
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -157,10 +158,12 @@ def read_rows(
 
     rows: list[tuple[int, dict[str, str]]] = []
     start = reader.line_num + 1
+    last: tuple[int, list[str]] | None = None
     try:
         for record in reader:
             line = start
             start = reader.line_num + 1
+            last = (line, record)
             if not any(cell.strip() for cell in record):
                 continue
             if len(record) > len(names) and any(c.strip() for c in record[len(names):]):
@@ -171,7 +174,52 @@ def read_rows(
             rows.append((line, values))
     except csv.Error as exc:
         problems.add(reader.line_num, None, f"malformed CSV ({exc})")
+    if last is not None and _quote_left_open(text, last[0], delimiter):
+        # The csv module reads an unclosed quote to the end of the file as one cell.
+        line, record = last
+        column = header[len(record) - 1].strip() if len(record) <= len(header) else None
+        problems.add(line, column, 'a quoted cell opened on this line is never closed (a " is '
+                     "missing)")
+        rows = [r for r in rows if r[0] != line]
     return rows, problems
+
+
+def _quote_left_open(text: str, line: int, delimiter: str) -> bool:
+    """True when the record starting on physical ``line`` (the last one) ends inside a quoted
+    cell: a quote opened and never closed."""
+    tail = text.split("\n", line - 1)[-1] if line > 1 else text
+    try:
+        for _record in csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter,
+                                  strict=True):
+            pass
+    except csv.Error as exc:
+        return "end of data" in str(exc)
+    return False
+
+
+def _refuse_conflict_markers(path: Path, text: str) -> None:
+    """A CSV that git left mid-merge is named as such, not reported as odd cells."""
+    for number, raw in enumerate(text.split("\n"), 1):
+        if raw.startswith(("<<<<<<<", ">>>>>>>")) or raw.rstrip("\r") == "=======":
+            raise InputError(
+                f"{path.name}:{number}: the file has git merge-conflict markers ({raw[:7]}); "
+                "resolve the conflict (keep the right lines, delete the marker lines), "
+                "then run again")
+
+
+# Characters a name must not hold: control characters (NUL, CR, ESC, ...). Direction marks
+# (RLO, ...) may be real text in right-to-left names; terminals are shown them escaped
+# (reports.visible) and the pages escape them.
+_NAME_BAD = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a name (flow, asset, team, category, capability), or None."""
+    found = _NAME_BAD.search(value)
+    if found is None:
+        return None
+    return (f"holds the control character U+{ord(found.group()):04X} at character "
+            f"{found.start() + 1}; names must be plain text on one line")
 
 
 def _title(column: str) -> str:
@@ -202,6 +250,11 @@ def read_flows(path: Path) -> list[FlowRow]:
         if " / " in asset or "\n" in asset or "\n" in flow:
             column = "Flow" if "\n" in flow else "Asset Name"
             problems.add(line, column, "must be one line without ' / ' (it separates item keys)")
+            continue
+        bad = [(c, p) for c, p in (("Flow", name_problem(flow)), ("Asset Name", name_problem(
+            asset)), ("Team", name_problem(v.get("team", "")))) if p]
+        if bad:
+            problems.add(line, *bad[0])
             continue
         raw_target = v.get("target level", "")
         target = 3
@@ -251,6 +304,11 @@ def read_model(path: Path) -> list[ModelRow]:
         if " / " in capability or "\n" in capability or "\n" in category:
             problems.add(line, "Capability",
                          "must be one line without ' / ' (it separates item keys)")
+            continue
+        bad = [(c, p) for c, p in (("Category", name_problem(category)),
+                                   ("Capability", name_problem(capability))) if p]
+        if bad:
+            problems.add(line, *bad[0])
             continue
         level = _int_in(v.get("level", ""), 1, MAX_LEVEL)
         if level is None:

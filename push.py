@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import reports
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE, MATRIX_FILE, now_iso
-from errors import EXIT_OK, PartialFailure
+from errors import EXIT_OK, ConfluenceError, PartialFailure
 from stories import (
     STORY_FIELDS,
     index_by_key,
@@ -143,6 +143,20 @@ def reopen_stories(rc, db, settings: Settings, items: list[dict], fetched: list[
         with db.transaction():
             db.apply_story_states({it["key"]: state}, now_iso())
     return done
+
+
+def update_pages(ctx: Context) -> int:
+    """After Rally's side is done and committed: the to-do page, then the Rulebook and matrix
+    pages. A Confluence failure now is partly done (exit 3); a re-run updates the pages."""
+    import pages
+
+    try:
+        code = push_page(ctx)
+        pages.update_confluence(ctx)
+    except ConfluenceError as exc:
+        raise PartialFailure(f"Rally is up to date, but the Confluence page was not updated: "
+                             f"{exc}; run the command again to update the page") from exc
+    return code
 
 
 def push_page(ctx: Context, items: list[dict] | None = None) -> int:

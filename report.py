@@ -54,10 +54,12 @@ def run(opts: ReportOptions, ctx: Context) -> int:
         del items
     write_files(ctx, opts)
     if opts.push:
-        import pages
-
-        code = push.push_page(ctx)
-        pages.update_confluence(ctx)
+        try:
+            code = push.update_pages(ctx)
+        except PartialFailure as exc:
+            if partial is not None:  # stories and page both: say the page's, raise the first
+                print(f"sre_tracker: {exc}", file=ctx.err)
+            partial = partial or exc
     if partial is not None:
         raise partial
     return code

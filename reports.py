@@ -45,6 +45,35 @@ def _clean(text: str) -> str:
     return _CONTROL.sub("", text).strip()
 
 
+# What a terminal would act on instead of showing: C0/C1 controls (ESC starts colour and cursor
+# sequences, CR overwrites the line) and the direction marks that reorder text (RLO, ...).
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                        "\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: object) -> str:
+    """Text for the terminal with every control character shown as an escape (``\\x1b``,
+    ``\\u202e``), never acted on; line ends and tabs stay."""
+    text = "" if text is None else str(text)
+    if not _INVISIBLE.search(text):
+        return text
+    return _INVISIBLE.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                     else f"\\u{ord(m.group()):04x}"), text)
+
+
+def _visible_entries(rows: Sequence[Mapping], fields: tuple[str, ...]) -> list[Mapping]:
+    """``rows`` with the text ``fields`` made visible (rows that need no change are kept)."""
+    out: list[Mapping] = []
+    for row in rows:
+        if any(isinstance(row.get(f), str) and _INVISIBLE.search(row[f]) for f in fields):
+            row = {**row, **{f: visible(row[f]) for f in fields if isinstance(row.get(f), str)}}
+        out.append(row)
+    return out
+
+
+_SHOWN_FIELDS = ("asset", "flow", "category", "capability", "why", "not_applicable_reason")
+
+
 def sort_key(item: Mapping) -> tuple:
     """Priority, then go-live first, then flow, asset (then capability, level)."""
     return (item["priority"], 0 if item["go_live"] else 1, item.get("flows", ""), item["asset"],
@@ -222,6 +251,8 @@ def _cell_label(entries: Sequence[Mapping]) -> tuple[str, str | None]:
 def status_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Mapping,
                  colour: bool) -> str:
     """The matrix in the terminal: assets x categories, flow weakest-link rows, counts."""
+    matrix = _visible_entries(matrix, _SHOWN_FIELDS)
+    flows = _visible_entries(flows, _SHOWN_FIELDS)
     categories = list(dict.fromkeys(e["category"] for e in matrix))
     abbr = abbreviations(categories)
 
@@ -274,6 +305,7 @@ def status_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: M
 
 def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
     """One line per capability of a single asset: level, target, RAG and why."""
+    matrix = _visible_entries(matrix, _SHOWN_FIELDS)
     out = []
     width = max((len(e["capability"]) for e in matrix), default=10) + 2
     cat_width = max((len(e["category"]) for e in matrix), default=10) + 2

@@ -200,9 +200,17 @@ def now_iso() -> str:
 
 
 def check_header(path: Path) -> None:
-    """Refuse a file that is not SQLite at all (before SQLite sees it)."""
+    """Refuse a file that is not SQLite at all (before SQLite sees it), an empty one (SQLite
+    would quietly make a new database in it) and a folder in its place; none is touched."""
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder, not the database file; move it away (or "
+                            "restore the file from git)")
     with open(path, "rb") as fh:
         head = fh.read(16)
+    if not head:
+        raise DatabaseError(
+            f"{path} is empty (0 bytes), not a database; restore it from git "
+            f"(git checkout -- {path.name}), or delete it and run setup to start afresh")
     if head and head != b"SQLite format 3\x00":
         raise DatabaseError(
             f"{path} is not an SQLite database (corrupt or foreign file); restore it from git "

@@ -213,7 +213,10 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     import reports
     import views
     from csvfiles import atomic_write
+    from outputs import check_output_file
 
+    if args.output != "-":
+        check_output_file("export -o", args.output, ctx.data_dir)
     with ctx.open_db() as db:
         if args.items:
             items = views.items(db)
@@ -511,7 +514,9 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
     except TrackerError as exc:
         if verbosity > 0:
             log.exception("details")
-        print(f"sre_tracker: error: {exc}", file=sys.stderr)
+        from reports import visible
+
+        print(f"sre_tracker: error: {visible(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # e.g. `status | head`
         return EXIT_OK

@@ -13,7 +13,7 @@ from config import RALLY_REQUIRED, Settings
 from context import CommandOptions, Context
 from database import DB_FILE, MATRIX_FILE, Rollback, now_iso
 from errors import EXIT_OK
-from push import push_page
+from push import update_pages
 from reports import counted
 from stories import STORY_FIELDS, index_by_key, record_story
 
@@ -147,10 +147,6 @@ def run(opts: SyncOptions, ctx: Context) -> int:
                    f"{counted(len(adopted), 'story', 'stories')} adopted (from {source})")
     if opts.no_confluence:
         return EXIT_OK
-    import pages
-
-    code = push_page(ctx)
-    pages.update_confluence(ctx)
-    return code
+    return update_pages(ctx)
 
 

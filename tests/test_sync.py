@@ -411,7 +411,7 @@ def test_a_wrong_page_id_is_one_line_naming_the_setting(gaps, run, rally, wiki,
                                                         monkeypatch):
     monkeypatch.setenv("CONFLUENCE_PAGE_ID", "999")
     code, _out, err = run(gaps, "sync")
-    assert code == 1 and "CONFLUENCE_PAGE_ID" in err and len(err.strip().splitlines()) == 1
+    assert code == 3 and "CONFLUENCE_PAGE_ID" in err and len(err.strip().splitlines()) == 1
 
 
 def test_check_reads_the_page_and_its_table(gaps, run, rally, wiki):

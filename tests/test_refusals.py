@@ -157,10 +157,11 @@ def test_merge_conflict_markers_are_named(ready, run):
 
 
 # ------------------------------------------------------------------ settings
+# A bad setting blocks only the commands that talk to its service: `check` names it.
 def test_page_id_needs_ascii_digits(ready, run, monkeypatch):
     monkeypatch.setenv("CONFLUENCE_PAGE_ID", "²³")
-    code, _out, err = run(ready, "status")
-    assert code == 1 and "CONFLUENCE_PAGE_ID must be a numeric id" in one_line(err)
+    code, out, err = run(ready, "check")
+    assert code == 1 and "CONFLUENCE_PAGE_ID must be a numeric id (digits 0-9)" in out + err
 
 
 @pytest.mark.parametrize("name", ["RALLY_BASE_URL", "CONFLUENCE_BASE_URL"])
@@ -169,8 +170,18 @@ def test_page_id_needs_ascii_digits(ready, run, monkeypatch):
 def test_credentials_in_a_url_setting_are_refused_without_echo(ready, run, monkeypatch, name,
                                                                url):
     monkeypatch.setenv(name, url)
-    code, out, err = run(ready, "-v", "status")
-    assert code == 1 and f"{name} holds a user name or password" in err
+    code, out, err = run(ready, "-v", "check")
+    assert code == 1 and f"{name} holds a user name or password" in out + err
+    assert SECRET not in out + err
+
+
+def test_credentials_in_the_rally_url_stop_a_push_in_one_line(ready, run, monkeypatch):
+    for name, value in (("RALLY_BASE_URL", f"https://svc:{SECRET}@rally.example.com"),
+                        ("RALLY_API_KEY", "k" * 20), ("RALLY_WORKSPACE_ID", "1"),
+                        ("RALLY_PROJECT_ID", "2"), ("RALLY_PARENT_ID", "F1")):
+        monkeypatch.setenv(name, value)
+    code, out, err = run(ready, "report", "--push")
+    assert code == 1 and "RALLY_BASE_URL holds a user name or password" in one_line(err)
     assert SECRET not in out + err
 
 
@@ -178,10 +189,10 @@ def test_credentials_in_a_url_setting_are_refused_without_echo(ready, run, monke
 def test_a_secret_with_a_character_http_cannot_send_is_named_not_shown(ready, run,
                                                                        monkeypatch, name):
     monkeypatch.setenv(name, "abc\u2019def-" + SECRET)  # a curly quote from a copy and paste
-    code, out, err = run(ready, "status")
+    code, out, err = run(ready, "check")
     assert code == 1
-    assert f"{name} has a character HTTP cannot send (character 4)" in one_line(err)
-    assert SECRET not in out + err and "\u2019" not in err
+    assert f"{name} has a character HTTP cannot send (character 4)" in out + err
+    assert SECRET not in out + err and "\u2019" not in out + err
 
 
 # ------------------------------------------------------------------ exit 3

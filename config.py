@@ -190,7 +190,7 @@ def validate(name: str, value: str) -> str:
     if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID",
                 "CONFLUENCE_RULEBOOK_PAGE_ID", "CONFLUENCE_MATRIX_PAGE_ID"):
         if not (value.isascii() and value.isdigit()):  # "²³".isdigit() is True
-            raise ConfigError(f"{name} must be a numeric id (digits 0-9), not {value!r}")
+            raise ConfigError(f"{name} must be a numeric id, not {value!r}")
     elif name == "RALLY_PARENT_ID":
         if not re.fullmatch(r"[A-Za-z]+[0-9]+", value):
             raise ConfigError(f"{name} must be a FormattedID such as F1234, not {value!r}")

@@ -84,8 +84,8 @@ def test_describe_says_not_set_and_not_valid_in_words(tmp_path):
     lines = config.load(data_dir=str(tmp_path),
                         environ={"RALLY_PROJECT_ID": "abc"}).describe()
     assert "RALLY_API_KEY not set" in lines
-    assert "RALLY_PROJECT_ID not valid (environment): RALLY_PROJECT_ID must be a numeric id " \
-        "(digits 0-9), not 'abc'" in lines
+    assert "RALLY_PROJECT_ID not valid (environment): RALLY_PROJECT_ID must be a numeric id, " \
+        "not 'abc'" in lines
     assert not any("(not set) (unset)" in line for line in lines)
 
 

@@ -161,7 +161,7 @@ def test_merge_conflict_markers_are_named(ready, run):
 def test_page_id_needs_ascii_digits(ready, run, monkeypatch):
     monkeypatch.setenv("CONFLUENCE_PAGE_ID", "²³")
     code, out, err = run(ready, "check")
-    assert code == 1 and "CONFLUENCE_PAGE_ID must be a numeric id (digits 0-9)" in out + err
+    assert code == 1 and "CONFLUENCE_PAGE_ID must be a numeric id, not '²³'" in out + err
 
 
 @pytest.mark.parametrize("name", ["RALLY_BASE_URL", "CONFLUENCE_BASE_URL"])

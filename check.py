@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import confluence
 import gitops
+import pages
 import rally
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE
@@ -44,6 +45,7 @@ def run(ctx: Context) -> int:
             results.append((False, "git: .env is tracked; run git rm --cached .env"))
     results.extend(_check_rally(settings))
     results.extend(_check_confluence(settings))
+    results.extend(pages.check(settings))
     failed = 0
     for ok, text in results:
         label = "ok  " if ok else "skip" if ok is None else "FAIL"

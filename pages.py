@@ -97,3 +97,51 @@ def update_confluence(ctx: Context) -> None:
                 ctx.print(f"confluence: '{title}' table already up to date (no new version)")
     finally:
         client.close()
+
+
+def _signature(name: str) -> tuple[str, ...]:
+    return rulebook.SIGNATURE if name == RULEBOOK_SETTING else matrix_page.SIGNATURE
+
+
+def check(settings) -> list[tuple[bool | None, str]]:
+    """For ``check``: one line per page id set (ok, or the reason): the page can be read and
+    parsed, and where the table is or will go."""
+    import confluence
+    import storage_page
+    from errors import ConfigError, ConfluenceError
+
+    try:
+        wanted = [(name, title) for name, title in PAGE_SETTINGS.items() if settings.get(name)]
+        if not wanted:
+            return []
+        missing = [m for m in settings.confluence_missing() if m != "CONFLUENCE_PAGE_ID"]
+    except ConfigError as exc:
+        return [(False, f"confluence pages: {exc}")]
+    if missing:
+        return [(False, f"confluence pages: {', '.join(missing)} not set (needed by "
+                        f"{', '.join(name for name, _t in wanted)})")]
+    out: list[tuple[bool | None, str]] = []
+    try:
+        client = confluence.client_from_settings(settings)
+    except ConfluenceError as exc:
+        return [(False, f"confluence pages: {exc}")]
+    try:
+        for name, title in wanted:
+            try:
+                page = client.get_page(settings.get(name))
+                found = storage_page.locate(storage_page.load(page["body"]), title,
+                                            storage_page.has_columns(*_signature(name)))
+            except ConfluenceError as exc:
+                out.append((False, f"confluence: {name}: {exc}"))
+                continue
+            where = f"{name}: page '{page['title']}' v{page['version']}"
+            if found.table is not None:
+                state = f"table '{title}' found"
+            elif found.heading is not None:
+                state = f"heading '{title}' has no table yet: the table will be added under it"
+            else:
+                state = f"heading '{title}' not found: heading and table will be appended"
+            out.append((True, f"confluence: {where}, {state}"))
+    finally:
+        client.close()
+    return out

@@ -555,3 +555,25 @@ def test_a_cell_recoloured_by_hand_is_put_back(assessed, run, site):
     code, out, _err = sync(run, assessed, site)
     assert code == 0 and "'SRE Maturity Matrix' page updated to version 4" in out
     assert f'data-highlight-colour="{red}"' in site.body(site.matrix)
+
+
+def test_check_reads_both_pages_and_says_where_the_tables_go(assessed, run, site):
+    code, out, _err = run(assessed, "check")
+    assert ("ok    confluence: CONFLUENCE_RULEBOOK_PAGE_ID: page 'SRE Rulebook' v3, heading "
+            "'SRE Maturity Model' has no table yet: the table will be added under it") in out
+    assert ("ok    confluence: CONFLUENCE_MATRIX_PAGE_ID: page 'SRE Matrix' v1, heading "
+            "'SRE Maturity Matrix' not found: heading and table will be appended") in out
+    sync(run, assessed, site)
+    site.hidden.add(site.matrix)
+    code, out, _err = run(assessed, "check")
+    assert "confluence: CONFLUENCE_RULEBOOK_PAGE_ID: page 'SRE Rulebook' v4, table " \
+           "'SRE Maturity Model' found" in out
+    assert code == 1 and "FAIL  confluence: CONFLUENCE_MATRIX_PAGE_ID: " in out
+
+
+def test_check_names_what_the_pages_lack(assessed, run, site, monkeypatch):
+    monkeypatch.delenv("CONFLUENCE_BASE_URL")
+    code, out, _err = run(assessed, "check")
+    assert code == 1
+    assert "FAIL  confluence pages: CONFLUENCE_BASE_URL not set (needed by " \
+           "CONFLUENCE_RULEBOOK_PAGE_ID, CONFLUENCE_MATRIX_PAGE_ID)" in out

@@ -123,6 +123,7 @@ def run(opts: SetupOptions, ctx: Context,
         ctx.prepare_folder()
 
         db = Database(folder / DB_FILE, create=True)
+        db.on_commit = ctx.db_committed  # a Ctrl-C after the commit finishes it (interrupts.py)
         try:
             with db.transaction():
                 report, changed, skipped, changes = _import(db, flows, model, rows, assessor,

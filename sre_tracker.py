@@ -535,9 +535,12 @@ def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:
     before = len(ctx.committed)
     if ctx.pending_commit:
         try:
+            files = [DB_FILE, MATRIX_FILE]
+            if args.command == "setup":
+                files += ["flows.csv", "maturity_model.csv", "assessments.csv",
+                          ".gitattributes", ".gitignore"]
             with interrupts.deferred():
-                ctx.commit([DB_FILE, MATRIX_FILE], f"{args.command}: changes saved before an "
-                           "interrupt")
+                ctx.commit(files, f"{args.command}: changes saved before an interrupt")
         except KeyboardInterrupt:
             pass  # a second Ctrl-C during the commit: it was finished all the same
         except TrackerError as exc:

@@ -217,3 +217,30 @@ def test_ctrl_c_at_a_later_step_of_a_push_commits_the_ids_already_stored(ready, 
         stored = [it for it in db.load_items() if it["rally_oid"]]
     assert len(stored) >= 1
     assert head_pair_agrees(ready, tmp_path)
+
+
+def test_ctrl_c_after_a_later_setups_database_commit_commits_it(ready, tmp_path):
+    flows = (ready / "flows.csv").read_text(encoding="utf-8") + "Login,sso,Identity,3\n"
+    (ready / "flows.csv").write_text(flows, encoding="utf-8")
+    head = git(ready, "rev-parse", "HEAD").strip()
+    proc, marker = paused(ready, tmp_path, "after-db-commit", "setup", "--from-csv")
+    proc.send_signal(signal.SIGINT)
+    marker.unlink()
+    _out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 130, err
+    assert "the change saved before the interrupt is committed (" in err
+    assert git(ready, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
+    assert git(ready, "status", "--porcelain") == ""
+    assert head_pair_agrees(ready, tmp_path)
+
+
+def test_ctrl_c_after_a_first_setups_database_commit_leaves_the_folder_as_it_was(folder,
+                                                                                 tmp_path):
+    before = sorted(p.name for p in folder.iterdir())
+    proc, marker = paused(folder, tmp_path, "after-db-commit", "setup", "--from-csv")
+    proc.send_signal(signal.SIGINT)
+    marker.unlink()
+    _out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "sre_tracker: interrupted; nothing was written"
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -142,7 +142,8 @@ def run(opts: SetupOptions, ctx: Context,
             db.close()
     for line in said:
         ctx.print(line)
-    _print_report(ctx, report, changed, skipped, changes)
+    _print_report(ctx, report, changed, skipped, changes,
+                  fresh=_skipped_news(folder, assessments_path, skipped))
     # The git files always go with setup's commit: the first one holds them, so a clone has
     # the merge drivers' attributes and the .env ignore from the start.
     files = [csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, DB_FILE, MATRIX_FILE,
@@ -163,6 +164,26 @@ def _import(db: Database, flows: list[FlowRow], model: list[ModelRow],
     changed, skipped = db.import_assessments(rows, assessor, now, csvfiles.ASSESSMENTS_FILE)
     changes = db.refresh_items(now=now, reassessed=changed)
     return report, changed, skipped, changes
+
+
+SKIPPED_NOTE = "sre-tracker.skipped"  # in .git: which assessments.csv was last told about
+
+
+def _skipped_news(folder: Path, path: Path, skipped: list[str]) -> bool:
+    """True when the skipped rows have not been told for this content of assessments.csv
+    (the note lives in the clone's .git, never committed); records it as told."""
+    import hashlib
+
+    if not skipped:
+        return False
+    stamp = hashlib.sha256(path.read_bytes()).hexdigest()
+    if gitops.repo_root(folder) is None:
+        return True
+    note = Path(gitops.run(folder, "rev-parse", "--absolute-git-dir").strip()) / SKIPPED_NOTE
+    if note.is_file() and note.read_text(encoding="utf-8").strip() == stamp:
+        return False
+    note.write_text(stamp + "\n", encoding="utf-8")
+    return True
 
 
 class _UndoOnFailure:
@@ -219,7 +240,10 @@ def _item_counts(changes) -> str:
     return ", ".join(f"{n} {r}" for r, n in sorted(by.items()))
 
 
-def _print_report(ctx, report, changed: set, skipped: list[str], changes) -> None:
+def _print_report(ctx, report, changed: set, skipped: list[str], changes,
+                  fresh: bool = True) -> None:
+    """What the import did; the rows skipped as older are told once per change of
+    assessments.csv (``fresh``), and listed with -v."""
     if not (report.changed or changed or changes):
         ctx.print("setup: nothing changed")
     for label, entries in (("added", report.added), ("updated", report.updated),
@@ -231,8 +255,13 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes) -> Non
     if changed:
         ctx.print(f"imported {counted(len(changed), 'assessment')} from "
                   f"{csvfiles.ASSESSMENTS_FILE}")
-    for s in skipped:
-        ctx.print(f"skipped {s}")
+    if skipped and (fresh or ctx.verbosity > 0):
+        ctx.print(f"skipped {counted(len(skipped), 'row')} of {csvfiles.ASSESSMENTS_FILE}: older "
+                  "than the current assessment of the cell"
+                  + ("" if ctx.verbosity > 0 else " (-v lists them)"))
+    if ctx.verbosity > 0:
+        for line in skipped:
+            ctx.print(f"  skipped {line}")
     if changes:
         ctx.print("items: " + _item_counts(changes))
 

@@ -171,8 +171,17 @@ def test_assessment_older_than_current_is_skipped(ready, run):
     (ready / "assessments.csv").write_text(
         "Asset Name,Capability,Level,Assessed At\nweb,Alerts,1,2020-01-01\n")
     code, out, _err = run(ready, "setup", "--from-csv")
-    assert code == 0 and "skipped assessments.csv:2 web / Alerts" in out
+    assert code == 0 and "skipped 1 row of assessments.csv: older than the current " \
+        "assessment of the cell (-v lists them)" in out.splitlines()
     assert cell(status_json(run, ready), "web", "Alerts")["level"] == 3
+    # Said once per change of the file, not on every run; -v lists the rows.
+    assert "skipped" not in run(ready, "setup", "--from-csv")[1]
+    out = run(ready, "-v", "setup", "--from-csv")[1]
+    assert "  skipped assessments.csv:2 web / Alerts: assessed 2020-01-01" in out
+    (ready / "assessments.csv").write_text(
+        "Asset Name,Capability,Level,Assessed At\nweb,Alerts,1,2020-01-01\nweb,Dashboards,1,"
+        "2020-01-01\n")
+    assert "skipped 1 row of assessments.csv" in run(ready, "setup", "--from-csv")[1]
 
 
 def test_assessment_of_unknown_asset_writes_nothing(ready, run):

@@ -14,9 +14,10 @@ from context import CommandOptions, Context
 from database import DB_FILE, MATRIX_FILE, Database
 from errors import EXIT_OK, InputError
 from names import resolve
-from prompts import Prompter, Quit
+from prompts import Back, Prompter, Quit
 
-HELP = "answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), q (quit)"
+HELP = ("answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), "
+        "s (skip this capability), q (quit)")
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Outcome:
     na_reason: str = ""
     na_until: str = ""
     notes: str = ""
+
+
+SKIP = Outcome("skipped", None)  # what ask_questions returns when the user types s
 
 
 def parse_answers(text: str) -> list[bool]:
@@ -78,7 +82,8 @@ def outcome_from_answers(cap: mt.Capability, answers: list[bool]) -> Outcome:
 
 
 def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None:
-    """Ask level by level, stopping at the first level not met. None: the user quit."""
+    """Ask level by level, stopping at the first level not met. None: the user quit;
+    ``SKIP``: the user skipped this capability (with --all, the walk goes on)."""
     asked = cap.questions()
     answers: list[bool] = []
     i = 0
@@ -101,6 +106,8 @@ def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None
                 answers.pop()
         elif reply == "na":
             return ask_not_applicable(p, today)
+        elif reply == "s":
+            return SKIP
         elif reply == "q":
             return None
         else:
@@ -235,10 +242,16 @@ def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool) -> 
         return asset
     if not interactive:
         raise InputError("--asset is required when stdin is not a terminal")
-    if flow is None:
-        flow = p.choose("Flow:", [(f, f) for f in flows])
-    names = [a for a, info in assets.items() if flow in info.flows]
-    return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names]))
+    chosen = flow
+    while True:
+        if chosen is None:
+            flow = p.choose("Flow:", [(f, f) for f in flows])
+        names = [a for a, info in assets.items() if flow in info.flows]
+        try:  # b at the asset menu goes back to the flow menu (unless --flow fixed it)
+            return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names],
+                                back=chosen is None))
+        except Back:
+            continue
 
 
 def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
@@ -252,16 +265,20 @@ def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
     if not interactive:
         raise InputError("--capability is required when stdin is not a terminal")
     categories = list(dict.fromkeys(c.category for c in model.values()))
-    category = p.choose("Category:", [(c, c) for c in categories])
     cells = db.load_cells()
-    options = []
-    for cap in model.values():
-        if cap.category != category:
+    while True:
+        category = p.choose("Category:", [(c, c) for c in categories])
+        options = []
+        for cap in model.values():
+            if cap.category != category:
+                continue
+            cell = cells.get((asset, cap.name)) or mt.Cell(asset, cap.name)
+            when = f", {cell.assessed_at[:10]}" if cell.assessed_at else ""
+            options.append((f"{cap.name}  (now: {level_label(cell)}{when})", cap.name))
+        try:  # b at the capability menu goes back to the category menu
+            return [model[str(p.choose(f"Capability in {category}:", options, back=True))]]
+        except Back:
             continue
-        cell = cells.get((asset, cap.name)) or mt.Cell(asset, cap.name)
-        when = f", {cell.assessed_at[:10]}" if cell.assessed_at else ""
-        options.append((f"{cap.name}  (now: {level_label(cell)}{when})", cap.name))
-    return [model[str(p.choose(f"Capability in {category}:", options))]]
 
 
 def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
@@ -295,6 +312,9 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
         outcome = ask_questions(p, cap, today)
         if outcome is None:
             raise Quit
+        if outcome is SKIP:
+            p.write("  skipped: nothing saved for this capability")
+            return None
         outcome.notes = opts.notes if opts.notes is not None else p.ask(
             "  notes / evidence (optional): ")
 

@@ -26,9 +26,11 @@ DEFAULT_MODEL = SCRIPT.with_name("maturity_model.csv")
 
 MENU2 = "choose 1-2 (q to quit): "
 MENU3 = "choose 1-3 (q to quit): "
+MENU2B = "choose 1-2 (b back, q to quit): "  # asset and capability menus: b goes back
 NOTES = "  notes / evidence (optional): "
 SAVE = "save this assessment? [y/n]: "
-HELP = "answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), q (quit)"
+HELP = ("answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), "
+        "s (skip this capability), q (quit)")
 # The questions of the conftest model, as the assessment asks them.
 ALERTS = [
     "L1 [1/5] Do any alerts exist? [y/n/?/b/na/q] ",
@@ -105,7 +107,8 @@ def assess_flags(folder: Path, *args: str) -> None:
 def open_assess(child: pexpect.spawn, flow: str, asset: str, category: str,
                 capability: str) -> None:
     """Walk the four numbered menus (answers are menu numbers as strings)."""
-    for prompt, answer in ((MENU2, flow), (MENU2, asset), (MENU2, category), (MENU2, capability)):
+    for prompt, answer in ((MENU2, flow), (MENU2B, asset), (MENU2, category),
+                           (MENU2B, capability)):
         reply(child, prompt, answer)
 
 
@@ -118,13 +121,13 @@ def test_guided_assessment_through_menus_records_level_and_commits(ready):
     child.expect_exact("Flow:\r\n   1) Checkout\r\n   2) Login\r\n")
     reply(child, MENU2, "1")
     child.expect_exact("Asset in Checkout:\r\n   1) payment-api\r\n   2) web\r\n")
-    reply(child, MENU2, "1")
+    reply(child, MENU2B, "1")
     child.expect_exact("Category:\r\n   1) Monitoring\r\n   2) Alerting\r\n")
     reply(child, MENU2, "2")
     # The capability menu shows each capability's current level and last assessment date.
     child.expect_exact(f"Capability in Alerting:\r\n   1) Alerts  (now: none)\r\n"
                        f"   2) On-call  (now: 1, {on_call_date})\r\n")
-    reply(child, MENU2, "1")
+    reply(child, MENU2B, "1")
     child.expect_exact("Alerting / Alerts for payment-api (now: none; target 4, go-live L1)")
     for question, answer in zip(ALERTS, ["y", "y", "y", "n"], strict=True):
         reply(child, question, answer)
@@ -194,9 +197,9 @@ def test_invalid_answers_re_prompt_saying_what_is_accepted(ready):
     child.expect_exact("please type a number from 1 to 2, or q")
     reply(child, MENU2, "login")  # a name is accepted too, case-insensitively
     child.expect_exact("Asset in Login:")
-    reply(child, MENU2, "auth")
+    reply(child, MENU2B, "auth")
     reply(child, MENU2, "2")
-    reply(child, MENU2, "2")
+    reply(child, MENU2B, "2")
     reply(child, ONCALL[0], "maybe")
     child.expect_exact(HELP)
     reply(child, ONCALL[0], "n")
@@ -249,7 +252,7 @@ def test_q_quits_writing_nothing(ready, where):
         reply(child, ALERTS[1], "q")
     else:
         reply(child, MENU2, "1")
-        reply(child, MENU2, "q")
+        reply(child, MENU2B, "q")
     child.expect_exact("quit: nothing more written")
     code, signal, _transcript = finish(child)
     # assessment.run returns EXIT_OK after a quit: the user chose to stop, nothing failed.
@@ -584,3 +587,34 @@ def test_interactive_setup_without_git_identity_refuses_before_asking(tmp_path):
     code, _signal, transcript = finish(child)
     assert code == 1 and "git has no identity to commit with" in transcript
     assert FLOW_NAME not in transcript and list(folder.iterdir()) == []
+
+
+def test_b_at_a_menu_goes_back_one_menu_and_s_skips_a_capability_in_all(ready):
+    child = spawn(ready, "assess", "--assessor", "jdoe")
+    reply(child, MENU2, "1")
+    child.expect_exact("Asset in Checkout:")
+    reply(child, MENU2B, "b")
+    child.expect_exact("Flow:")
+    reply(child, MENU2, "2")
+    child.expect_exact("Asset in Login:")
+    reply(child, MENU2B, "auth")
+    reply(child, MENU2, "1")
+    child.expect_exact("Capability in Monitoring:")
+    reply(child, "choose 1-1 (b back, q to quit): ", "b")
+    child.expect_exact("Category:")
+    reply(child, MENU2, "q")
+    code, _signal, _transcript = finish(child)
+    assert code == 0
+
+    child = spawn(ready, "assess", "--asset", "web", "--all")
+    reply(child, DASHBOARDS[0], "s")
+    child.expect_exact("  skipped: nothing saved for this capability")
+    reply(child, ALERTS[0], "n")
+    reply(child, NOTES, "")
+    reply(child, SAVE, "y")
+    reply(child, ONCALL[0], "s")
+    code, _signal, _transcript = finish(child)
+    assert code == 0
+    assert (cell(ready, "web", "Dashboards")["state"], cell(ready, "web", "Alerts")["level"],
+            cell(ready, "web", "On-call")["state"]) == ("Not Assessed", 0, "Not Assessed")
+    assert commits(ready)[0].startswith("assess: Checkout, Login/web Alerts none→0 (")

@@ -225,6 +225,18 @@ class Context:
         if sha:
             self.committed.append(sha)
             log.info("committed %s: %s", sha, message)
+            self._tidy()
+
+    def _tidy(self) -> None:
+        """Pack the objects the commits leave (the repository stays a few times the size of
+        the database, however many commits); a failure here never fails the command."""
+        import gitops
+
+        db = self.db_path()
+        try:
+            gitops.tidy(self.data_dir, max(db.stat().st_size if db.exists() else 0, 1 << 20))
+        except (GitError, OSError) as exc:
+            log.info("git housekeeping skipped: %s", exc)
 
 
 class _Silent(io.StringIO):

@@ -138,21 +138,48 @@ def driver_commands() -> dict[str, str]:
     }
 
 
+# Housekeeping of the data repository (local config, set with the drivers). Every commit adds
+# the whole database as a new object; :func:`tidy` packs them (deltas between versions are
+# small) and ``gc --auto`` folds the packs into one as soon as more than four pile up, in the
+# foreground (a background gc would outlive the command).
+REPO_SETTINGS = {"gc.autoPackLimit": "4", "gc.autoDetach": "false"}
+
+
 def drivers_registered(folder: Path) -> bool:
-    wanted = driver_commands()
-    out = run(folder, "config", "--local", "--get-regexp", r"^(merge|diff)\.sre-tracker",
-              check=False)
-    have = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-    return all(have.get(k) == v for k, v in wanted.items())
+    wanted = {**driver_commands(), **REPO_SETTINGS}
+    out = run(folder, "config", "--local", "--get-regexp",
+              r"^((merge|diff)\.sre-tracker|gc\.(autopacklimit|autodetach))", check=False)
+    have = {k.lower(): v for k, v in (line.split(" ", 1) for line in out.splitlines()
+                                      if " " in line)}
+    return all(have.get(k.lower()) == v for k, v in wanted.items())
 
 
 def register_drivers(folder: Path) -> bool:
-    """Register the drivers in the repo's local config when missing; True if anything was set."""
+    """Register the drivers (and the housekeeping settings) in the repo's local config when
+    missing; True if anything was set."""
     if drivers_registered(folder):
         return False
-    for key, value in driver_commands().items():
+    for key, value in {**driver_commands(), **REPO_SETTINGS}.items():
         run(folder, "config", "--local", key, value)
     return True
+
+
+def tidy(folder: Path, budget: int) -> bool:
+    """Keep loose objects from piling up after a commit: once they take more than ``budget``
+    bytes (the database's size), pack them; then ``gc --auto`` merges the packs when there are
+    too many. True when something was packed."""
+    out = run(folder, "count-objects", "-v", check=False)
+    stats = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    try:
+        loose = int(stats.get("size", "0")) * 1024
+    except ValueError:
+        return False
+    packed = False
+    if loose > budget:
+        run(folder, "repack", "-d", "-q")  # -d also drops the loose copies now packed
+        packed = True
+    run(folder, "gc", "--auto", "--quiet", check=False)
+    return packed
 
 
 def env_tracked(folder: Path) -> bool:

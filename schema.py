@@ -260,7 +260,8 @@ def prepare(conn: sqlite3.Connection, path: Path) -> tuple[int | None, Path | No
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    compact(conn)
+    if version > 0:
+        compact(conn, 0)  # the upgrade copied tables and dropped the old ones: repack
     return (version or None), backup
 
 

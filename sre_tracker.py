@@ -557,6 +557,11 @@ def _os_error_text(exc: Exception, ctx: Context | None) -> str:
     """One line for an OS or SQLite error: what failed, on which path, what to check."""
     if isinstance(exc, sqlite3.Error):
         path = ctx.db_path() if ctx is not None else "sre_data.db"
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, (
+                sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+            # Corruption found while reading (the open-time check runs once per file version).
+            return (f"{path} is damaged ({exc}); restore it from git "
+                    f"(git checkout -- {Path(path).name}) or move it away")
         return (f"{path}: {exc}; check that the file and its folder are writable by you "
                 "(and not on a read-only disk)")
     path = exc.filename or "?"

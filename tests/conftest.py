@@ -43,8 +43,10 @@ Alerting,On-call,5,Load is balanced,Is on-call load balanced across teams?,SRE,,
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No settings leak in from the machine; commits work without a global git identity."""
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No settings leak in from the machine; commits work without a global git identity; the
+    database check stamps go to a cache of the test's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     for name in list(os.environ):
         if name.startswith(("RALLY_", "CONFLUENCE_", "SRE_TRACKER_")):
             monkeypatch.delenv(name)

@@ -4,6 +4,7 @@
     python bench/bench.py            # everything (under two minutes on a laptop)
     python bench/bench.py --quick    # smaller sizes (no 2,000-asset run, 1,000 stories)
     python bench/bench.py --profile  # also cProfile every command that misses its target
+    python bench/bench.py --scale    # only the 2,000-asset figures, .git growth, unlike data
 
 Prints one line per figure: the measured value, the SPEC §9 target and ok / MISS (``info`` for
 figures without a target). How it measures:
@@ -286,6 +287,99 @@ def _local_rerun(work: Path, n: int, args: list[str], label: str) -> Callable[[]
         shutil.rmtree(fresh, ignore_errors=True)
 
     return rerun
+
+
+# ---------------------------------------------------------------------------- 2b. large org
+LARGE_TARGETS = [  # SPEC §9 / issue 15, at 2,000 assets x 60 capabilities
+    ("status", ["status"], 1.0),
+    ("status --format json", ["status", "--format", "json"], 1.5),
+    ("report", ["report"], 4.0),
+]
+
+
+def _runs(args: list[str], folder: Path, runs: int) -> list[Run]:
+    return [tool(args, folder) for _ in range(runs)]
+
+
+def _min_median(results: list[Run]) -> tuple[float, float]:
+    seconds = [r.seconds for r in results]
+    return min(seconds), statistics.median(seconds)
+
+
+def bench_large(rep: Report, folder: Path, runs: int, label: str = "2,000 assets",
+                targets: bool = True) -> None:
+    """The figures of a large organisation: file size, read commands, one assess, report."""
+    rep.header(f"2b. {label}: min / median of {runs} runs (subprocess, git commits on)")
+    db = folder / "sre_data.db"
+    size = db.stat().st_size / 1e6
+    rep.line("sre_data.db size", f"{size:.1f} MB", "≤ 40 MB" if targets else "-",
+             size <= 40 if targets else None)
+    for name, args, limit in LARGE_TARGETS:
+        results = _runs(args, folder, runs)
+        low, med = _min_median(results)
+        rep.line(f"{name}", f"{sec(low)} / {sec(med)}", f"< {limit:g} s" if targets else "-",
+                 med < limit if targets else None,
+                 rerun=(lambda a=args: profile_tool(a, folder)) if targets else None)
+        if name == "report":
+            peak = max(r.maxrss_mb for r in results)
+            rep.line("report peak memory (ru_maxrss)", f"{peak:.0f} MB",
+                     "< 300 MB" if targets else "-", peak < 300 if targets else None)
+    assess = []
+    for n in range(runs):
+        args = ["assess", "--asset", f"asset-{n * 13:05d}", "--capability",
+                f"Capability {n % 12:02d}-{n % 5}", "--level", str(n % 6), "--notes", "bench"]
+        assess.append(tool(args, folder))
+    low, med = _min_median(assess)
+    rep.line("one assess, committed", f"{sec(low)} / {sec(med)}",
+             "< 1.5 s" if targets else "-", med < 1.5 if targets else None,
+             rerun=(lambda: profile_tool(["assess", "--asset", "asset-00001", "--capability",
+                                          "Capability 00-0", "--level", "2"], folder))
+             if targets else None)
+
+
+def git_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in (folder / ".git").rglob("*") if p.is_file())
+
+
+def bench_git_growth(rep: Report, work: Path, assets: int = 500, commits: int = 40) -> None:
+    """.git after ``commits`` committed assessments, against four times the database."""
+    rep.header(f"2c. the data repository after {commits} committed assessments at {assets} "
+               "assets")
+    folder = work / f"git-{assets}"
+    datagen.write_folder(folder, assets)
+    tool(["setup", "--from-csv"], folder)
+    seconds = []
+    for n in range(commits):
+        args = ["assess", "--asset", f"asset-{(n * 7) % assets:05d}", "--capability",
+                f"Capability {n % 12:02d}-{n % 5}", "--level", str(n % 6)]
+        seconds.append(tool(args, folder).seconds)
+    db = (folder / "sre_data.db").stat().st_size
+    size = git_bytes(folder)
+    rep.line(".git size", f"{size / 1e6:.1f} MB", f"≤ {4 * db / 1e6:.1f} MB (4x db)",
+             size <= 4 * db)
+    rep.line("  sre_data.db", f"{db / 1e6:.1f} MB")
+    rep.line(f"  assess @ {assets}: min / median", f"{sec(min(seconds))} / "
+             f"{sec(statistics.median(seconds))}")
+    shutil.rmtree(folder)
+
+
+def bench_unlike(rep: Report, work: Path, assets: int, runs: int) -> None:
+    """Data shaped unlike the generator's default: every cell low (many more open items) and
+    long texts (criteria, questions, notes of a few hundred characters)."""
+    folder = work / f"unlike-{assets}"
+    datagen.write_folder(folder, assets, low_levels=True, long_texts=True)
+    tool(["setup", "--from-csv"], folder)
+    bench_large(rep, folder, runs, label=f"{assets} assets, low levels and long texts "
+                "(info: shaped unlike ours)", targets=False)
+    rep.line("  open items", str(_open_items(folder)))
+    shutil.rmtree(folder)
+
+
+def _open_items(folder: Path) -> int:
+    from database import Database
+
+    with Database(folder / "sre_data.db") as db:
+        return len(db.item_rows(("open", "done")))
 
 
 # ---------------------------------------------------------------------------- 3. Rally
@@ -582,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile every command that misses its target")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--scale", action="store_true",
+                        help="only the large-organisation figures (2,000 assets, .git growth, "
+                             "data shaped unlike ours)")
     args = parser.parse_args(argv)
 
     sizes = [50, 500] if args.quick else [50, 500, 2000]
@@ -598,7 +695,22 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sre-bench-"))
     try:
         bench_help(rep, runs=7)
-        folders = bench_local(rep, work, sizes, runs_small=3)
+        if args.scale:
+            large = work / "local-2000"
+            datagen.write_folder(large, 2000)
+            tool(["setup", "--from-csv"], large)
+            folders = {2000: large}
+        else:
+            folders = bench_local(rep, work, sizes, runs_small=3)
+        if 2000 in folders:
+            bench_large(rep, folders[2000], runs=3)
+        bench_git_growth(rep, work, 500 if not args.quick else 100, 40)
+        bench_unlike(rep, work, 500 if not args.quick else 100, runs=3)
+        if args.scale:
+            print(f"\n{len(rep.misses)} MISS; total {time.perf_counter() - started:.0f} s")
+            for miss in rep.misses:
+                print(f"  MISS: {miss.figure}")
+            return 0
         bench_rally_fetch(rep, fetch_sizes)
         bench_rally_sync(rep, folders[500], sync_stories)
         bench_rally_push(rep, work, 500)

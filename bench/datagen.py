@@ -10,9 +10,20 @@ CATEGORIES = 12
 CAPS_PER_CATEGORY = 5
 
 
-def write_folder(folder: Path, assets: int, seed: int = 7) -> None:
-    """flows.csv, maturity_model.csv and assessments.csv for ``assets`` assets."""
+LONG = ("The service owner shows, with links to the dashboards, runbooks and the last review "
+        "notes, that this holds for every production region and every dependency the asset "
+        "calls; exceptions are written down with an owner, a date and the risk accepted. ")
+
+
+def write_folder(folder: Path, assets: int, seed: int = 7, *, low_levels: bool = False,
+                 long_texts: bool = False) -> None:
+    """flows.csv, maturity_model.csv and assessments.csv for ``assets`` assets.
+
+    ``low_levels``: every cell assessed at 0 or 1 (many more open items); ``long_texts``:
+    criteria and questions of a few hundred characters.
+    """
     rng = random.Random(seed)
+    extra = LONG * 2 if long_texts else ""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "maturity_model.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -22,9 +33,9 @@ def write_folder(folder: Path, assets: int, seed: int = 7) -> None:
             for k in range(CAPS_PER_CATEGORY):
                 cap = f"Capability {c:02d}-{k}"
                 for lv in range(1, 6):
-                    w.writerow([f"Category {c:02d}", cap, lv, f"{cap} criteria {lv}",
-                                f"Is {cap} at level {lv}?", "Asset", "", "Yes" if lv <= 2 else
-                                "No", "Go-Live" if lv <= 2 else ""])
+                    w.writerow([f"Category {c:02d}", cap, lv, f"{cap} criteria {lv}{extra}",
+                                f"Is {cap} at level {lv}?{extra}", "Asset", "",
+                                "Yes" if lv <= 2 else "No", "Go-Live" if lv <= 2 else ""])
     flows = [f"Flow {i:02d}" for i in range(max(2, assets // 25))]
     with open(folder / "flows.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -42,7 +53,8 @@ def write_folder(folder: Path, assets: int, seed: int = 7) -> None:
                 for k in range(CAPS_PER_CATEGORY):
                     if rng.random() < 0.9:
                         w.writerow([f"asset-{a:05d}", f"Capability {c:02d}-{k}",
-                                    rng.randint(0, 5), "bench", "2026-10-01"])
+                                    rng.randint(0, 1 if low_levels else 5), "bench",
+                                    "2026-10-01"])
 
 
 def write_push_folder(folder: Path, red_items: int = 500, assets: int = 10) -> None:

@@ -245,7 +245,7 @@ def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool) -> 
     chosen = flow
     while True:
         if chosen is None:
-            flow = p.choose("Flow:", [(f, f) for f in flows])
+            flow = str(p.choose("Flow:", [(f, f) for f in flows]))
         names = [a for a, info in assets.items() if flow in info.flows]
         try:  # b at the asset menu goes back to the flow menu (unless --flow fixed it)
             return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names],
@@ -301,7 +301,7 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
                                  f"0-{cap.max_level}")
             outcome = Outcome(mt.ASSESSED, opts.level)
         else:
-            outcome = outcome_from_answers(cap, parse_answers(opts.answers))
+            outcome = outcome_from_answers(cap, parse_answers(opts.answers or ""))
         outcome.notes = opts.notes or ""
     else:
         if not interactive:
@@ -309,12 +309,13 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
                              "is not a terminal")
         p.write(f"\n{cap.category} / {cap.name} for {asset} (now: {level_label(old)}; "
                 f"target {target}, go-live L{cap.go_live_level})")
-        outcome = ask_questions(p, cap, today)
-        if outcome is None:
+        asked = ask_questions(p, cap, today)
+        if asked is None:
             raise Quit
-        if outcome is SKIP:
+        if asked is SKIP:
             p.write("  skipped: nothing saved for this capability")
             return None
+        outcome = asked
         outcome.notes = opts.notes if opts.notes is not None else p.ask(
             "  notes / evidence (optional): ")
 

@@ -73,10 +73,10 @@ def _check_rally(settings: Settings) -> list[tuple[bool | None, str]]:
             out.append((True, f"rally: workspace {ws.get('Name', '?')}"))
             pr = rc.get_project()
             out.append((True, f"rally: project {pr.get('Name', '?')}"))
-            parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
+            parent = rc.resolve_parent(settings.text("RALLY_PARENT_ID"))
             out.append((True, f"rally: parent {parent.get('FormattedID')} "
                               f"{parent.get('Name', '')}".rstrip()))
-            tag = settings.get("RALLY_TAG")
+            tag = settings.text("RALLY_TAG")
             if rc.find_tag(tag):
                 out.append((True, f"rally: tag {tag} exists"))
             else:
@@ -98,8 +98,8 @@ def _check_confluence(settings: Settings) -> list[tuple[bool | None, str]]:
     try:
         client = confluence.client_from_settings(settings)
         try:
-            line = confluence.check_page(client, settings.get("CONFLUENCE_PAGE_ID"),
-                                         settings.get("CONFLUENCE_TABLE_TITLE"))
+            line = confluence.check_page(client, settings.text("CONFLUENCE_PAGE_ID"),
+                                         settings.text("CONFLUENCE_TABLE_TITLE"))
         finally:
             client.close()
     except ConfluenceError as exc:

@@ -95,6 +95,14 @@ class Settings:
             raise ConfigError(setting.error)
         return setting.value
 
+    def text(self, name: str) -> str:
+        """The value of a setting that must be there: callers check the required ones first
+        (:meth:`require`), and the rest have defaults; a gap is still one clear error."""
+        value = self.get(name)
+        if value is None:
+            self.require((name,), "this command")
+        return value or ""
+
     def describe(self) -> list[str]:
         """Lines ``NAME = value (source)`` with secrets masked, for ``-v`` and ``check``."""
         lines = []

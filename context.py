@@ -18,6 +18,7 @@ from errors import GitError, InputError
 
 if TYPE_CHECKING:
     from database import Database
+    from writelock import FolderLock
 
 log = logging.getLogger("sre_tracker")
 
@@ -46,7 +47,7 @@ class Context:
     _said: set = field(default_factory=set)
     # Write bookkeeping (see writing()): the folder lock, whether the database committed a
     # change the matrix file / git have not caught up with, and what this run committed.
-    lock: object = None
+    lock: FolderLock | None = None
     matrix_behind: bool = False
     pending_commit: bool = False
     committed: list = field(default_factory=list)
@@ -90,8 +91,9 @@ class Context:
         db = Database(self.db_path(), create=create)
         db.on_commit = self.db_committed
         if db.migrated_from is not None:
+            backup = db.backup.name if db.backup else "none"
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
-                        f"{db.schema_version()} (backup: {db.backup.name})")
+                        f"{db.schema_version()} (backup: {backup})")
         return db
 
     @contextmanager

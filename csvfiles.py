@@ -305,10 +305,10 @@ def read_model(path: Path) -> list[ModelRow]:
             problems.add(line, "Capability",
                          "must be one line without ' / ' (it separates item keys)")
             continue
-        bad = [(c, p) for c, p in (("Category", name_problem(category)),
-                                   ("Capability", name_problem(capability))) if p]
-        if bad:
-            problems.add(line, *bad[0])
+        named = [(c, p) for c, p in (("Category", name_problem(category)),
+                                     ("Capability", name_problem(capability))) if p]
+        if named:
+            problems.add(line, *named[0])
             continue
         level = _int_in(v.get("level", ""), 1, MAX_LEVEL)
         if level is None:
@@ -368,7 +368,7 @@ def _check_level_gaps(rows: list[ModelRow], problems: _Problems) -> None:
         problems.add(lines[after], "Level",
                      f"capability {names[key]!r} has levels {_spans(have)}; levels run 1..N with "
                      f"no gap, so add {gap} or renumber")
-    problems.items.sort(key=lambda text: int(re.search(r":(\d+)", text).group(1)))
+    problems.items.sort(key=_line_of)
 
 
 def _spans(levels: list[int]) -> str:
@@ -500,3 +500,9 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _line_of(problem: str) -> int:
+    """The line number in a problem text (``file:LINE: ...``), for sorting problems."""
+    found = re.search(r":(\d+)", problem)
+    return int(found.group(1)) if found else 0

@@ -669,8 +669,8 @@ class Database:
             asset, capability, level = mt.split_key(key)
             cell = self._before.get((asset, capability)) or now_cells.get(
                 (asset, capability)) or mt.Cell(asset, capability)
-            cap = caps.get(capability)
-            out[key] = mt.gap_reason(cap, cell, level) if cap else ""
+            known = caps.get(capability)
+            out[key] = mt.gap_reason(known, cell, level) if known else ""
         return out
 
     def set_item_story(
@@ -691,7 +691,7 @@ class Database:
         """
         if not states:
             return []
-        rows = {}
+        rows: dict[str, sqlite3.Row] = {}
         keys = [mt.split_key(k) for k in states]
         for i in range(0, len(keys), 300):  # stay under SQLite's bound-variable limit
             chunk = keys[i:i + 300]

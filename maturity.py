@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import cast
 
 ASSESSED = "Assessed"
 NOT_ASSESSED = "Not Assessed"
@@ -138,7 +139,7 @@ def merge_level_rows(rows: Sequence[Mapping[str, object]]) -> LevelSpec:
     Rows carry ``level, criteria, question, owner, priority, go_live, milestone``; the level is
     go-live if any question is, its priority the most urgent given, criteria the distinct texts.
     """
-    level = int(rows[0]["level"])  # type: ignore[arg-type]
+    level = int(cast("int | str", rows[0]["level"]))
     criteria: list[str] = []
     for r in rows:
         c = str(r.get("criteria") or "").strip()
@@ -437,9 +438,9 @@ def matrix_view(
     if counts is None:
         tally: dict[tuple[str, str], list[int]] = {}
         for it in open_items:
-            n = tally.setdefault((str(it["asset"]), str(it["capability"])), [0, 0])
-            n[0] += 1
-            n[1] += 1 if it["go_live"] else 0
+            tallied = tally.setdefault((str(it["asset"]), str(it["capability"])), [0, 0])
+            tallied[0] += 1
+            tallied[1] += 1 if it["go_live"] else 0
         counts = {k: (v[0], v[1]) for k, v in tally.items()}
     caps = [(cap.name, cap.category, cap.go_live_level) for cap in model.values()]
     matrix: list[dict] = []

@@ -261,7 +261,7 @@ def merge_matrix(base: Path, ours: Path, theirs: Path) -> int:
     if not columns:
         columns = b_cols
     merged: dict[tuple[str, str], dict[str, str]] = {}
-    for key in _keys(o_rows, t_rows):  # type: ignore[arg-type]
+    for key in _keys(o_rows, t_rows):
         row = _pick_matrix_row(b_rows.get(key), o_rows.get(key), t_rows.get(key), columns)
         if row is not None:
             merged[key] = row

@@ -89,7 +89,7 @@ def update_confluence(ctx: Context) -> None:
                 markup = matrix_page.confluence_table(matrix, flows, client.flavour)
                 is_ours = storage_page.has_columns(*matrix_page.SIGNATURE)
             edit = storage_page.table_edit(title, is_ours, markup, "table updated")
-            result = confluence.update_page(client, settings.get(name), edit)
+            result = confluence.update_page(client, settings.text(name), edit)
             if result["changed"]:
                 ctx.print(f"confluence: '{title}' page updated to version {result['version']} "
                           f"({result['summary']})")

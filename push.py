@@ -41,14 +41,14 @@ def push_stories(ctx: Context, items: list[dict], *, include_amber: bool = False
     from views import update_matrix_file
 
     settings: Settings = ctx.settings
-    tag = settings.get("RALLY_TAG")
+    tag = settings.text("RALLY_TAG")
     selected = select_for_rally(items, include_amber)
     created, adopted, failures = 0, 0, []
     reopened: list[str] = []
     db = ctx.open_db()
     try:
         with rally.client_from_settings(settings) as rc:
-            parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
+            parent = rc.resolve_parent(settings.text("RALLY_PARENT_ID"))
             fetched = rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS)
             existing = index_by_key(fetched)
             now = now_iso()
@@ -179,7 +179,7 @@ def push_page(ctx: Context, items: list[dict] | None = None) -> int:
     client = confluence.client_from_settings(settings)
     try:
         result = confluence.update_todo_table(
-            client, settings.get("CONFLUENCE_PAGE_ID"), settings.get("CONFLUENCE_TABLE_TITLE"),
+            client, settings.text("CONFLUENCE_PAGE_ID"), settings.text("CONFLUENCE_TABLE_TITLE"),
             rows, known,
         )
     finally:

@@ -75,8 +75,8 @@ def client_from_settings(settings: Settings) -> RallyClient:
     from config import __version__
 
     return RallyClient(
-        settings.get("RALLY_BASE_URL"), settings.get("RALLY_API_KEY"),
-        settings.get("RALLY_WORKSPACE_ID"), settings.get("RALLY_PROJECT_ID"), version=__version__,
+        settings.text("RALLY_BASE_URL"), settings.text("RALLY_API_KEY"),
+        settings.text("RALLY_WORKSPACE_ID"), settings.text("RALLY_PROJECT_ID"), version=__version__,
     )
 
 

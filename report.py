@@ -80,8 +80,8 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     out_dir = Path(opts.output_dir).expanduser() if opts.output_dir else ctx.data_dir
     if not out_dir.is_dir():
         raise InputError(f"--output-dir {out_dir} does not exist; create it first")
-    tag = ctx.settings.get("RALLY_TAG")
-    title = ctx.settings.get("CONFLUENCE_TABLE_TITLE")
+    tag = ctx.settings.text("RALLY_TAG")
+    title = ctx.settings.text("CONFLUENCE_TABLE_TITLE")
     selected = 0
     todo_items: list[dict] = []
     with ctx.open_db() as db:

@@ -553,7 +553,7 @@ def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:
     return "interrupted; nothing was written"
 
 
-def _os_error_text(exc: Exception, ctx: Context | None) -> str:
+def _os_error_text(exc: OSError | sqlite3.Error, ctx: Context | None) -> str:
     """One line for an OS or SQLite error: what failed, on which path, what to check."""
     if isinstance(exc, sqlite3.Error):
         path = ctx.db_path() if ctx is not None else "sre_data.db"

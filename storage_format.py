@@ -13,6 +13,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from lxml import etree
 
@@ -324,9 +325,9 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
 
     wanted_keys = {_row_key(r) for r in rows}
     matches: dict[tuple[str, str], list[_Row]] = {}
-    for row in old.rows:
-        if row.key is not None and row.key in wanted_keys:
-            matches.setdefault(row.key, []).append(row)
+    for old_row in old.rows:
+        if old_row.key is not None and old_row.key in wanted_keys:
+            matches.setdefault(old_row.key, []).append(old_row)
 
     body: list[str] = []
     matched: list[_Row | None] = []
@@ -354,16 +355,17 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
     # Rows people added stay, after the tool's rows; rows of items the tool knows but no longer
     # lists (closed items) and blank rows leave the table.
     kept = 0
-    for row in old.rows:
-        if row.key in matches or row.key in known or all(c.empty for c in row.cells):
+    for old_row in old.rows:
+        if old_row.key in matches or old_row.key in known or all(
+                c.empty for c in old_row.cells):
             continue
         kept += 1
         if same_layout:
-            body.append(row.markup)
+            body.append(old_row.markup)
         else:
-            cells = [(c.markup if (c := old_cell(row, index)) else _EMPTY_CELL)
+            cells = [(c.markup if (c := old_cell(old_row, index)) else _EMPTY_CELL)
                      for index in old_index]
-            body.append(row.open_tag + "".join(cells) + "</tr>")
+            body.append(old_row.open_tag + "".join(cells) + "</tr>")
 
     if same_layout:
         header = old.header.markup
@@ -384,6 +386,7 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
 def _summary(plan: _Plan, old: _Table | None, fresh: _Table | None) -> str:
     if old is None:
         return f"table added with {_plural(len(plan.matched), 'row')}"
+    assert fresh is not None  # an existing table is always read back after the splice
     added = sum(1 for m in plan.matched if m is None)
     updated = 0
     for i, was in enumerate(plan.matched):
@@ -424,7 +427,7 @@ def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
     """
     rows = list(rows)
     known_keys = {known_key(t, a) for t, a in known or ()} | {_row_key(r) for r in rows}
-    state: dict[str, object] = {}
+    state: dict[str, Any] = {}  # what render() and same() saw, for the summary
 
     def render(found: sp.Found) -> str:
         old = _read_table(found.page, found.table, title) if found.table is not None else None
@@ -436,7 +439,7 @@ def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
         fresh = _read_table(after.page, after.table, title, keyed=False)
         state["fresh"] = fresh
         old = state["old"]
-        return old is not None and fresh.data == old.data  # type: ignore[attr-defined]
+        return old is not None and fresh.data == old.data
 
     result = sp.splice_table(body, title, IS_OURS, render, same)
     if not result.changed:

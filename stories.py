@@ -151,7 +151,7 @@ def rally_import_row(it: Mapping, tag: str) -> list[str]:
     return [neutralise(clean_text(c)) for c in row]
 
 
-def story_payload(item: dict, settings: Settings, parent_ref: str, tag_ref: str) -> dict:
+def story_payload(item: Mapping, settings: Settings, parent_ref: str, tag_ref: str) -> dict:
     """The WSAPI fields of a new story for ``item``, under the parent and with the tag."""
     return {
         "Name": story_name(item["asset"], item["capability"], item["level"]),
@@ -195,7 +195,7 @@ def story_url(settings: Settings, oid: str) -> str:
     """The web page of the story with ObjectID ``oid`` in the configured project."""
     import rally
 
-    return rally.story_url(settings.get("RALLY_BASE_URL"), settings.get("RALLY_PROJECT_ID"), oid)
+    return rally.story_url(settings.text("RALLY_BASE_URL"), settings.text("RALLY_PROJECT_ID"), oid)
 
 
 def search_url(settings: Settings, formatted_id: str) -> str:

@@ -102,8 +102,8 @@ def run(opts: SyncOptions, ctx: Context) -> int:
 
         settings.require(RALLY_REQUIRED, "sync (or use sync --from-csv EXPORT.csv)")
         with rally.client_from_settings(settings) as rc:
-            parent = rc.resolve_parent(settings.get("RALLY_PARENT_ID"))
-            stories = rc.fetch_stories(settings.get("RALLY_TAG"), parent["_ref"], STORY_FIELDS)
+            parent = rc.resolve_parent(settings.text("RALLY_PARENT_ID"))
+            stories = rc.fetch_stories(settings.text("RALLY_TAG"), parent["_ref"], STORY_FIELDS)
         source = "Rally"
     now = now_iso()
     db = ctx.open_db()

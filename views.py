@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from context import Context
 
@@ -134,7 +134,7 @@ def iter_items(db, states: Iterable[str] | None = None,
 
 
 def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | None = None,
-              *, order: Callable[[Mapping], object] | None = None) -> list:
+              *, order: Callable[[Mapping], Any] | None = None) -> list:
     """The stored item rows (no words) that :func:`items` shows; with ``order`` (a sort key
     over item dicts such as ``reports.sort_key``), sorted by it. Only these small rows are held
     while sorting; :func:`item_dicts` then makes the dicts one at a time."""
@@ -146,7 +146,7 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
     if order is not None:
         specs = db.level_specs()
 
-        def key(r) -> object:
+        def key(r) -> Any:
             spec = specs.get((r["capability"], r["level"]))
             info = active.get(r["asset"])
             return order({"priority": spec.priority if spec else "P3",

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = "sre_tracker"
@@ -108,3 +112,12 @@ def test_readme_map_names_every_module_and_only_existing_ones():
     section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
     named = set(re.findall(r"`([a-z_]+)\.py`", section))
     assert named - {"fake_rally", "fake_confluence"} == set(project_modules())
+
+
+def test_the_tool_type_checks():
+    """CI runs mypy (.ci/run); the suite runs it too, so a change that breaks the types shows
+    before it is pushed. Configuration: [tool.mypy] in pyproject.toml."""
+    pytest.importorskip("mypy")
+    proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -171,6 +171,9 @@ def _safe_url(url: str) -> str | None:
     return url
 
 
+_FORMED_COLUMNS = frozenset({"Rally Card", "Status"})  # a link or a lozenge when they fit
+
+
 def wiki_cell(column: str, row: Mapping[str, object]) -> str:
     """One cell of a to-do row: the Rally Card as a link and the Status as a lozenge when
     their text fits those forms (else plain text, shown exactly)."""
@@ -184,6 +187,13 @@ def wiki_cell(column: str, row: Mapping[str, object]) -> str:
         if _LOZENGE_TITLE.fullmatch(value) and not value.endswith(" "):
             colour = _lozenge_colour(row.get("_colour"))
             return f"{{status:colour={colour}|title={value}}}"
+    return wiki_escape(value)
+
+
+@lru_cache(maxsize=65536)
+def _plain_wiki_cell(value: object) -> str:
+    # Most cells of a large table repeat (priority, owner, flow, criteria, category): one
+    # look-up instead of cleaning and escaping the same text again for every row.
     return wiki_escape(value)
 
 
@@ -201,7 +211,8 @@ def wiki_header() -> str:
 
 def wiki_row(row: Mapping[str, object]) -> str:
     """One to-do row as a line of the wiki-markup table (no line end)."""
-    return "|" + "|".join(wiki_cell(col, row) for col in PAGE_COLUMNS) + "|"
+    return "|" + "|".join(wiki_cell(col, row) if col in _FORMED_COLUMNS
+                          else _plain_wiki_cell(row.get(col, "")) for col in PAGE_COLUMNS) + "|"
 
 
 def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:

@@ -71,8 +71,10 @@ def _status_macro(title: str, colour: str) -> str:
 
 def _tool_cell(column: str, row: Mapping[str, object]) -> str:
     # The same text as the wiki table (reports.clean_text), so paste and page agree.
+    if column not in ("Rally Card", "Status"):
+        return _plain_cell(row.get(column, ""))
     value = clean_text(row.get(column, ""))
-    if column not in ("Rally Card", "Status") or not value:
+    if not value:
         return _text_cell(value)
     if column == "Rally Card" and value:
         href = _safe_href(row.get("_link", ""))
@@ -84,7 +86,12 @@ def _tool_cell(column: str, row: Mapping[str, object]) -> str:
     return f"<td>{_paragraph(_lines(value))}</td>"
 
 
-@lru_cache(maxsize=16384)  # criteria, owners, flows and categories recur on every row
+@lru_cache(maxsize=65536)  # criteria, owners, flows and categories recur on every row
+def _plain_cell(value: object) -> str:
+    return _text_cell(clean_text(value))
+
+
+@lru_cache(maxsize=16384)
 def _text_cell(value: str) -> str:
     return f"<td>{_paragraph(_lines(value))}</td>"
 

@@ -6,6 +6,7 @@ The rules (levels, items) come from :mod:`maturity`; this module only asks, show
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -202,7 +203,7 @@ def run(opts: AssessOptions, ctx: Context) -> int:
     try:
         model, assets = db.load_model(), db.load_assets()
         try:
-            asset = _pick_asset(p, opts, assets, interactive)
+            asset = _pick_asset(p, opts, assets, interactive, db, len(model))
             caps = _pick_capabilities(p, opts, model, db, asset, interactive)
             for cap in caps:
                 line = _assess_one(p, ctx, db, opts, cap, asset, assets[asset].target,
@@ -229,7 +230,8 @@ def run(opts: AssessOptions, ctx: Context) -> int:
     return EXIT_OK
 
 
-def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool) -> str:
+def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool,
+                db: Database, capabilities: int) -> str:
     flows = sorted({f for info in assets.values() for f in info.flows})
     flow = opts.flow
     if flow is not None:  # names match case-insensitively, as everywhere (names.py)
@@ -243,15 +245,44 @@ def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool) -> 
     if not interactive:
         raise InputError("--asset is required when stdin is not a terminal")
     chosen = flow
+    levels = _levels_by_asset(db)
     while True:
         if chosen is None:
-            flow = str(p.choose("Flow:", [(f, f) for f in flows]))
+            flow = str(p.choose("Flow:", [
+                (f"{f}  ({_levels_label(_merge(levels, assets, f), capabilities, per=True)})",
+                 f) for f in flows]))
         names = [a for a, info in assets.items() if flow in info.flows]
+        options = [(f"{a}  ({_levels_label(levels.get(a, []), capabilities)})", a)
+                   for a in names]
         try:  # b at the asset menu goes back to the flow menu (unless --flow fixed it)
-            return str(p.choose(f"Asset in {flow}:", [(a, a) for a in names],
-                                back=chosen is None))
+            return str(p.choose(f"Asset in {flow}:", options, back=chosen is None))
         except Back:
             continue
+
+
+def _levels_by_asset(db: Database) -> dict[str, list[int]]:
+    """The assessed levels of every asset (for the menus' "where it stands" labels)."""
+    out: dict[str, list[int]] = {}
+    for (asset, _cap), cell in db.load_cells().items():
+        if cell.state == mt.ASSESSED and cell.level is not None:
+            out.setdefault(asset, []).append(cell.level)
+    return out
+
+
+def _merge(levels: dict[str, list[int]], assets, flow: str) -> list[int]:
+    return [lv for a, info in assets.items() if flow in info.flows for lv in levels.get(a, [])]
+
+
+def _category_levels(model, cells, asset: str, category: str) -> list[int]:
+    found = (cells.get((asset, cap.name)) for cap in model.values() if cap.category == category)
+    return [c.level for c in found
+            if c is not None and c.state == mt.ASSESSED and c.level is not None]
+
+
+def _levels_label(levels: list[int], total: int, *, per: bool = False) -> str:
+    """``lowest L1, 3/5 assessed`` (``per``: a flow's count of assessed cells, no total)."""
+    count = f"{len(levels)} assessed" if per else f"{len(levels)}/{total} assessed"
+    return f"lowest L{min(levels)}, {count}" if levels else "none assessed"
 
 
 def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
@@ -267,7 +298,10 @@ def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
     categories = list(dict.fromkeys(c.category for c in model.values()))
     cells = db.load_cells()
     while True:
-        category = p.choose("Category:", [(c, c) for c in categories])
+        sizes = Counter(cap.category for cap in model.values())
+        category = p.choose("Category:", [
+            (f"{c}  ({_levels_label(_category_levels(model, cells, asset, c), sizes[c])})", c)
+            for c in categories])
         options = []
         for cap in model.values():
             if cap.category != category:

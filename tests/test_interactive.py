@@ -118,11 +118,16 @@ def test_guided_assessment_through_menus_records_level_and_commits(ready):
     assess_flags(ready, "--asset", "payment-api", "--capability", "On-call", "--level", "1")
     on_call_date = cell(ready, "payment-api", "On-call")["assessed_at"][:10]
     child = spawn(ready, "assess")
-    child.expect_exact("Flow:\r\n   1) Checkout\r\n   2) Login\r\n")
+    # Every menu says where each choice stands: its lowest assessed level and how much of it
+    # is assessed.
+    child.expect_exact("Flow:\r\n   1) Checkout  (lowest L1, 1 assessed)\r\n"
+                       "   2) Login  (none assessed)\r\n")
     reply(child, MENU2, "1")
-    child.expect_exact("Asset in Checkout:\r\n   1) payment-api\r\n   2) web\r\n")
+    child.expect_exact("Asset in Checkout:\r\n   1) payment-api  (lowest L1, 1/3 assessed)\r\n"
+                       "   2) web  (none assessed)\r\n")
     reply(child, MENU2B, "1")
-    child.expect_exact("Category:\r\n   1) Monitoring\r\n   2) Alerting\r\n")
+    child.expect_exact("Category:\r\n   1) Monitoring  (none assessed)\r\n"
+                       "   2) Alerting  (lowest L1, 1/2 assessed)\r\n")
     reply(child, MENU2, "2")
     # The capability menu shows each capability's current level and last assessment date.
     child.expect_exact(f"Capability in Alerting:\r\n   1) Alerts  (now: none)\r\n"

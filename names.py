@@ -21,7 +21,8 @@ def close_matches(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
 
 
 def unknown_message(kind: str, given: str, choices: Iterable[str], where: str = "") -> str:
-    """``unknown asset 'x'; did you mean a, b?`` (or the known names when none is close)."""
+    """``unknown asset 'x'; did you mean a, b? (see flows.csv)`` (or the known names when none
+    is close)."""
     known = sorted(set(choices), key=str.casefold)
     hint = close_matches(given, known)
     if hint:
@@ -31,7 +32,7 @@ def unknown_message(kind: str, given: str, choices: Iterable[str], where: str = 
         tail = f"; known: {', '.join(known[:8])}{more}"
     else:
         tail = ""
-    return f"unknown {kind} {given!r}" + tail + (f"; {where}" if where else "")
+    return f"unknown {kind} {given!r}" + tail + (f" ({where})" if where else "")
 
 
 def resolve(kind: str, given: str, choices: Iterable[str], where: str = "") -> str:

@@ -530,7 +530,7 @@ def test_gate_unknown_flow(ready, run):
     (["history", "--capability", "alert"], "unknown capability 'alert'; did you mean Alerts?"),
     (["gate", "--asset", "paymentapi"], "unknown asset 'paymentapi'; did you mean payment-api?"),
     (["assess", "--asset", "wbe", "--capability", "Alerts", "--level", "1"],
-     "unknown asset 'wbe'; did you mean web?; see flows.csv"),
+     "unknown asset 'wbe'; did you mean web? (see flows.csv)"),
 ])
 def test_names_match_in_any_case_and_unknown_ones_name_close_matches(ready, run, argv,
                                                                       message):

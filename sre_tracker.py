@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import os
 import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
 
 from config import __version__
 from context import Context
@@ -83,28 +81,9 @@ def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Show the matrix, the flows' weakest links and the open items."""
-    import reports
-    import views
+    import status
 
-    with ctx.open_db_as_of(args.as_of) as db:
-        matrix, flows = views.matrix(db)
-        matrix, flows, _items = _filter(matrix, flows, [], args.flow, args.asset)
-        summary = views.summary(db, matrix)
-    if args.format == "json":
-        ctx.out.write(reports.status_json(matrix, flows, summary))
-    elif args.format == "csv":
-        ctx.out.write(reports.matrix_csv(matrix))
-    else:
-        colour = _use_colour(ctx.out)
-        if args.as_of:
-            ctx.print(f"as of {args.as_of}")
-        if args.asset:
-            ctx.out.write(reports.asset_detail(matrix, colour))
-            ctx.print()
-            ctx.print("\n".join(reports.summary_lines(summary)))
-        else:
-            ctx.out.write(reports.status_table(matrix, flows, summary, colour))
-    return EXIT_OK
+    return status.run(status.StatusOptions.from_args(args), ctx)
 
 
 def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
@@ -269,31 +248,6 @@ def _level_text(state: str, level: int | None) -> str:
     if state == "Not Assessed" or level is None:
         return "none"
     return str(level)
-
-
-def _filter(matrix, flows, items, flow: str | None, asset: str | None):
-    from names import resolve
-
-    if flow:
-        flow = resolve("flow", flow, {f["flow"] for f in flows})
-        matrix = [e for e in matrix if flow in e["flows"]]
-        flows = [f for f in flows if f["flow"] == flow]
-        names = {e["asset"] for e in matrix}
-        items = [it for it in items if it["asset"] in names]
-    if asset:
-        asset = resolve("asset", asset, {e["asset"] for e in matrix},
-                        f"it is not in flow {flow}" if flow else "")
-        matrix = [e for e in matrix if e["asset"] == asset]
-        own = set(matrix[0]["flows"]) if matrix else set()
-        flows = [f for f in flows if f["flow"] in own]
-        items = [it for it in items if it["asset"] == asset]
-    return matrix, flows, items
-
-
-def _use_colour(stream: TextIO) -> bool:
-    if os.environ.get("NO_COLOR"):
-        return False
-    return hasattr(stream, "isatty") and stream.isatty()
 
 
 # ---------------------------------------------------------------------------- parser

@@ -22,7 +22,6 @@ from config import __version__
 from context import Context
 from errors import (
     EXIT_ERROR,
-    EXIT_GATE_CLOSED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
@@ -87,56 +86,10 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
-    """Exit 4 when the flow (or asset) has open go-live-required items or go-live capabilities
-    nobody assessed (unless --allow-unassessed), else 0."""
-    import maturity as mt
-    import views
-    from database import now_iso
-    from names import resolve
-    from reports import counted
+    """Go-live gate: exit 4 when go-live items are open or go-live capabilities unassessed."""
+    import gate
 
-    with ctx.open_db() as db:
-        assets = db.load_assets()
-        model = db.load_model()
-        if args.flow:
-            flow = resolve("flow", args.flow, {f for i in assets.values() for f in i.flows})
-            names = {a for a, info in assets.items() if flow in info.flows}
-            scope = f"flow {flow}"
-        else:
-            asset = resolve("asset", args.asset, assets)
-            names, scope = {asset}, f"asset {asset}"
-        cells = {(r[0], r[1]): mt.Cell(*r) for r in db.matrix_cells(names)}
-        blocking = [it for it in views.items(db, (mt.OPEN, mt.DONE), names) if it["go_live"]]
-    unassessed = mt.unassessed_go_live(model, names, cells, now_iso()[:10])
-    allowed = ""
-    if args.allow_unassessed and unassessed:
-        allowed = (f" ({counted(len(unassessed), 'go-live capability', 'go-live capabilities')}"
-                   " not assessed, allowed by --allow-unassessed)")
-        unassessed = []
-    if not blocking and not unassessed:
-        ctx.print(f"gate open: {scope} has no open go-live item{allowed}")
-        return EXIT_OK
-    reasons = []
-    if blocking:
-        reasons.append(counted(len(blocking), "open go-live item", "open go-live items"))
-    if unassessed:
-        reasons.append(counted(len(unassessed), "go-live capability", "go-live capabilities")
-                       + " not assessed")
-    ctx.print(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
-    for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
-        status = mt.display_status(it["work_status"], it["state"])
-        task = mt.task_name(it["capability"], it["level"])
-        story = f", {it['rally_id']}" if it["rally_id"] else ""
-        ctx.print(f"  {it['priority']}  {it['asset']}  {task}  [{status}{story}]  {it['why']}")
-    by_asset: dict[str, list[str]] = {}
-    for asset, cap in unassessed:
-        by_asset.setdefault(asset, []).append(f"{cap.name} (L{cap.go_live_level})")
-    for asset, caps in by_asset.items():
-        ctx.print(f"  not assessed  {asset}  {', '.join(caps)}")
-    if unassessed:
-        ctx.print("  (assess them, or mark them Not Applicable; --allow-unassessed leaves them "
-                  "out)")
-    return EXIT_GATE_CLOSED
+    return gate.run(gate.GateOptions.from_args(args), ctx)
 
 
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:

@@ -25,7 +25,6 @@ from errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    InputError,
     TrackerError,
 )
 
@@ -94,50 +93,9 @@ def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
     """Print the assessment history, newest first."""
-    import csvfiles
+    import history
 
-    since = None
-    if args.since:
-        since = csvfiles.parse_date(args.since)
-        if since is None:
-            raise InputError(f"--since {args.since!r} is not a date; use YYYY-MM-DD")
-    with ctx.open_db() as db:
-        asset, capability = _history_names(db, args.asset, args.capability)
-        entries = db.history(asset, capability, since)
-    if not entries:
-        ctx.print("no assessments recorded" + (" for that filter" if args.asset or
-                                                args.capability or since else ""))
-        return EXIT_OK
-    for e in entries[: args.limit or None]:
-        old = _level_text(e["old_state"], e["old_level"])
-        new = _level_text(e["new_state"], e["new_level"])
-        ctx.print(f"{e['assessed_at']}  {e['asset']} / {e['capability']}  {old} → {new}  "
-                  f"by {e['assessed_by'] or '?'} ({e['source']})")
-        if e["answers"]:
-            ctx.print("    answers: " + "; ".join(
-                f"L{a['level']} {'yes' if a['answer'] else 'no'}: {a['question']}"
-                for a in e["answers"]))
-        if e["failed_question"]:
-            ctx.print(f"    answered no: {e['failed_question']}")
-        if e["na_reason"]:
-            until = f" (until {e['na_until']})" if e["na_until"] else ""
-            ctx.print(f"    not applicable: {e['na_reason']}{until}")
-        if e["notes"]:
-            ctx.print(f"    notes: {e['notes']}")
-    return EXIT_OK
-
-
-def _history_names(db, asset: str | None, capability: str | None
-                   ) -> tuple[str | None, str | None]:
-    """The filters' canonical names; archived assets and capabilities keep their history."""
-    from names import resolve
-
-    if asset:
-        asset = resolve("asset", asset, {*db.load_assets(), *db.history_names("asset")})
-    if capability:
-        capability = resolve("capability", capability,
-                             {*db.load_model(), *db.history_names("capability")})
-    return asset, capability
+    return history.run(history.HistoryOptions.from_args(args), ctx)
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
@@ -195,14 +153,6 @@ def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _level_text(state: str, level: int | None) -> str:
-    if state == "Not Applicable":
-        return "N/A"
-    if state == "Not Assessed" or level is None:
-        return "none"
-    return str(level)
-
-
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)

@@ -100,27 +100,9 @@ def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write the matrix (or with --items, every action item) to CSV."""
-    import reports
-    import views
-    from csvfiles import atomic_write
-    from outputs import check_output_file
+    import export
 
-    if args.output != "-":
-        check_output_file("export -o", args.output, ctx.data_dir)
-    with ctx.open_db() as db:
-        if args.items:
-            items = views.items(db)
-            text, rows = reports.items_csv(items), len(items)
-        else:
-            frame = views.matrix_frame(db)
-            text, rows = reports.matrix_frame_csv(frame), len(frame)
-    if args.output == "-":
-        ctx.out.write(text)
-    else:
-        path = Path(args.output)
-        atomic_write(path, text)
-        ctx.print(f"wrote {path} ({rows} {'items' if args.items else 'matrix rows'})")
-    return EXIT_OK
+    return export.run(export.ExportOptions.from_args(args), ctx)
 
 
 def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
@@ -152,7 +134,6 @@ def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------------------- helpers
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)

@@ -102,7 +102,7 @@ def _open_side(path: Path, label: str, work: Path):
 
 def _snapshot(conn: sqlite3.Connection) -> dict[str, Rows]:
     """Every merged table as {primary key: row dict}."""
-    from database import rows_by_key
+    from schema import rows_by_key
 
     return {table: rows_by_key(conn, table) for table in TABLE_ORDER}
 
@@ -137,7 +137,7 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
                      if row != ours["cells"].get(key) or row != theirs["cells"].get(key)}
     reassessed = _reassessed(changed_cells, merged["cells"], merged["items"])
 
-    from database import rewrite_rows
+    from schema import rewrite_rows
 
     with db.transaction():
         for table in TABLE_ORDER:
@@ -344,7 +344,7 @@ def dump(path: Path) -> str:
     One section per table, one line per row, rows in primary-key order (the history in time
     order). Never raises for a bad file: it says what the file is in one line instead.
     """
-    from database import APPLICATION_ID, file_identity, open_read_only
+    from schema import APPLICATION_ID, file_identity, open_read_only
 
     path = Path(path)
     try:
@@ -379,7 +379,7 @@ def dump(path: Path) -> str:
 
 
 def _dump_rows(conn: sqlite3.Connection, table: str) -> list[Row]:
-    from database import primary_key, table_rows
+    from schema import primary_key, table_rows
 
     rows = table_rows(conn, table, rowid_order=False)
     names = list(rows[0]) if rows else []

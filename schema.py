@@ -2,7 +2,8 @@
 checks that refuse a file that is not ours (foreign, damaged, or from a newer version).
 
 Schema upgrades are keyed on ``PRAGMA user_version``; a copy of the old file is made first.
-Queries live in ``database.py``; this module only creates, checks and upgrades.
+Queries live in ``database.py``; this module only creates, checks and upgrades, and reads and
+rewrites whole tables by primary key, whatever their schema (the merge driver and ``dump``).
 """
 
 from __future__ import annotations
@@ -340,3 +341,79 @@ def remember(path: Path) -> None:
         os.replace(tmp, target)
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------- whole tables
+# The merge driver and git's diff text-conversion see the tables as plain rows keyed by their
+# primary key, whatever the schema version; these read and rewrite a file's tables as such.
+def primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    """The primary-key columns of ``table``, in key order (empty when it has none)."""
+    info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+    return tuple(name for _pos, name in sorted((r[5], r[1]) for r in info if r[5]))
+
+
+def table_rows(conn: sqlite3.Connection, table: str, *,
+               rowid_order: bool = True) -> list[dict[str, object]]:
+    """Every row of ``table`` as a column → value dict, in rowid (insertion) order unless
+    ``rowid_order`` is false (then in no particular order: any table, of any schema). A
+    WITHOUT ROWID table comes in primary-key order."""
+    order = " ORDER BY rowid" if rowid_order and _has_rowid(conn, table) else ""
+    cur = conn.execute(f'SELECT * FROM "{table}"{order}')
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, values, strict=True)) for values in cur]
+
+
+def rows_by_key(conn: sqlite3.Connection, table: str) -> dict[tuple, dict[str, object]]:
+    """Every row of ``table`` keyed by its primary-key values."""
+    pk = primary_key(conn, table)
+    return {tuple(row[k] for k in pk): row for row in table_rows(conn, table)}
+
+
+def rewrite_rows(conn: sqlite3.Connection, table: str, current: dict[tuple, dict[str, object]],
+                 wanted: dict[tuple, dict[str, object]]) -> None:
+    """Turn ``table`` from ``current`` into ``wanted`` (both keyed as :func:`rows_by_key`):
+    delete, insert and update only what differs, so kept rows keep their rowids.
+
+    Call inside a transaction; foreign keys are checked at its commit, not per statement.
+    """
+    conn.execute("PRAGMA defer_foreign_keys=ON")
+    pk = primary_key(conn, table)
+    where = " AND ".join(f'"{k}" = ?' for k in pk)
+    for key in current.keys() - wanted.keys():
+        conn.execute(f'DELETE FROM "{table}" WHERE {where}', key)
+    for key, row in wanted.items():
+        old = current.get(key)
+        if old == row:
+            continue
+        names = list(row)
+        if old is None:
+            cols = ",".join(f'"{n}"' for n in names)
+            marks = ",".join("?" * len(names))
+            conn.execute(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})',
+                         [row[n] for n in names])
+        else:
+            sets = ",".join(f'"{n}" = ?' for n in names)
+            conn.execute(f'UPDATE "{table}" SET {sets} WHERE {where}',
+                         [*(row[n] for n in names), *key])
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that never writes (no journal, no lock): for a file git hands
+    over, which may be a temporary copy or a blob of another commit."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+
+
+def file_identity(conn: sqlite3.Connection) -> tuple[int, int, list[str]]:
+    """``(application_id, user_version, table names)`` of an open file, without checking it."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )]
+    return app_id, version, tables
+
+
+def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()
+    return not (sql and sql[0] and "WITHOUT ROWID" in sql[0].upper())

@@ -16,8 +16,9 @@ import csvfiles
 import gitops
 from context import CommandOptions, Context
 from csvfiles import AssessmentRow, FlowRow, ModelRow
-from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, ImportReport, Rollback, now_iso
+from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, Rollback, now_iso
 from errors import EXIT_OK, InputError
+from imports import ImportReport, import_assessments, import_definitions
 from reports import counted
 
 # Where an installed wheel puts the shipped files (pyproject: [tool.setuptools.data-files]).
@@ -160,8 +161,8 @@ def _import(db: Database, flows: list[FlowRow], model: list[ModelRow],
     """The import sequence, inside the caller's transaction: definitions, then assessments,
     then the items they open or close. Returns (definitions report, cells assessed, skipped
     rows, item changes)."""
-    report = db.import_definitions(flows, model, now)
-    changed, skipped = db.import_assessments(rows, assessor, now, csvfiles.ASSESSMENTS_FILE)
+    report = import_definitions(db, flows, model, now)
+    changed, skipped = import_assessments(db, rows, assessor, now, csvfiles.ASSESSMENTS_FILE)
     changes = db.refresh_items(now=now, reassessed=changed)
     return report, changed, skipped, changes
 

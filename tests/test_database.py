@@ -138,6 +138,7 @@ def test_history_is_append_only_and_newest_first(ready):
 
 def test_import_definitions_adds_updates_archives_and_restores_each_kind(tmp_path):
     from csvfiles import FlowRow, ModelRow
+    from imports import import_definitions
 
     def flow(name, asset, team="t", target=3):
         return FlowRow(0, name, asset, team, target)
@@ -146,22 +147,22 @@ def test_import_definitions_adds_updates_archives_and_restores_each_kind(tmp_pat
         return ModelRow(0, category, cap, level, criteria, "q?", "Asset", "P1", True, "Go-Live")
 
     with Database(tmp_path / "x.db", create=True) as db, db.transaction():
-        first = db.import_definitions([flow("F", "a"), flow("F", "b")],
+        first = import_definitions(db, [flow("F", "a"), flow("F", "b")],
                                       [q("Alerts", 1), q("Alerts", 2), q("Logs", 1)], "t1")
         assert first.added == ["asset a", "asset b", "F/a", "F/b", "capability Alerts",
                                "capability Logs"]
-        second = db.import_definitions([flow("F", "a", target=4)],
+        second = import_definitions(db, [flow("F", "a", target=4)],
                                        [q("Alerts", 1, criteria="new", category="Other"), q("Alerts", 2,
                                                                          category="Other")],
                                        "t2")
         assert (second.added, second.updated, second.archived) == (
             [], ["F/a", "capability Alerts", "1 question rows"],
             ["asset b", "F/b", "capability Logs"])  # Logs' question goes with Logs
-        third = db.import_definitions([flow("F", "a", target=4), flow("F", "b")],
+        third = import_definitions(db, [flow("F", "a", target=4), flow("F", "b")],
                                       [q("Alerts", 1, criteria="new", category="Other"),
                                        q("Alerts", 2, category="Other")], "t3")
         assert (third.added, third.updated, third.archived) == (
             ["asset b (restored)", "F/b (restored)"], [], [])
-        assert not db.import_definitions([flow("F", "a", target=4), flow("F", "b")],
+        assert not import_definitions(db, [flow("F", "a", target=4), flow("F", "b")],
                                          [q("Alerts", 1, criteria="new", category="Other"),
                                           q("Alerts", 2, category="Other")], "t4").changed

@@ -510,6 +510,11 @@ class Database:
             out[key] = mt.gap_reason(known, cell, level) if known else ""
         return out
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Set one ``meta`` value (inside the caller's transaction)."""
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
     def set_item_story(
         self, key: str, oid: str, formatted_id: str, url: str, rally_state: str, now: str
     ) -> None:
@@ -595,3 +600,4 @@ def _asset_filter(sql: str, params: list, assets: Iterable[str] | None) -> tuple
         return sql, params
     return (sql + " AND asset IN (SELECT value FROM json_each(?))",
             [*params, json.dumps(sorted(set(assets)))])
+

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import maturity as mt
+import schema
 from csvfiles import AssessmentRow, FlowRow, ModelRow
 from database import Database, history_entry
 from errors import InputError
@@ -113,11 +114,7 @@ def import_definitions(
         report.archived.append(f"{len(q_gone)} question rows")
     if report.changed:
         # The merge driver follows the side whose definitions were imported last.
-        db.conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('definitions_imported_at', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (now,),
-        )
+        db.set_meta("definitions_imported_at", now)
     return report
 
 
@@ -125,9 +122,7 @@ def _sync_definitions(db: Database, kind: _Definitions, wanted: dict[tuple, tupl
                       now: str) -> _SyncResult:
     """Make ``kind``'s table hold ``wanted`` ({key: values of ``kind.columns``}): insert
     or update each row (restoring archived ones), archive the rows no longer wanted."""
-    c = db.conn
-    old = {tuple(r[k] for k in kind.key): r
-           for r in c.execute(f"SELECT * FROM {kind.table}")}
+    old = schema.definition_rows(db.conn, kind.table, kind.key)
     result = _SyncResult()
     compared = len(kind.compared)
     for key, values in wanted.items():
@@ -136,21 +131,10 @@ def _sync_definitions(db: Database, kind: _Definitions, wanted: dict[tuple, tupl
             result.added.append((key, row is not None))
         elif tuple(row[col] for col in kind.compared) != values[:compared]:
             result.updated.append(key)
-    columns = (*kind.key, *kind.columns)
-    c.executemany(
-        f"INSERT INTO {kind.table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT({', '.join(kind.key)}) "
-        "DO UPDATE SET " + "".join(f"{col} = excluded.{col}, " for col in kind.columns)
-        + "archived_at = NULL",
-        [(*key, *values) for key, values in wanted.items()],
-    )
+    schema.upsert_definitions(db.conn, kind.table, kind.key, kind.columns, wanted)
     result.archived = [key for key, row in old.items()
                        if key not in wanted and row["archived_at"] is None]
-    c.executemany(
-        f"UPDATE {kind.table} SET archived_at = ? WHERE "
-        + " AND ".join(f"{k} = ?" for k in kind.key),
-        [(now, *key) for key in result.archived],
-    )
+    schema.archive_definitions(db.conn, kind.table, kind.key, result.archived, now)
     return result
 
 
@@ -161,15 +145,8 @@ def import_assessments(
 
     The caller refreshes the items, passing the changed cells as re-assessed.
     """
-    assets = {
-        r["asset"].casefold(): r["asset"]
-        for r in db.conn.execute("SELECT asset FROM assets WHERE archived_at IS NULL")
-    }
-    caps = {
-        r["capability"].casefold(): r["capability"] for r in db.conn.execute(
-            "SELECT capability FROM capabilities WHERE archived_at IS NULL"
-        )
-    }
+    assets = {n.casefold(): n for n in schema.active_names(db.conn, "assets", "asset")}
+    caps = {n.casefold(): n for n in schema.active_names(db.conn, "capabilities", "capability")}
     for row in rows:
         where = f"{source_name}:{row.line}, column"
         if row.asset.casefold() not in assets:

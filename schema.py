@@ -417,3 +417,52 @@ def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
                        (table,)).fetchone()
     return not (sql and sql[0] and "WITHOUT ROWID" in sql[0].upper())
+
+
+# ---------------------------------------------------------------------------- definitions
+# The tables setup keeps in step with flows.csv and maturity_model.csv (imports.py holds the
+# rules of what is added, updated or archived).
+def definition_rows(conn: sqlite3.Connection, table: str,
+                    key: tuple[str, ...]) -> dict[tuple, sqlite3.Row]:
+    """Every row of a definitions table (archived too), by its key columns."""
+    _definitions_table(table)
+    return {tuple(r[k] for k in key): r for r in conn.execute(f"SELECT * FROM {table}")}
+
+
+def upsert_definitions(conn: sqlite3.Connection, table: str, key: tuple[str, ...],
+                       columns: tuple[str, ...], rows: dict[tuple, tuple]) -> None:
+    """Insert or update ``rows`` ({key: values of ``columns``}), un-archiving them."""
+    _definitions_table(table)
+    names = (*key, *columns)
+    conn.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) "
+        f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT({', '.join(key)}) "
+        "DO UPDATE SET " + "".join(f"{col} = excluded.{col}, " for col in columns)
+        + "archived_at = NULL",
+        [(*k, *values) for k, values in rows.items()],
+    )
+
+
+def archive_definitions(conn: sqlite3.Connection, table: str, key: tuple[str, ...],
+                        keys: list[tuple], when: str) -> None:
+    """Mark the rows with these keys archived (kept, with their history, never deleted)."""
+    _definitions_table(table)
+    conn.executemany(
+        f"UPDATE {table} SET archived_at = ? WHERE " + " AND ".join(f"{k} = ?" for k in key),
+        [(when, *k) for k in keys],
+    )
+
+
+def active_names(conn: sqlite3.Connection, table: str, column: str) -> list[str]:
+    """The names in ``column`` of a definitions table's rows that are not archived."""
+    _definitions_table(table)
+    return [r[0] for r in conn.execute(f"SELECT {column} FROM {table} WHERE archived_at IS NULL")]
+
+
+_DEFINITION_TABLES = frozenset({"assets", "flows", "capabilities", "questions"})
+
+
+def _definitions_table(table: str) -> None:
+    # Table and column names cannot be bound as parameters; only these tables are formatted in.
+    if table not in _DEFINITION_TABLES:
+        raise ValueError(f"not a definitions table: {table}")

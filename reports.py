@@ -63,6 +63,11 @@ def visible(text: object) -> str:
 
 def _visible_entries(rows: Sequence[Mapping], fields: tuple[str, ...]) -> list[Mapping]:
     """``rows`` with the text ``fields`` made visible (rows that need no change are kept)."""
+    # Names repeat on every row: look at each distinct value once; in the common case none
+    # needs a change and the rows are kept as they are.
+    values = {row.get(f) for row in rows for f in fields}
+    if not any(isinstance(v, str) and _INVISIBLE.search(v) for v in values):
+        return list(rows)
     out: list[Mapping] = []
     for row in rows:
         if any(isinstance(row.get(f), str) and _INVISIBLE.search(row[f]) for f in fields):

@@ -99,3 +99,16 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     recorded: list[float] = []
     monkeypatch.setattr(urllib3.util.retry.time, "sleep", recorded.append)
     return recorded
+
+
+@pytest.fixture
+def rally(monkeypatch: pytest.MonkeyPatch):
+    """A running fake Rally with the tool's RALLY_* settings pointing at it."""
+    from fake_rally import FakeRally
+
+    with FakeRally() as fake:
+        for name, value in (("RALLY_BASE_URL", fake.url), ("RALLY_API_KEY", fake.api_key),
+                            ("RALLY_WORKSPACE_ID", fake.workspace_id),
+                            ("RALLY_PROJECT_ID", fake.project_id), ("RALLY_PARENT_ID", "F1")):
+            monkeypatch.setenv(name, value)
+        yield fake

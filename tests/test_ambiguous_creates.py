@@ -155,16 +155,6 @@ def _many_assets(folder: Path, names: list[str]) -> None:
     (folder / "assessments.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-@pytest.fixture
-def rally(monkeypatch: pytest.MonkeyPatch):
-    with FakeRally() as fake:
-        for name, value in (("RALLY_BASE_URL", fake.url), ("RALLY_API_KEY", fake.api_key),
-                            ("RALLY_WORKSPACE_ID", fake.workspace_id),
-                            ("RALLY_PROJECT_ID", fake.project_id), ("RALLY_PARENT_ID", "F1")):
-            monkeypatch.setenv(name, value)
-        yield fake
-
-
 @pytest.mark.parametrize("fault", [{"status": 504}, {"status": 502}, {"status": None}],
                          ids=["504", "502", "dropped"])
 def test_500_then_600_items_with_a_lost_answer_gives_one_story_per_item(folder, run, rally,

@@ -12,7 +12,6 @@ import pytest
 
 from conftest import git
 from fake_confluence import FakeConfluence
-from fake_rally import FakeRally
 
 SECRET = "PASSWORD-4f1e9a"
 
@@ -196,16 +195,6 @@ def test_a_secret_with_a_character_http_cannot_send_is_named_not_shown(ready, ru
 
 
 # ------------------------------------------------------------------ exit 3
-@pytest.fixture
-def rally(monkeypatch: pytest.MonkeyPatch):
-    with FakeRally() as fake:
-        for name, value in (("RALLY_BASE_URL", fake.url), ("RALLY_API_KEY", fake.api_key),
-                            ("RALLY_WORKSPACE_ID", fake.workspace_id),
-                            ("RALLY_PROJECT_ID", fake.project_id), ("RALLY_PARENT_ID", "F1")):
-            monkeypatch.setenv(name, value)
-        yield fake
-
-
 @pytest.fixture
 def wiki(monkeypatch: pytest.MonkeyPatch):
     with FakeConfluence() as fake:

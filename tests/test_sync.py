@@ -16,17 +16,6 @@ from fake_rally import FakeRally
 
 
 @pytest.fixture
-def rally(monkeypatch: pytest.MonkeyPatch):
-    """A running fake Rally with the tool's RALLY_* settings pointing at it."""
-    with FakeRally() as fake:
-        for name, value in (("RALLY_BASE_URL", fake.url), ("RALLY_API_KEY", fake.api_key),
-                            ("RALLY_WORKSPACE_ID", fake.workspace_id),
-                            ("RALLY_PROJECT_ID", fake.project_id), ("RALLY_PARENT_ID", "F1")):
-            monkeypatch.setenv(name, value)
-        yield fake
-
-
-@pytest.fixture
 def gaps(ready: Path, run) -> Path:
     """web at On-call L1: two Red items (L2, L3) and nothing else assessed."""
     code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "On-call",

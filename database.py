@@ -174,17 +174,20 @@ class Database:
                 info.team = r["team"]
         return assets
 
+    def _rows_in_scope(self, sql: str, scope: set[tuple[str, str]] | None
+                       ) -> Iterable[sqlite3.Row]:
+        """Rows of ``sql`` (a table keyed by asset, capability): a few cells are looked up by
+        key, more read in one pass (the caller still filters on ``scope``)."""
+        if scope is not None and len(scope) <= 64:
+            return [r for a, c in scope for r in self.conn.execute(
+                sql + " WHERE asset = ? AND capability = ?", (a, c))]
+        return self.conn.execute(sql)
+
     def load_cells(self, scope: Iterable[tuple[str, str]] | None = None) -> dict:
         """Recorded cells keyed by (asset, capability)."""
-        sql = "SELECT * FROM cells"
         cells = {}
         wanted = set(scope) if scope is not None else None
-        if wanted is not None and len(wanted) <= 64:  # a few cells: look them up by key
-            rows: Iterable[sqlite3.Row] = [r for a, c in wanted for r in self.conn.execute(
-                sql + " WHERE asset = ? AND capability = ?", (a, c))]
-        else:
-            rows = self.conn.execute(sql)
-        for r in rows:
+        for r in self._rows_in_scope("SELECT * FROM cells", wanted):
             key = (r["asset"], r["capability"])
             if wanted is not None and key not in wanted:
                 continue
@@ -447,12 +450,7 @@ class Database:
         existing: dict[str, mt.ItemRecord] = {}
         sql = "SELECT asset, capability, level, state, work_status, rally_state, rally_oid " \
               "FROM items"
-        if scope is not None and len(scope) <= 64:  # a few cells: look them up by key
-            rows: Iterable[sqlite3.Row] = [r for a, c in scope for r in self.conn.execute(
-                sql + " WHERE asset = ? AND capability = ?", (a, c))]
-        else:
-            rows = self.conn.execute(sql)
-        for r in rows:
+        for r in self._rows_in_scope(sql, scope):
             if scope is not None and (r["asset"], r["capability"]) not in scope:
                 continue
             key = mt.item_key(r["asset"], r["capability"], r["level"])

@@ -80,9 +80,15 @@ _SHOWN_FIELDS = ("asset", "flow", "category", "capability", "why", "not_applicab
 
 
 def sort_key(item: Mapping) -> tuple:
+    """The to-do table's order of an item dict (see :func:`page_order`)."""
+    return page_order(item["priority"], item["go_live"], item.get("flows", ""), item["asset"],
+                      item["capability"], item["level"])
+
+
+def page_order(priority: str, go_live: object, flows: str, asset: str, capability: str,
+               level: int) -> tuple:
     """Priority, then go-live first, then flow, asset (then capability, level)."""
-    return (item["priority"], 0 if item["go_live"] else 1, item.get("flows", ""), item["asset"],
-            item["capability"], item["level"])
+    return (priority, 0 if go_live else 1, flows, asset, capability, level)
 
 
 def todo_items(items: Iterable[Mapping]) -> list[Mapping]:
@@ -176,22 +182,31 @@ def _safe_url(url: str) -> str | None:
     return url
 
 
-_FORMED_COLUMNS = frozenset({"Rally Card", "Status"})  # a link or a lozenge when they fit
-
-
 def wiki_cell(column: str, row: Mapping[str, object]) -> str:
     """One cell of a to-do row: the Rally Card as a link and the Status as a lozenge when
     their text fits those forms (else plain text, shown exactly)."""
-    value = clean_text(row.get(column, ""))
-    if column == "Rally Card" and _LINK_ALIAS.fullmatch(value):
-        url = _safe_url(str(row.get("_link", "") or ""))
+    if column == "Rally Card":
+        return _card_wiki_cell(row.get(column, ""), row.get("_link", ""))
+    if column == "Status":
+        return _status_wiki_cell(row.get(column, ""), row.get("_colour"))
+    return _plain_wiki_cell(row.get(column, ""))
+
+
+@lru_cache(maxsize=1024)  # most rows of a report have no story yet: one empty card
+def _card_wiki_cell(card: object, link: object) -> str:
+    value = clean_text(card)
+    if _LINK_ALIAS.fullmatch(value):
+        url = _safe_url(str(link or ""))
         if url:
             return f"[{value}|{url}]"
-    if column == "Status":
-        value = " ".join(value.split("\n"))  # a lozenge holds one line, in storage too
-        if _LOZENGE_TITLE.fullmatch(value) and not value.endswith(" "):
-            colour = _lozenge_colour(row.get("_colour"))
-            return f"{{status:colour={colour}|title={value}}}"
+    return wiki_escape(value)
+
+
+@lru_cache(maxsize=1024)  # a handful of statuses and colours
+def _status_wiki_cell(status: object, colour: object) -> str:
+    value = " ".join(clean_text(status).split("\n"))  # a lozenge holds one line, in storage too
+    if _LOZENGE_TITLE.fullmatch(value) and not value.endswith(" "):
+        return f"{{status:colour={_lozenge_colour(colour)}|title={value}}}"
     return wiki_escape(value)
 
 
@@ -216,8 +231,15 @@ def wiki_header() -> str:
 
 def wiki_row(row: Mapping[str, object]) -> str:
     """One to-do row as a line of the wiki-markup table (no line end)."""
-    return "|" + "|".join(wiki_cell(col, row) if col in _FORMED_COLUMNS
-                          else _plain_wiki_cell(row.get(col, "")) for col in PAGE_COLUMNS) + "|"
+    cell = _plain_wiki_cell
+    get = row.get
+    # PAGE_COLUMNS in order, spelled out: this runs once per row of a report.
+    return "|".join((
+        "", cell(get("Priority", "")), cell(get("Required for Go Live", "")),
+        cell(get("Target Milestone", "")), cell(get("Owner", "")), cell(get("Flow", "")),
+        cell(get("Asset Name", "")), cell(get("Task", "")), cell(get("Description", "")),
+        _card_wiki_cell(get("Rally Card", ""), get("_link", "")),
+        _status_wiki_cell(get("Status", ""), get("_colour")), cell(get("Category", "")), ""))
 
 
 def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:

@@ -71,19 +71,29 @@ def _status_macro(title: str, colour: str) -> str:
 
 def _tool_cell(column: str, row: Mapping[str, object]) -> str:
     # The same text as the wiki table (reports.clean_text), so paste and page agree.
-    if column not in ("Rally Card", "Status"):
-        return _plain_cell(row.get(column, ""))
-    value = clean_text(row.get(column, ""))
+    if column == "Rally Card":
+        return _card_cell(row.get(column, ""), row.get("_link", ""))
+    if column == "Status":
+        return _status_cell(row.get(column, ""), row.get("_colour"))
+    return _plain_cell(row.get(column, ""))
+
+
+@lru_cache(maxsize=1024)  # most rows of a report have no story yet: one empty card
+def _card_cell(card: object, link: object) -> str:
+    value = clean_text(card)
+    href = _safe_href(link) if value else None
+    if href:
+        return f'<td><p><a href="{xml_attr(href)}">{_lines(value)}</a></p></td>'
+    return _text_cell(value)
+
+
+@lru_cache(maxsize=1024)  # a handful of statuses and colours
+def _status_cell(status: object, colour: object) -> str:
+    value = clean_text(status)
     if not value:
         return _text_cell(value)
-    if column == "Rally Card" and value:
-        href = _safe_href(row.get("_link", ""))
-        if href:
-            return f'<td><p><a href="{xml_attr(href)}">{_lines(value)}</a></p></td>'
-    if column == "Status" and value:
-        title = value.replace("\n", " ")  # a macro parameter holds no line break
-        return f"<td><p>{_status_macro(title, _colour(row.get('_colour')))}</p></td>"
-    return f"<td>{_paragraph(_lines(value))}</td>"
+    title = value.replace("\n", " ")  # a macro parameter holds no line break
+    return f"<td><p>{_status_macro(title, _colour(colour))}</p></td>"
 
 
 @lru_cache(maxsize=65536)  # criteria, owners, flows and categories recur on every row
@@ -125,7 +135,15 @@ def render_parts(rows: Iterable[Mapping[str, object]]) -> Iterator[str]:
 
 def render_row(row: Mapping[str, object]) -> str:
     """One to-do row as a storage-format ``<tr>``."""
-    return "<tr>" + "".join(_tool_cell(c, row) for c in COLUMNS) + "</tr>"
+    cell = _plain_cell
+    get = row.get
+    # COLUMNS in order, spelled out: this runs once per row of a report.
+    return "".join((
+        "<tr>", cell(get("Priority", "")), cell(get("Required for Go Live", "")),
+        cell(get("Target Milestone", "")), cell(get("Owner", "")), cell(get("Flow", "")),
+        cell(get("Asset Name", "")), cell(get("Task", "")), cell(get("Description", "")),
+        _card_cell(get("Rally Card", ""), get("_link", "")),
+        _status_cell(get("Status", ""), get("_colour")), cell(get("Category", "")), "</tr>"))
 
 
 # ---------------------------------------------------------------------------- the table

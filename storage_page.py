@@ -42,7 +42,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bs4 import BeautifulSoup
 from lxml import etree
 
 from errors import ConfluenceError
@@ -312,6 +311,8 @@ def cell_texts(markups: Sequence[str]) -> list[str]:
     all the cells (each wrapped in its own element). Only for reading: the splice itself never
     goes through an HTML parser."""
     wrapped = "".join(f"<{_CELL}>{m}</{_CELL}>" for m in markups)
+    from bs4 import BeautifulSoup  # only where a page is read: report needs none
+
     soup = BeautifulSoup(wrapped, "html.parser")
     for hidden in soup.find_all(_HIDDEN_NAMES):
         hidden.decompose()

@@ -92,24 +92,40 @@ def key_from_text(text: str | None) -> str | None:
 
 
 def story_description(item: Mapping, flows: str) -> str:
-    """The story's Description (Rally rich text): criteria, flow, asset, level and why."""
+    """The story's Description (Rally rich text): criteria, flow, asset, level and why.
+
+    Every line is cleaned (:func:`reports.clean_text`) and escaped, so the whole is clean."""
     current = item.get("current_level")
-    lines = [
-        ("Goal", f"{item['capability']} at level {item['level']}"),
-        ("Criteria", item["criteria"]),
-        ("Flow", flows),
-        ("Asset", item["asset"]),
-        ("Current level", "" if current is None else str(current)),
-        ("Why", item["why"]),
-        ("Required for go live", "Yes" if item["go_live"] else "No"),
-        ("Target milestone", item["milestone"] or "-"),
-    ]
-    return "<br />".join(_description_line(k, str(v)) for k, v in lines)
+    # In three parts that each recur on many items (the level's, the asset's, the state's).
+    return "<br />".join((
+        _goal_lines(item["capability"], item["level"], item["criteria"]),
+        _where_lines(flows, item["asset"]),
+        _state_lines("" if current is None else str(current), str(item["why"]),
+                     bool(item["go_live"]), item["milestone"] or "-"),
+    ))
+
+
+@lru_cache(maxsize=4096)
+def _goal_lines(capability: str, level: int, criteria: str) -> str:
+    return _description_lines(("Goal", f"{capability} at level {level}"),
+                              ("Criteria", str(criteria)))
+
+
+@lru_cache(maxsize=4096)
+def _where_lines(flows: str, asset: str) -> str:
+    return _description_lines(("Flow", flows), ("Asset", asset))
 
 
 @lru_cache(maxsize=16384)
-def _description_line(label: str, value: str) -> str:
-    return f"<b>{html.escape(label)}:</b> {html.escape(clean_text(value))}"
+def _state_lines(current: str, why: str, go_live: bool, milestone: str) -> str:
+    return _description_lines(("Current level", current), ("Why", why),
+                              ("Required for go live", "Yes" if go_live else "No"),
+                              ("Target milestone", str(milestone)))
+
+
+def _description_lines(*lines: tuple[str, str]) -> str:
+    return "<br />".join(f"<b>{html.escape(label)}:</b> {html.escape(clean_text(value))}"
+                         for label, value in lines)
 
 
 def select_for_rally(items: Iterable[Mapping], include_amber: bool) -> list[Mapping]:
@@ -141,14 +157,13 @@ def rally_import_writer(stream: TextIO):
 
 def rally_import_row(it: Mapping, tag: str) -> list[str]:
     """One item as a row of rally_import.csv (cells cleaned and neutralised)."""
-    row = [
-        story_name(it["asset"], it["capability"], it["level"]),
-        story_description(it, it.get("flows", "")),
+    return [
+        neutralise(clean_text(story_name(it["asset"], it["capability"], it["level"]))),
+        story_description(it, it.get("flows", "")),  # clean, and starts with a tag
         "Defined",
-        tag,
-        story_notes(it["key"]),
+        neutralise(clean_text(tag)),
+        neutralise(clean_text(story_notes(it["key"]))),
     ]
-    return [neutralise(clean_text(c)) for c in row]
 
 
 def story_payload(item: Mapping, settings: Settings, parent_ref: str, tag_ref: str) -> dict:

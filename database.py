@@ -32,8 +32,10 @@ BIG_IMPORT = 1000
 
 # The item key (asset / capability / level), as SQL over the items table.
 KEY_SQL = "asset || ' / ' || capability || ' / ' || level"
-_ITEM_COLUMNS = ("asset, capability, level, state, work_status, rally_state, rally_oid, "
-                 "rally_id, rally_url, why, opened_at, done_at, closed_at, updated_at")
+# An item as stored, in the order :meth:`Database.item_rows` returns the fields.
+ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_state", "rally_oid",
+               "rally_id", "rally_url", "why", "opened_at", "done_at", "closed_at", "updated_at")
+_ITEM_COLUMNS = ", ".join(f"items.{f}" for f in ITEM_FIELDS)
 
 
 class Rollback(Exception):
@@ -213,60 +215,59 @@ class Database:
 
     def item_rows(self, states: Iterable[str] | None = None,
                   assets: Iterable[str] | None = None) -> list[sqlite3.Row]:
-        """The stored item rows (no model words), optionally filtered, in key order."""
-        sql, params = f"SELECT {_ITEM_COLUMNS} FROM items WHERE 1=1", []
+        """The stored item rows (no model words), optionally filtered, in key order: the
+        :data:`ITEM_FIELDS`, then their cell's ``cell_state``, ``cell_level`` and
+        ``cell_failed`` (the question answered no), None when the cell has no assessment."""
+        sql, params = (f"SELECT {_ITEM_COLUMNS}, cells.state AS cell_state, cells.level AS "
+                       "cell_level, cells.failed_question AS cell_failed FROM items "
+                       "LEFT JOIN cells USING (asset, capability) WHERE 1=1", [])
         if states is not None:
             st = list(states)
-            sql += f" AND state IN ({','.join('?' * len(st))})"
+            sql += f" AND items.state IN ({','.join('?' * len(st))})"
             params += st
         sql, params = _asset_filter(sql, params, assets)
-        return self.conn.execute(sql + " ORDER BY asset, capability, level", params).fetchall()
+        return self.conn.execute(sql + " ORDER BY asset, capability, items.level",
+                                 params).fetchall()
 
-    def item_words(self, *, many: bool = False):
-        """A function turning a stored item row into the full item dict: the key, the level's
-        words from the model (archived rows too, for closed items of a removed capability),
-        ``current_level`` (its cell's) and, for an open item, why it is open (derived from its
-        cell now). ``many``: most items will be asked for, read every cell at once."""
+    def item_words(self):
+        """A function turning a row of :meth:`item_rows` into the full item dict: the stored
+        fields, the key, the level's words from the model (archived rows too, for closed items
+        of a removed capability), ``current_level`` (its cell's) and, for an open item, why it
+        is open (derived from its cell now)."""
         specs = self.level_specs()
         categories = {r["capability"]: r["category"] for r in self.conn.execute(
             "SELECT capability, category FROM capabilities")}
         model = self.load_model()
-        sql = "SELECT asset, capability, state, level, failed_question FROM cells"
-        cells: dict[tuple[str, str], tuple] = {}
-        asked: set[str] = set()
-        if many:
-            cur = self.conn.cursor()
-            cur.row_factory = None
-            cells = {(r[0], r[1]): r for r in cur.execute(sql)}
         reasons: dict[tuple, str] = {}  # the same gap recurs on many assets
+        # The level's words are the same for every item of that level: made once per level.
+        fixed: dict[tuple[str, int], dict] = {}
 
-        def cell_of(asset: str, capability: str) -> tuple | None:
-            if not many and asset not in asked:
-                asked.add(asset)
-                cells.update(((asset, r[1]), tuple(r)) for r in self.conn.execute(
-                    sql + " WHERE asset = ?", (asset,)))
-            return cells.get((asset, capability))
+        def level_words(capability: str, level: int) -> dict:
+            spec = specs.get((capability, level))
+            words = fixed[(capability, level)] = {
+                "category": categories.get(capability, ""),
+                "criteria": spec.criteria if spec else "",
+                "owner": spec.owner if spec else "Asset",
+                "priority": spec.priority if spec else "P3",
+                "go_live": int(spec.go_live) if spec else 0,
+                "milestone": spec.milestone if spec else "",
+            }
+            return words
 
         def words(r: sqlite3.Row) -> dict:
-            asset, capability, level = r["asset"], r["capability"], r["level"]
-            item = dict(r)
-            spec = specs.get((capability, level))
-            cell = cell_of(asset, capability)
+            # The stored fields only: zip stops before the cell's columns.
+            item = dict(zip(ITEM_FIELDS, r, strict=False))
+            asset, capability, level = item["asset"], item["capability"], item["level"]
+            item.update(fixed.get((capability, level)) or level_words(capability, level))
             item["key"] = mt.item_key(asset, capability, level)
-            item["category"] = categories.get(capability, "")
-            item["criteria"] = spec.criteria if spec else ""
-            item["owner"] = spec.owner if spec else "Asset"
-            item["priority"] = spec.priority if spec else "P3"
-            item["go_live"] = int(spec.go_live) if spec else 0
-            item["milestone"] = spec.milestone if spec else ""
-            item["current_level"] = cell[3] if cell else None
-            if mt.is_open(r["state"]) and capability in model:
-                memo = (capability, level, cell[2:] if cell else None)
+            item["current_level"] = current = r["cell_level"]
+            if mt.is_open(item["state"]) and capability in model:
+                memo = (capability, level, r["cell_state"], current, r["cell_failed"])
                 why = reasons.get(memo)
                 if why is None:
-                    state, current, failed = cell[2:] if cell else (mt.NOT_ASSESSED, None, "")
                     why = reasons[memo] = mt.gap_reason(model[capability], mt.Cell(
-                        asset, capability, state, current, failed_question=failed), level)
+                        asset, capability, r["cell_state"] or mt.NOT_ASSESSED, current,
+                        failed_question=r["cell_failed"] or ""), level)
                 item["why"] = why
             return item
 

@@ -85,7 +85,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     selected = 0
     todo_items: list[dict] = []
     with ctx.open_db() as db:
-        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.sort_key)
+        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order)
         count = len(rows)
         with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
                 views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \

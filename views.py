@@ -134,25 +134,24 @@ def iter_items(db, states: Iterable[str] | None = None,
 
 
 def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | None = None,
-              *, order: Callable[[Mapping], Any] | None = None) -> list:
+              *, order: Callable[..., Any] | None = None) -> list:
     """The stored item rows (no words) that :func:`items` shows; with ``order`` (a sort key
-    over item dicts such as ``reports.sort_key``), sorted by it. Only these small rows are held
-    while sorting; :func:`item_dicts` then makes the dicts one at a time."""
+    over an item's priority, go-live flag, flows, asset, capability and level, such as
+    ``reports.page_order``), sorted by it. Only these small rows are held while sorting;
+    :func:`item_dicts` then makes the dicts one at a time."""
     import maturity as mt
 
     active = db.load_assets()
     rows = [r for r in db.item_rows(states, assets)
             if r["asset"] in active or not mt.is_open(r["state"])]
     if order is not None:
-        specs = db.level_specs()
+        ranks = {k: (spec.priority, spec.go_live) for k, spec in db.level_specs().items()}
+        labels = {a: info.flow_label for a, info in active.items()}
 
         def key(r) -> Any:
-            spec = specs.get((r["capability"], r["level"]))
-            info = active.get(r["asset"])
-            return order({"priority": spec.priority if spec else "P3",
-                          "go_live": bool(spec and spec.go_live),
-                          "flows": info.flow_label if info else "", "asset": r["asset"],
-                          "capability": r["capability"], "level": r["level"]})
+            asset, capability, level = r["asset"], r["capability"], r["level"]
+            priority, go_live = ranks.get((capability, level), ("P3", False))
+            return order(priority, go_live, labels.get(asset, ""), asset, capability, level)
 
         rows.sort(key=key)
     return rows
@@ -170,7 +169,7 @@ def item_dicts(db, rows: Sequence) -> Iterator[dict]:
     """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows,
     made one at a time."""
     labels = {a: (info.flow_label, info.team) for a, info in db.load_assets().items()}
-    words = db.item_words(many=len(rows) > 500)
+    words = db.item_words()
     for r in rows:
         it = words(r)
         it["flows"], it["team"] = labels.get(it["asset"], ("", ""))

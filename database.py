@@ -304,6 +304,15 @@ class Database:
         cur.row_factory = None
         return cur.execute(sql, params)
 
+    def cell_levels(self, assets: Iterable[str] | None = None) -> Iterator[tuple]:
+        """``(asset, capability, state, level, na_until)`` of the recorded cells (of
+        ``assets``): all the terminal matrix needs of a cell."""
+        sql, params = _asset_filter(
+            "SELECT asset, capability, state, level, na_until FROM cells WHERE 1=1", [], assets)
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute(sql, params)
+
     def open_levels_by_cell(self, assets: Iterable[str] | None = None
                             ) -> Iterator[tuple[str, str, str]]:
         """(asset, capability, levels) of every cell (of ``assets``) with items still counted

@@ -417,6 +417,13 @@ def unassessed_go_live(
     return found
 
 
+# The fields of a matrix entry, in the order ``status --format json`` shows them (all but
+# ``why``, the question answered no, which the JSON leaves out).
+MATRIX_FIELDS = ("asset", "flows", "team", "category", "capability", "state", "level",
+                 "target_level", "go_live_level", "rag", "open_items", "assessed_by",
+                 "assessed_at", "not_applicable_reason", "not_applicable_until", "why")
+
+
 def matrix_view(
     model: Mapping[str, Capability],
     assets: Mapping[str, object],
@@ -442,56 +449,60 @@ def matrix_view(
             tallied[0] += 1
             tallied[1] += 1 if it["go_live"] else 0
         counts = {k: (v[0], v[1]) for k, v in tally.items()}
+    rows, flows = matrix_rows(model, assets, cells, today, counts)
+    return [dict(zip(MATRIX_FIELDS, row, strict=True)) for row in rows], flows
+
+
+def matrix_rows(
+    model: Mapping[str, Capability],
+    assets: Mapping[str, object],
+    cells: Mapping[tuple[str, str], Sequence],
+    today: str,
+    counts: Mapping[tuple[str, str], tuple[int, int]],
+) -> tuple[list[tuple], list[dict]]:
+    """As :func:`matrix_view` given ``counts``, the matrix entries as tuples of the values of
+    :data:`MATRIX_FIELDS` in order (a tuple costs a fraction of a dict: the JSON and CSV are
+    written straight from them). The entries of one asset are consecutive and share one
+    ``flows`` list."""
     caps = [(cap.name, cap.category, cap.go_live_level) for cap in model.values()]
-    matrix: list[dict] = []
+    matrix: list[tuple] = []
     # (flow, capability) -> [lowest level, worst RAG rank, not assessed]; -1: none yet.
     per_flow: dict[tuple[str, str], list[int]] = {}
     no_items = (0, 0)
+    unassessed = (NOT_ASSESSED, None, None, None, None, None, None)
     for asset, info in assets.items():
         flows = sorted(set(info.flows))  # type: ignore[attr-defined]
         team, target = info.team, info.target  # type: ignore[attr-defined]
-        for name, category, go_live_level in caps:
+        accs = [[per_flow.setdefault((flow, name), [-1, -1, 0]) for flow in flows]
+                for name, _category, _go_live in caps]
+        for (name, category, go_live_level), acc_of_flows in zip(caps, accs, strict=True):
             cell = cells.get((asset, name))
             if cell is None:
-                state, level, by, at, reason, until, why = NOT_ASSESSED, None, "", "", "", "", ""
+                state, level, by, at, reason, until, why = unassessed
             else:
                 _a, _c, state, level, reason, until, by, at, why = cell
                 if state == NOT_APPLICABLE and until and until < today:  # expired: unassessed
-                    state, level, by, at, reason, until, why = (NOT_ASSESSED, None, "", "", "",
-                                                                "", "")
+                    state, level, by, at, reason, until, why = unassessed
+                else:
+                    by, at, reason, until, why = (by or None, at or None, reason or None,
+                                                  until or None, why or None)
             if state == ASSESSED:
                 n, red = counts.get((asset, name), no_items)
                 rag = RED if red else AMBER if n else GREEN
+                if level is not None:
+                    rank = _RAG_ORDER[rag]
+                    for acc in acc_of_flows:
+                        if acc[0] < 0 or level < acc[0]:
+                            acc[0] = level
+                        if rank > acc[1]:
+                            acc[1] = rank
             else:
-                n, rag = 0, None
-            matrix.append({
-                "asset": asset,
-                "flows": flows,
-                "team": team,
-                "category": category,
-                "capability": name,
-                "state": state,
-                "level": level if state == ASSESSED else None,
-                "target_level": target,
-                "go_live_level": go_live_level,
-                "rag": rag,
-                "open_items": n,
-                "assessed_by": by or None,
-                "assessed_at": at or None,
-                "not_applicable_reason": reason or None,
-                "not_applicable_until": until or None,
-                "why": why or None,
-            })
-            for flow in flows:
-                acc = per_flow.get((flow, name))
-                if acc is None:
-                    acc = per_flow[(flow, name)] = [-1, -1, 0]
-                if state == ASSESSED and level is not None:
-                    if acc[0] < 0 or level < acc[0]:
-                        acc[0] = level
-                    acc[1] = max(acc[1], _RAG_ORDER[rag])  # type: ignore[index]
-                elif state == NOT_ASSESSED:
-                    acc[2] += 1
+                n, rag, level = 0, None, None
+                if state == NOT_ASSESSED:
+                    for acc in acc_of_flows:
+                        acc[2] += 1
+            matrix.append((asset, flows, team, category, name, state, level, target,
+                           go_live_level, rag, n, by, at, reason, until, why))
     rag_names = {rank: rag for rag, rank in _RAG_ORDER.items()}
     flow_names = sorted({f for info in assets.values() for f in info.flows})  # type: ignore
     flows_out: list[dict] = []
@@ -504,3 +515,74 @@ def matrix_view(
                 "not_assessed": not_assessed,
             })
     return matrix, flows_out
+
+
+def category_grid(
+    model: Mapping[str, Capability],
+    assets: Mapping[str, object],
+    cells: Iterable[Sequence],
+    today: str,
+    counts: Mapping[tuple[str, str], tuple[int, int]],
+) -> tuple[dict[str, tuple[int, list[str], dict[str, tuple]]],
+           dict[str, dict[str, tuple]]]:
+    """The terminal matrix's numbers: per asset and category, what :func:`matrix_rows` says
+    of its capabilities, without an entry per asset x capability.
+
+    ``cells`` are the recorded cells as ``(asset, capability, state, level, na_until)``, in
+    any order (others than ``assets``' and the model's are left out); ``counts`` as for
+    :func:`matrix_view`. Returns ``(assets, flows)``: ``{asset: (target, flows, {category:
+    (capabilities, assessed, not applicable, lowest level, worst RAG)})}`` in ``assets`` and
+    model order (``flows`` sorted), and ``{flow: {category: (lowest level, worst RAG)}}``
+    (the weakest link of the flow's assets) by flow name; a lowest level and worst RAG are
+    None when no capability counted is assessed.
+    """
+    if not model:  # no capability: no entry, so no asset and no flow either
+        return {}, {}
+    category_of = {cap.name: cap.category for cap in model.values()}
+    sizes: dict[str, int] = {}
+    for name in category_of.values():
+        sizes[name] = sizes.get(name, 0) + 1
+    # [assessed, not applicable, lowest level, worst RAG rank]; -1: none yet.
+    grid = {asset: {category: [0, 0, -1, -1] for category in sizes} for asset in assets}
+    no_items = (0, 0)
+    for asset, capability, state, level, until in cells:
+        of_asset = grid.get(asset)
+        in_category = category_of.get(capability)
+        if of_asset is None or in_category is None:
+            continue
+        acc = of_asset[in_category]
+        if state == ASSESSED:
+            acc[0] += 1
+            if level is not None:
+                if acc[2] < 0 or level < acc[2]:
+                    acc[2] = level
+                n, red = counts.get((asset, capability), no_items)
+                rank = 2 if red else 1 if n else 0  # _RAG_ORDER of Red, Amber, Green
+                if rank > acc[3]:
+                    acc[3] = rank
+        elif state == NOT_APPLICABLE and not (until and until < today):  # not yet expired
+            acc[1] += 1
+    rag_names = {rank: rag for rag, rank in _RAG_ORDER.items()}
+    per_flow: dict[str, dict[str, list[int]]] = {}
+    out: dict[str, tuple[int, list[str], dict[str, tuple]]] = {}
+    for asset, info in assets.items():
+        of_asset = grid[asset]
+        flows = sorted(set(info.flows))  # type: ignore[attr-defined]
+        flow_accs = [per_flow.setdefault(flow, {category: [-1, -1] for category in sizes})
+                     for flow in flows]
+        for category, (_assessed, _na, low, worst) in of_asset.items():
+            if low < 0:
+                continue
+            for flow_acc in flow_accs:
+                acc = flow_acc[category]
+                if acc[0] < 0 or low < acc[0]:
+                    acc[0] = low
+                if worst > acc[1]:
+                    acc[1] = worst
+        out[asset] = (info.target, flows, {  # type: ignore[attr-defined]
+            category: (sizes[category], assessed, na, low if low >= 0 else None,
+                       rag_names.get(worst))
+            for category, (assessed, na, low, worst) in of_asset.items()})
+    return out, {flow: {category: (low if low >= 0 else None, rag_names.get(worst))
+                        for category, (low, worst) in per_flow[flow].items()}
+                 for flow in sorted(per_flow)}

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, TextIO
@@ -273,25 +273,49 @@ def abbreviations(categories: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _cell_label(entries: Sequence[Mapping]) -> tuple[str, str | None]:
-    """Weakest level and worst RAG of one asset's capabilities in a category."""
-    assessed = [e for e in entries if e["state"] == mt.ASSESSED]
-    if not assessed:
-        if entries and all(e["state"] == mt.NOT_APPLICABLE for e in entries):
-            return "n/a", None
-        return "-", None
-    level = min(e["level"] for e in assessed)
-    rag = mt.worst_rag(e["rag"] for e in assessed)
-    partial = "*" if len(assessed) < len(entries) else ""
-    return f"{level}{(rag or ' ')[0]}{partial}", rag
+_RAG_RANK = {None: -1, mt.GREEN: 0, mt.AMBER: 1, mt.RED: 2}
 
 
-def status_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Mapping,
+def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Sequence]]],
+                 flows: Mapping[str, Mapping[str, Sequence]], summary: Mapping,
                  colour: bool) -> str:
-    """The matrix in the terminal: assets x categories, flow weakest-link rows, counts."""
-    matrix = _visible_entries(matrix, _SHOWN_FIELDS)
-    flows = _visible_entries(flows, _SHOWN_FIELDS)
-    categories = list(dict.fromkeys(e["category"] for e in matrix))
+    """The matrix in the terminal: assets x categories, flow weakest-link rows, counts.
+
+    ``assets`` and ``flows`` are the numbers of :func:`maturity.category_grid`. Names are
+    shown visible (:func:`visible`); names that then look alike share a row or a column.
+    """
+    shown: dict[str, str] = {}  # category -> as shown
+
+    def show(category: str) -> str:
+        label = shown.get(category)
+        if label is None:
+            label = shown[category] = visible(category)
+        return label
+
+    # Per asset as shown: target and, per category as shown, [capabilities, assessed, not
+    # applicable, lowest level, worst RAG].
+    rows: dict[str, tuple[int, dict[str, list]]] = {}
+    for asset, (target, _flows, cats) in assets.items():
+        row = rows.setdefault(visible(asset), (target, {}))[1]
+        for category, (size, assessed, na, low, rag) in cats.items():
+            acc = row.setdefault(show(category), [0, 0, 0, None, None])
+            acc[0] += size
+            acc[1] += assessed
+            acc[2] += na
+            if low is not None and (acc[3] is None or low < acc[3]):
+                acc[3] = low
+            if _RAG_RANK[rag] > _RAG_RANK[acc[4]]:
+                acc[4] = rag
+    flow_rows: dict[str, dict[str, list]] = {}
+    for flow, cats in flows.items():
+        row = flow_rows.setdefault(visible(flow), {})
+        for category, (low, rag) in cats.items():
+            acc = row.setdefault(show(category), [None, None])
+            if low is not None and (acc[0] is None or low < acc[0]):
+                acc[0] = low
+            if _RAG_RANK[rag] > _RAG_RANK[acc[1]]:
+                acc[1] = rag
+    categories = list(dict.fromkeys(label for _target, row in rows.values() for label in row))
     abbr = abbreviations(categories)
 
     def paint(text: str, rag: str | None, width: int) -> str:
@@ -302,34 +326,29 @@ def status_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: M
             return f"{_ANSI['dim']}{padded}{_RESET}"
         return padded
 
-    by_asset: dict[str, dict[str, list[Mapping]]] = defaultdict(lambda: defaultdict(list))
-    for e in matrix:
-        by_asset[e["asset"]][e["category"]].append(e)
-    names = list(by_asset) + [f"[{f}]" for f in dict.fromkeys(x["flow"] for x in flows)]
+    names = list(rows) + [f"[{f}]" for f in flow_rows]
     width = max([len(n) for n in names] + [len("asset")]) + 2
     col = max(5, *(len(a) + 1 for a in abbr.values()))
     out = [("asset".ljust(width) + "target ".ljust(8)
             + "".join(a.ljust(col) for a in abbr.values())).rstrip()]
-    for asset, cats in by_asset.items():
-        first = next(iter(cats.values()))[0]
-        line = asset.ljust(width) + str(first["target_level"]).ljust(8)
+    for asset, (target, row) in rows.items():
+        line = asset.ljust(width) + str(target).ljust(8)
         for cat in categories:
-            text, rag = _cell_label(cats.get(cat, []))
+            size, assessed, na, low, rag = row.get(cat) or (0, 0, 0, None, None)
+            if not assessed or low is None:
+                text, rag = ("n/a" if size and na == size else "-"), None
+            else:
+                text = f"{low}{(rag or ' ')[0]}{'*' if assessed < size else ''}"
             line += paint(text, rag, col)
         out.append(line.rstrip())
-    if flows:
+    if flow_rows:
         out.append("")
         out.append("flow (weakest link)")
-        by_flow: dict[str, dict[str, list[Mapping]]] = defaultdict(lambda: defaultdict(list))
-        for f in flows:
-            by_flow[f["flow"]][f["category"]].append(f)
-        for flow, cats in by_flow.items():
+        for flow, row in flow_rows.items():
             line = f"[{flow}]".ljust(width) + "".ljust(8)
             for cat in categories:
-                entries = cats.get(cat, [])
-                levels = [x["level"] for x in entries if x["level"] is not None]
-                rag = mt.worst_rag(x["rag"] for x in entries)
-                text = f"{min(levels)}{(rag or ' ')[0]}" if levels else "-"
+                low, rag = row.get(cat) or (None, None)
+                text = f"{low}{(rag or ' ')[0]}" if low is not None else "-"
                 line += paint(text, rag, col)
             out.append(line.rstrip())
     out.append("")
@@ -462,22 +481,76 @@ def matrix_row(e: Mapping) -> list:
     ]
 
 
-def status_json(matrix: Sequence[Mapping], flows: Sequence[Mapping], summary: Mapping) -> str:
-    """``{"matrix": [...], "flows": [...], "summary": {...}}``, one entry per line.
+def write_matrix_rows_csv(stream: TextIO, rows: Iterable[Sequence]) -> None:
+    """As :func:`write_matrix_csv`, from matrix rows (tuples of :data:`maturity.MATRIX_FIELDS`
+    values): what :func:`matrix_row` makes of each as an entry."""
+    writer = matrix_writer(stream)
+    writer.writerow(MATRIX_COLUMNS)
+    asset: object = _NOTHING
+    flows_of: object = _NOTHING
+    head: list = []
+    for (name, flow_names, team, category, capability, state, level, target, go_live, rag,
+         n, by, at, reason, until, _why) in rows:
+        if name is not asset or flow_names is not flows_of:  # the next asset's entries
+            asset, flows_of = name, flow_names
+            head = [neutralise(name), neutralise(", ".join(flow_names)), neutralise(team or "")]
+        writer.writerow([
+            *head, neutralise(category), neutralise(capability), state,
+            "" if level is None else level, target, go_live, rag or "", n,
+            neutralise(by or ""), at or "", neutralise(reason or ""), until or ""])
 
-    (``json.dumps(indent=...)`` falls back to the pure-Python encoder: ten times slower on a
-    500-asset matrix, so entries are encoded one by one with the C encoder.)
+
+def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[Mapping],
+                      summary: Mapping) -> None:
+    """``{"matrix": [...], "flows": [...], "summary": {...}}``, one entry per line, written to
+    ``stream`` a block of entries at a time; ``rows`` are matrix rows (tuples of
+    :data:`maturity.MATRIX_FIELDS` values), each shown as the object of its fields but
+    ``why``.
+
+    The text is what ``json.JSONEncoder(ensure_ascii=False)`` makes of each entry as a dict
+    (``json.dumps(indent=...)`` would fall back to the pure-Python encoder, ten times
+    slower). An entry is put together from its values' encodings, each value encoded once:
+    the same names, states and dates recur on every line, and encoding a dict per entry costs
+    several times more.
     """
-    hidden = ("why",)  # the CSV export's columns, team and expiry included, are all here
-    encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per entry
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    known: dict = {None: "null"}
 
-    def block(entries: Iterable[Mapping]) -> str:
-        return ",\n    ".join(encode({k: v for k, v in e.items() if k not in hidden})
-                               for e in entries)
+    def enc(value: object) -> str:
+        text = known.get(value)
+        if text is None:
+            text = known[value] = encode(value)
+        return text
 
-    return (f'{{\n  "matrix": [\n    {block(matrix)}\n  ],\n'
-            f'  "flows": [\n    {block(flows)}\n  ],\n'
-            f'  "summary": {json.dumps(dict(summary), ensure_ascii=False)}\n}}\n')
+    stream.write('{\n  "matrix": [\n    ')
+    block: list[str] = []
+    between = ""  # what goes before the next block
+    asset: object = _NOTHING
+    flows_of: object = _NOTHING
+    head = ""
+    for (name, flow_names, team, category, capability, state, level, target, go_live, rag,
+         n, by, at, reason, until, _why) in rows:
+        if name is not asset or flow_names is not flows_of:  # the next asset's entries
+            asset, flows_of = name, flow_names
+            head = (f'{{"asset": {enc(name)}, "flows": {encode(flow_names)}, '
+                    f'"team": {enc(team)}, "category": ')
+        block.append(
+            f'{head}{enc(category)}, "capability": {enc(capability)}, "state": {enc(state)}, '
+            f'"level": {enc(level)}, "target_level": {enc(target)}, "go_live_level": '
+            f'{enc(go_live)}, "rag": {enc(rag)}, "open_items": {enc(n)}, "assessed_by": '
+            f'{enc(by)}, "assessed_at": {enc(at)}, "not_applicable_reason": {enc(reason)}, '
+            f'"not_applicable_until": {enc(until)}}}')
+        if len(block) == 2000:
+            stream.write(between + ",\n    ".join(block))
+            block, between = [], ",\n    "
+    if block:
+        stream.write(between + ",\n    ".join(block))
+    stream.write('\n  ],\n  "flows": [\n    ')
+    stream.write(",\n    ".join(encode(dict(f)) for f in flows))
+    stream.write(f'\n  ],\n  "summary": {json.dumps(dict(summary), ensure_ascii=False)}\n}}\n')
+
+
+_NOTHING = object()  # a value no entry holds
 
 
 def items_csv(items: Sequence[Mapping]) -> str:

@@ -2,11 +2,14 @@
 CSV or JSON, now or (``--as-of``) as they were at a date or commit.
 
 The text itself is rendered by :mod:`reports`; this module reads the data and picks what to show.
+The table of every asset (or of a flow's) is drawn from numbers per asset and category; the
+JSON, the CSV and one asset's detail go through the matrix entries, as tuples.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -30,43 +33,82 @@ def run(opts: StatusOptions, ctx: Context) -> int:
     import views
 
     with ctx.open_db_as_of(opts.as_of) as db:
-        matrix, flows = views.matrix(db)
-        matrix, flows, _items = _filter(matrix, flows, [], opts.flow, opts.asset)
-        summary = views.summary(db, matrix)
+        if opts.format == "table" and not opts.asset:
+            grid, flow_grid = views.category_grid(db)
+            grid, flow_grid = _filter_grid(grid, flow_grid, opts.flow)
+            summary = views.summary_of(db, grid, *_grid_counts(grid))
+            rows: list[tuple] = []
+            flows: list[dict] = []
+        else:
+            rows, flows = views.matrix_rows(db)
+            rows, flows = _filter(rows, flows, opts.flow, opts.asset)
+            summary = views.summary_of(db, {r[0] for r in rows}, len({r[4] for r in rows}),
+                                       Counter(r[5] for r in rows))
     if opts.format == "json":
-        ctx.out.write(reports.status_json(matrix, flows, summary))
+        reports.write_status_json(ctx.out, rows, flows, summary)
     elif opts.format == "csv":
-        ctx.out.write(reports.matrix_csv(matrix))
+        reports.write_matrix_rows_csv(ctx.out, rows)
     else:
         colour = _use_colour(ctx.out)
         if opts.as_of:
             ctx.print(f"as of {opts.as_of}")
         if opts.asset:
+            import maturity as mt
+
+            matrix = [dict(zip(mt.MATRIX_FIELDS, r, strict=True)) for r in rows]
             ctx.out.write(reports.asset_detail(matrix, colour))
             ctx.print()
             ctx.print("\n".join(reports.summary_lines(summary)))
         else:
-            ctx.out.write(reports.status_table(matrix, flows, summary, colour))
+            ctx.out.write(reports.status_table(grid, flow_grid, summary, colour))
     return EXIT_OK
 
 
-def _filter(matrix, flows, items, flow: str | None, asset: str | None):
+def _filter(rows: list[tuple], flows: list[dict], flow: str | None, asset: str | None
+            ) -> tuple[list[tuple], list[dict]]:
+    """The matrix rows and flow entries of ``flow`` and/or ``asset`` (None: all)."""
     from names import resolve
 
     if flow:
         flow = resolve("flow", flow, {f["flow"] for f in flows})
-        matrix = [e for e in matrix if flow in e["flows"]]
+        rows = [r for r in rows if flow in r[1]]
         flows = [f for f in flows if f["flow"] == flow]
-        names = {e["asset"] for e in matrix}
-        items = [it for it in items if it["asset"] in names]
     if asset:
-        asset = resolve("asset", asset, {e["asset"] for e in matrix},
+        asset = resolve("asset", asset, {r[0] for r in rows},
                         f"it is not in flow {flow}" if flow else "")
-        matrix = [e for e in matrix if e["asset"] == asset]
-        own = set(matrix[0]["flows"]) if matrix else set()
+        rows = [r for r in rows if r[0] == asset]
+        own = set(rows[0][1]) if rows else set()
         flows = [f for f in flows if f["flow"] in own]
-        items = [it for it in items if it["asset"] == asset]
-    return matrix, flows, items
+    return rows, flows
+
+
+def _filter_grid(grid: dict, flow_grid: dict, flow: str | None) -> tuple[dict, dict]:
+    """The numbers of :func:`views.category_grid` for the assets of ``flow`` (None: all)."""
+    if not flow:
+        return grid, flow_grid
+    from names import resolve
+
+    flow = resolve("flow", flow, set(flow_grid))
+    return ({a: numbers for a, numbers in grid.items() if flow in numbers[1]},
+            {flow: flow_grid[flow]})
+
+
+def _grid_counts(grid: dict) -> tuple[int, Counter[str]]:
+    """How many capabilities the grid's assets have, and how many of their cells are in each
+    state (as the matrix entries would count them)."""
+    import maturity as mt
+
+    cells = assessed = na = 0
+    for _target, _flows, cats in grid.values():
+        for size, n_assessed, n_na, _low, _rag in cats.values():
+            cells += size
+            assessed += n_assessed
+            na += n_na
+    states: Counter[str] = Counter()
+    if cells:
+        states.update({mt.ASSESSED: assessed, mt.NOT_APPLICABLE: na,
+                       mt.NOT_ASSESSED: cells - assessed - na})
+    return (cells // len(grid) if grid else 0), states
 
 
 def _use_colour(stream: TextIO) -> bool:

@@ -48,6 +48,27 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
                           counts=open_counts(db, model, assets))
 
 
+def matrix_rows(db, today: str | None = None) -> tuple[list[tuple], list[dict]]:
+    """As :func:`matrix`, the entries as tuples of :data:`maturity.MATRIX_FIELDS` values
+    (for the writers that go through every entry: the JSON and CSV of ``status``)."""
+    import maturity as mt
+
+    model, active = db.load_model(), db.load_assets()
+    cells = {(r[0], r[1]): r for r in db.matrix_cells()}
+    return mt.matrix_rows(model, active, cells, _today(today), open_counts(db, model))
+
+
+def category_grid(db, today: str | None = None):
+    """The terminal matrix's numbers per asset and category and per flow and category
+    (:func:`maturity.category_grid`), from the cells' levels and one aggregate row per cell
+    with open items: no entry per asset x capability."""
+    import maturity as mt
+
+    model = db.load_model()
+    return mt.category_grid(model, db.load_assets(), db.cell_levels(), _today(today),
+                            open_counts(db, model))
+
+
 def matrix_frame(db, today: str | None = None) -> pd.DataFrame:
     """The maturity matrix as a pandas DataFrame, for exports and analysis off the hot paths.
 
@@ -92,11 +113,19 @@ def open_counts(db, model: Mapping, assets: Iterable[str] | None = None
 def summary(db, entries: Iterable[Mapping], assets: Iterable[str] | None = None) -> dict:
     """The summary counts of ``reports.summarise`` for matrix ``entries``, the open items
     counted by SQL (only those of ``assets``; default: the entries' assets)."""
-    import maturity as mt
-
     entries = list(entries)
     names = {e["asset"] for e in entries} if assets is None else set(assets)
-    states = Counter(e["state"] for e in entries)
+    return summary_of(db, names, len({e["capability"] for e in entries}),
+                      Counter(e["state"] for e in entries))
+
+
+def summary_of(db, assets: Iterable[str], capabilities: int, states: Mapping[str, int]
+               ) -> dict:
+    """As :func:`summary`, from counts already made: the ``assets`` shown, how many
+    ``capabilities`` they have, and how many of their cells are in each of the ``states``."""
+    import maturity as mt
+
+    names = set(assets)
     specs = db.level_specs()
     todo = red = done = 0
     owners: Counter[str] = Counter()
@@ -108,7 +137,7 @@ def summary(db, entries: Iterable[Mapping], assets: Iterable[str] | None = None)
         owners[spec.owner if spec else "Asset"] += n
     return {
         "assets": len(names),
-        "capabilities": len({e["capability"] for e in entries}),
+        "capabilities": capabilities,
         "assessed": states.get(mt.ASSESSED, 0),
         "not_assessed": states.get(mt.NOT_ASSESSED, 0),
         "not_applicable": states.get(mt.NOT_APPLICABLE, 0),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -218,3 +220,73 @@ def test_close_matches_suggests_similar_names_each_once():
     assert close_matches("paymnt-api", ["payment-api", "web", "auth"]) == ["payment-api"]
     assert close_matches("login", ["Login", "Logout", "web"]) == ["Login", "Logout"]
     assert close_matches("backups", ["Backups", "Rollback", "backup-db"]).count("Backups") == 1
+
+
+# --- the terminal matrix's numbers agree with the matrix entries ----------------------------
+_GRID_CAPS = (("Alerts", "Alerting"), ("Paging", "Alerting"), ("Dashboards", "Monitoring"),
+              ("Backups", "Recovery"))
+_GRID_ASSETS = ("api", "web", "db", "cache")
+_GRID_FLOWS = ("Checkout", "Login", "Search")
+
+
+@st.composite
+def grid_data(draw):
+    """A model, assets in flows, recorded cells (some of assets or capabilities no longer
+    shown, some Not Applicable marks expired) and open-item counts."""
+    caps = draw(st.lists(st.sampled_from(_GRID_CAPS), min_size=1, unique=True))
+    model = {name: mt.Capability(name, category, {
+        lv: mt.LevelSpec(lv, f"c{lv}", (f"q{lv}?",), go_live=lv <= go_live)
+        for lv in range(1, 6)})
+        for (name, category), go_live in zip(
+            caps, draw(st.lists(st.integers(0, 5), min_size=len(caps), max_size=len(caps))),
+            strict=True)}
+    names = draw(st.lists(st.sampled_from(_GRID_ASSETS), unique=True))
+    assets = {a: SimpleNamespace(flows=draw(st.lists(st.sampled_from(_GRID_FLOWS), max_size=3)),
+                                 target=draw(st.integers(1, 5)), team="t")
+              for a in names}
+    keys = [(a, c) for a in (*names, "gone") for c, _cat in (*caps, ("Retired", "Alerting"))]
+    cells, counts = {}, {}
+    for key in draw(st.lists(st.sampled_from(keys), unique=True)):
+        if draw(st.booleans()):
+            cells[key] = (*key, mt.ASSESSED, draw(st.integers(0, 5)), "", "", "me", "2026-11-01",
+                          "")
+            n = draw(st.integers(0, 3))
+            if n:
+                counts[key] = (n, draw(st.integers(0, n)))
+        else:
+            until = draw(st.sampled_from(["", "2026-11-30", "2026-12-01", "2026-12-02"]))
+            cells[key] = (*key, mt.NOT_APPLICABLE, None, "why not", until, "me", "2026-11-01",
+                          "")
+    return model, assets, cells, counts
+
+
+@given(grid_data())
+def test_category_grid_is_what_the_matrix_entries_add_up_to(data):
+    model, assets, cells, counts = data
+    entries, flows = mt.matrix_view(model, assets, cells, (), "2026-12-01", counts=counts)
+    grid, flow_grid = mt.category_grid(
+        model, assets, [(c[0], c[1], c[2], c[3], c[5]) for c in cells.values()], "2026-12-01",
+        counts)
+
+    expected = {}
+    for e in entries:
+        target, own_flows, cats = expected.setdefault(e["asset"], (e["target_level"],
+                                                                    e["flows"], {}))
+        cats.setdefault(e["category"], []).append(e)
+    for asset, (target, own_flows, cats) in expected.items():
+        assert grid[asset][:2] == (target, own_flows)
+        for category, of_category in cats.items():
+            done = [e for e in of_category if e["state"] == mt.ASSESSED]
+            assert grid[asset][2][category] == (
+                len(of_category), len(done),
+                sum(e["state"] == mt.NOT_APPLICABLE for e in of_category),
+                min((e["level"] for e in done), default=None), mt.worst_rag(e["rag"] for e in done))
+    assert list(grid) == list(expected)
+    by_flow = {}
+    for f in flows:
+        by_flow.setdefault(f["flow"], {}).setdefault(f["category"], []).append(f)
+    assert flow_grid == {
+        flow: {category: (min((f["level"] for f in of if f["level"] is not None), default=None),
+                          mt.worst_rag(f["rag"] for f in of))
+               for category, of in cats.items()}
+        for flow, cats in by_flow.items()}

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 
+import pytest
+
+import maturity as mt
 import reports
 from conftest import git
 from database import Database
@@ -143,3 +147,48 @@ def test_cycle_times_by_flow_team_and_category():
             login["to_verification_n"], login["to_verification_p90_days"]) == (2, 7.0, 0, None)
     assert reports.cycle_times([items[-1]], {}) == []
     assert "Checkout" in reports.cycle_table(rows)
+
+
+def matrix_rows(n: int) -> list[tuple]:
+    """``n`` matrix rows of every kind of value: names needing JSON escapes and spreadsheet
+    neutralising, assets in several flows, unassessed and not applicable cells."""
+    rows = []
+    for i in range(n):
+        asset = ["api", 'we"b\\x', "=cmd", "ünï — ∑", "tab\there"][i // 700 % 5] + str(i // 700)
+        flows = [["Checkout"], ["Checkout", "Login"], []][i // 700 % 3]
+        state = [mt.ASSESSED, mt.NOT_ASSESSED, mt.NOT_APPLICABLE][i % 3]
+        assessed = state == mt.ASSESSED
+        rows.append((asset, flows, "Payments" if i % 2 else "", f"Cat {i % 4}", f"Cap {i % 60}",
+                     state, i % 6 if assessed else None, 3, i % 4,
+                     ["Red", "Amber", "Green"][i % 3] if assessed else None, i % 5 if assessed else 0,
+                     "jdoe" if assessed else None, f"2026-11-{i % 28 + 1:02d}" if assessed else None,
+                     "+not ours" if state == mt.NOT_APPLICABLE else None,
+                     "2027-01-01" if i % 6 == 2 else None, "Answered no: x?" if assessed else None))
+    return rows
+
+
+@pytest.mark.parametrize("n", [0, 1, 2000, 4001])
+def test_status_json_written_in_blocks_is_each_entry_encoded_as_a_dict(n):
+    rows = matrix_rows(n)
+    flows = [{"flow": "Checkout", "category": "Cat 0", "capability": "Cap 0", "level": 1,
+              "rag": "Red", "not_assessed": 2}]
+    summary = {"assets": 3, "by_owner": {"Asset": 2}}
+    out = io.StringIO()
+    reports.write_status_json(out, rows, flows, summary)
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    entries = [{k: v for k, v in zip(mt.MATRIX_FIELDS, r, strict=True) if k != "why"}
+               for r in rows]
+    assert out.getvalue() == (
+        '{\n  "matrix": [\n    ' + ",\n    ".join(encode(e) for e in entries) + "\n  ],\n"
+        '  "flows": [\n    ' + encode(flows[0]) + "\n  ],\n"
+        '  "summary": {"assets": 3, "by_owner": {"Asset": 2}}\n}\n')
+    assert json.loads(out.getvalue())["matrix"] == entries
+
+
+def test_matrix_csv_from_rows_is_the_csv_of_the_entries():
+    rows = matrix_rows(1500)
+    out = io.StringIO(newline="")
+    reports.write_matrix_rows_csv(out, rows)
+    entries = [dict(zip(mt.MATRIX_FIELDS, r, strict=True)) for r in rows]
+    assert out.getvalue() == reports.matrix_csv(entries)
+    assert "'=cmd2" in out.getvalue() and "'+not ours" in out.getvalue()

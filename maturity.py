@@ -470,10 +470,15 @@ def matrix_rows(
     per_flow: dict[tuple[str, str], list[int]] = {}
     no_items = (0, 0)
     unassessed = (NOT_ASSESSED, None, None, None, None, None, None)
+    # Per set of flows, per capability: the accumulators of those flows (assets share sets).
+    accs_of: dict[tuple[str, ...], list[list[list[int]]]] = {}
     for asset, info in assets.items():
         flows = sorted(set(info.flows))  # type: ignore[attr-defined]
         team, target = info.team, info.target  # type: ignore[attr-defined]
-        accs = [[per_flow.setdefault((flow, name), [-1, -1, 0]) for flow in flows]
+        accs = accs_of.get(tuple(flows))
+        if accs is None:
+            accs = accs_of[tuple(flows)] = [
+                [per_flow.setdefault((flow, name), [-1, -1, 0]) for flow in flows]
                 for name, _category, _go_live in caps]
         for (name, category, go_live_level), acc_of_flows in zip(caps, accs, strict=True):
             cell = cells.get((asset, name))

@@ -514,12 +514,11 @@ def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[
     several times more.
     """
     encode = json.JSONEncoder(ensure_ascii=False).encode
-    known: dict = {None: "null"}
+    known: dict = {None: "null"}  # value -> its JSON text
+    old = known.get
 
     def enc(value: object) -> str:
-        text = known.get(value)
-        if text is None:
-            text = known[value] = encode(value)
+        text = known[value] = encode(value)
         return text
 
     stream.write('{\n  "matrix": [\n    ')
@@ -532,14 +531,17 @@ def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[
          n, by, at, reason, until, _why) in rows:
         if name is not asset or flow_names is not flows_of:  # the next asset's entries
             asset, flows_of = name, flow_names
-            head = (f'{{"asset": {enc(name)}, "flows": {encode(flow_names)}, '
-                    f'"team": {enc(team)}, "category": ')
+            head = (f'{{"asset": {encode(name)}, "flows": {encode(flow_names)}, '
+                    f'"team": {encode(team)}, "category": ')
+        # A look-up per value (its text is never empty); encoded only when new.
         block.append(
-            f'{head}{enc(category)}, "capability": {enc(capability)}, "state": {enc(state)}, '
-            f'"level": {enc(level)}, "target_level": {enc(target)}, "go_live_level": '
-            f'{enc(go_live)}, "rag": {enc(rag)}, "open_items": {enc(n)}, "assessed_by": '
-            f'{enc(by)}, "assessed_at": {enc(at)}, "not_applicable_reason": {enc(reason)}, '
-            f'"not_applicable_until": {enc(until)}}}')
+            f'{head}{old(category) or enc(category)}, "capability": '
+            f'{old(capability) or enc(capability)}, "state": {old(state) or enc(state)}, '
+            f'"level": {old(level) or enc(level)}, "target_level": {old(target) or enc(target)}, '
+            f'"go_live_level": {old(go_live) or enc(go_live)}, "rag": {old(rag) or enc(rag)}, '
+            f'"open_items": {old(n) or enc(n)}, "assessed_by": {old(by) or enc(by)}, '
+            f'"assessed_at": {old(at) or enc(at)}, "not_applicable_reason": '
+            f'{old(reason) or enc(reason)}, "not_applicable_until": {old(until) or enc(until)}}}')
         if len(block) == 2000:
             stream.write(between + ",\n    ".join(block))
             block, between = [], ",\n    "

@@ -27,7 +27,7 @@ def run(opts: ExportOptions, ctx: Context) -> int:
 
     if opts.output != "-":
         check_output_file("export -o", opts.output, ctx.data_dir)
-    with ctx.open_db() as db:
+    with views.no_cycle_collection(), ctx.open_db() as db:
         if opts.items:
             items = views.items(db)
             text, rows = reports.items_csv(items), len(items)

@@ -418,7 +418,7 @@ def unassessed_go_live(
 
 
 # The fields of a matrix entry, in the order ``status --format json`` shows them (all but
-# ``why``, the question answered no, which the JSON leaves out).
+# ``why``, the question answered no, which the JSON and CSV leave out: it stays last).
 MATRIX_FIELDS = ("asset", "flows", "team", "category", "capability", "state", "level",
                  "target_level", "go_live_level", "rag", "open_items", "assessed_by",
                  "assessed_at", "not_applicable_reason", "not_applicable_until", "why")

@@ -462,9 +462,7 @@ MATRIX_COLUMNS = [
 
 
 # The matrix frame's columns in MATRIX_COLUMNS order, and those holding free text.
-MATRIX_FRAME_COLUMNS = ("asset", "flows", "team", "category", "capability", "state", "level",
-                        "target_level", "go_live_level", "rag", "open_items", "assessed_by",
-                        "assessed_at", "not_applicable_reason", "not_applicable_until")
+MATRIX_FRAME_COLUMNS = mt.MATRIX_FIELDS[:-1]  # all but the last, ``why``
 MATRIX_TEXT_COLUMNS = ("asset", "flows", "team", "category", "capability", "assessed_by",
                        "not_applicable_reason")  # neutralised: a cell may not start a formula
 

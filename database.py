@@ -285,15 +285,6 @@ class Database:
         return {k: mt.merge_level_rows(active or archived)
                 for k, (active, archived) in rows.items()}
 
-    def open_item_counts(self, assets: Iterable[str] | None = None
-                         ) -> list[tuple[str, int, str, int]]:
-        """(capability, level, state, count) of the open and done items (of ``assets``)."""
-        sql, params = _asset_filter(
-            "SELECT capability, level, state, count(*) FROM items WHERE state IN (?, ?)",
-            [mt.OPEN, mt.DONE], assets)
-        return [tuple(r) for r in self.conn.execute(
-            sql + " GROUP BY capability, level, state", params)]
-
     def matrix_cells(self, assets: Iterable[str] | None = None) -> Iterator[tuple]:
         """The recorded cells (of ``assets``) as plain tuples of :class:`maturity.Cell`'s
         fields in order: the matrix reads every cell, and a tuple is the cheapest row."""
@@ -314,12 +305,14 @@ class Database:
         return cur.execute(sql, params)
 
     def open_levels_by_cell(self, assets: Iterable[str] | None = None
-                            ) -> Iterator[tuple[str, str, str]]:
-        """(asset, capability, levels) of every cell (of ``assets``) with items still counted
-        as gaps, the levels as one string of digits: the matrix's counts without a row per
-        item."""
-        sql, params = "SELECT asset, capability, group_concat(level, '') FROM items " \
-            "WHERE state IN (?, ?)", [mt.OPEN, mt.DONE]
+                            ) -> Iterator[tuple[str, str, str, str | None]]:
+        """(asset, capability, levels, done levels) of every cell (of ``assets``) with items
+        still counted as gaps: the levels of its open and done items as one string of digits,
+        and of the done ones (None when none is). The matrix's and the summary's counts
+        without a row per item."""
+        sql, params = "SELECT asset, capability, group_concat(level, ''), " \
+            "group_concat(CASE WHEN state = ? THEN level END, '') FROM items " \
+            "WHERE state IN (?, ?)", [mt.DONE, mt.OPEN, mt.DONE]
         sql, params = _asset_filter(sql, params, assets)
         cur = self.conn.cursor()
         cur.row_factory = None

@@ -42,15 +42,16 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
     rows: list[tuple] = []
     flows: list[dict] = []
     with ctx.open_db_as_of(opts.as_of) as db:
+        levels = views.open_levels(db)  # counted for the matrix and for the summary
         if opts.format == "table" and not opts.asset:
-            grid, flow_grid = views.category_grid(db)
+            grid, flow_grid = views.category_grid(db, levels=levels)
             grid, flow_grid = _filter_grid(grid, flow_grid, opts.flow)
-            summary = views.summary_of(db, grid, *_grid_counts(grid))
+            summary = views.summary_of(db, grid, *_grid_counts(grid), levels=levels)
         else:
-            rows, flows = views.matrix_rows(db)
+            rows, flows = views.matrix_rows(db, levels=levels)
             rows, flows = _filter(rows, flows, opts.flow, opts.asset)
             summary = views.summary_of(db, {r[0] for r in rows}, len({r[4] for r in rows}),
-                                       Counter(r[5] for r in rows))
+                                       Counter(r[5] for r in rows), levels=levels)
     if opts.format == "json":
         reports.write_status_json(ctx.out, rows, flows, summary)
     elif opts.format == "csv":

@@ -64,25 +64,29 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
                           counts=open_counts(db, model, assets))
 
 
-def matrix_rows(db, today: str | None = None) -> tuple[list[tuple], list[dict]]:
+def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
+                ) -> tuple[list[tuple], list[dict]]:
     """As :func:`matrix`, the entries as tuples of :data:`maturity.MATRIX_FIELDS` values
-    (for the writers that go through every entry: the JSON and CSV of ``status``)."""
+    (for the writers that go through every entry: the JSON and CSV of ``status``, export);
+    ``levels`` as :func:`open_counts` takes them."""
     import maturity as mt
 
     model, active = db.load_model(), db.load_assets()
     cells = {(r[0], r[1]): r for r in db.matrix_cells()}
-    return mt.matrix_rows(model, active, cells, _today(today), open_counts(db, model))
+    return mt.matrix_rows(model, active, cells, _today(today),
+                          open_counts(db, model, levels=levels))
 
 
-def category_grid(db, today: str | None = None):
+def category_grid(db, today: str | None = None, *, levels: Sequence | None = None):
     """The terminal matrix's numbers per asset and category and per flow and category
     (:func:`maturity.category_grid`), from the cells' levels and one aggregate row per cell
-    with open items: no entry per asset x capability."""
+    with open items (``levels`` as :func:`open_counts` takes them): no entry per
+    asset x capability."""
     import maturity as mt
 
     model = db.load_model()
     return mt.category_grid(model, db.load_assets(), db.cell_levels(), _today(today),
-                            open_counts(db, model))
+                            open_counts(db, model, levels=levels))
 
 
 def matrix_frame(db, today: str | None = None) -> pd.DataFrame:
@@ -109,18 +113,28 @@ def matrix_frame(db, today: str | None = None) -> pd.DataFrame:
     return frame.set_index(["asset", "capability"])
 
 
-def open_counts(db, model: Mapping, assets: Iterable[str] | None = None
+def open_levels(db, assets: Iterable[str] | None = None) -> list[tuple[str, str, str, str | None]]:
+    """The open items' levels per cell (of ``assets``), one aggregate row per cell with open
+    items (:meth:`database.Database.open_levels_by_cell`): what :func:`open_counts` and
+    :func:`summary_of` count, read once for both."""
+    return list(db.open_levels_by_cell(assets))
+
+
+def open_counts(db, model: Mapping, assets: Iterable[str] | None = None, *,
+                levels: Iterable[tuple[str, str, str, str | None]] | None = None
                 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """(open items, of which Red) per cell with open items, from one aggregate row per cell."""
+    """(open items, of which Red) per cell with open items, from one aggregate row per cell
+    (``levels`` from :func:`open_levels`, read here when not given)."""
     go_live = {cap.name: frozenset(str(lv) for lv, s in cap.levels.items() if s.go_live)
                for cap in model.values()}
     counts = {}
     seen: dict[tuple[str, str], tuple[int, int]] = {}  # few distinct level sets per capability
-    for asset, capability, levels in db.open_levels_by_cell(assets):
-        n = seen.get((capability, levels))
+    for asset, capability, of_cell, _done in (db.open_levels_by_cell(assets) if levels is None
+                                              else levels):
+        n = seen.get((capability, of_cell))
         if n is None:
             red = go_live.get(capability, frozenset())
-            n = seen[(capability, levels)] = (len(levels), sum(d in red for d in str(levels)))
+            n = seen[(capability, of_cell)] = (len(of_cell), sum(d in red for d in str(of_cell)))
         counts[(asset, capability)] = n
     return counts
 
@@ -134,22 +148,30 @@ def summary(db, entries: Iterable[Mapping], assets: Iterable[str] | None = None)
                       Counter(e["state"] for e in entries))
 
 
-def summary_of(db, assets: Iterable[str], capabilities: int, states: Mapping[str, int]
-               ) -> dict:
+def summary_of(db, assets: Iterable[str], capabilities: int, states: Mapping[str, int], *,
+               levels: Iterable[tuple[str, str, str, str | None]] | None = None) -> dict:
     """As :func:`summary`, from counts already made: the ``assets`` shown, how many
-    ``capabilities`` they have, and how many of their cells are in each of the ``states``."""
+    ``capabilities`` they have, and how many of their cells are in each of the ``states``;
+    the open items are counted from ``levels`` (:func:`open_levels`, read here when not
+    given), only those of ``assets``."""
     import maturity as mt
 
     names = set(assets)
+    if levels is None:
+        levels = db.open_levels_by_cell(names)
+    # Cells with the same open and done levels of a capability count alike: tally those first.
+    alike = Counter((capability, of_cell, done or "")
+                    for asset, capability, of_cell, done in levels if asset in names)
     specs = db.level_specs()
-    todo = red = done = 0
+    todo = red = done_n = 0
     owners: Counter[str] = Counter()
-    for capability, level, state, n in db.open_item_counts(names):
-        spec = specs.get((capability, level))
-        todo += n
-        red += n if spec and spec.go_live else 0
-        done += n if state == mt.DONE else 0
-        owners[spec.owner if spec else "Asset"] += n
+    for (capability, of_cell, done), n in alike.items():
+        for digit in str(of_cell):
+            spec = specs.get((capability, int(digit)))
+            todo += n
+            red += n if spec and spec.go_live else 0
+            done_n += n if digit in done else 0
+            owners[spec.owner if spec else "Asset"] += n
     return {
         "assets": len(names),
         "capabilities": capabilities,
@@ -159,7 +181,7 @@ def summary_of(db, assets: Iterable[str], capabilities: int, states: Mapping[str
         "open_items": todo,
         "open_red": red,
         "open_amber": todo - red,
-        "awaiting_reassessment": done,
+        "awaiting_reassessment": done_n,
         "by_owner": dict(sorted(owners.items())),
     }
 

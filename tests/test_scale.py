@@ -131,6 +131,21 @@ def test_lean_summary_equals_counting_every_item(ready, run):
     assert lean["open_items"] > 0
 
 
+def test_lean_summary_counts_done_items_as_awaiting_reassessment(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "0")
+    conn = sqlite3.connect(ready / "sre_data.db")
+    with conn:  # a story completed in Rally: the item is done, still counted as a gap
+        conn.execute("UPDATE items SET state = 'done', work_status = 'Completed' "
+                     "WHERE asset = 'web' AND capability = 'Alerts' AND level = 2")
+    conn.close()
+    with Database(ready / "sre_data.db") as db:
+        matrix, _flows = views.matrix(db)
+        lean = views.summary(db, matrix)
+        every = views.items(db)
+    assert lean == reports.summarise(matrix, every)
+    assert lean["awaiting_reassessment"] == 1 and lean["open_items"] > 1
+
+
 def test_matrix_counts_equal_counting_every_item(ready, run):
     run(ready, "assess", "--asset", "payment-api", "--capability", "Dashboards", "--level", "1")
     with Database(ready / "sre_data.db") as db:

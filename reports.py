@@ -479,23 +479,46 @@ def matrix_row(e: Mapping) -> list:
     ]
 
 
+class _Fields(dict):
+    """Values -> their text as a field of the matrix file's CSV (``_neutral``: after
+    :func:`neutralise`), each made once by the csv module itself: names, states and dates
+    recur on every row."""
+
+    def __init__(self, neutral: bool) -> None:
+        super().__init__({None: "", "": ""})
+        self._neutral = neutral
+        self._buf = io.StringIO(newline="")
+        self._writer = matrix_writer(self._buf)
+
+    def __missing__(self, value: object) -> str:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._writer.writerow([neutralise(value) if self._neutral else value])  # type: ignore[arg-type]
+        text = self[value] = self._buf.getvalue()[:-1]  # less the line end
+        return text
+
+
 def write_matrix_rows_csv(stream: TextIO, rows: Iterable[Sequence]) -> None:
     """As :func:`write_matrix_csv`, from matrix rows (tuples of :data:`maturity.MATRIX_FIELDS`
-    values): what :func:`matrix_row` makes of each as an entry."""
-    writer = matrix_writer(stream)
-    writer.writerow(MATRIX_COLUMNS)
+    values): what :func:`matrix_row` makes of each as an entry, a block of rows at a time."""
+    matrix_writer(stream).writerow(MATRIX_COLUMNS)
+    text, plain = _Fields(neutral=True), _Fields(neutral=False)
     asset: object = _NOTHING
     flows_of: object = _NOTHING
-    head: list = []
+    head = ""
+    block: list[str] = []
     for (name, flow_names, team, category, capability, state, level, target, go_live, rag,
          n, by, at, reason, until, _why) in rows:
         if name is not asset or flow_names is not flows_of:  # the next asset's entries
             asset, flows_of = name, flow_names
-            head = [neutralise(name), neutralise(", ".join(flow_names)), neutralise(team or "")]
-        writer.writerow([
-            *head, neutralise(category), neutralise(capability), state,
-            "" if level is None else level, target, go_live, rag or "", n,
-            neutralise(by or ""), at or "", neutralise(reason or ""), until or ""])
+            head = f"{text[name]},{text[', '.join(flow_names)]},{text[team]},"
+        block.append(f"{head}{text[category]},{text[capability]},{plain[state]},{plain[level]},"
+                     f"{plain[target]},{plain[go_live]},{plain[rag]},{plain[n]},{text[by]},"
+                     f"{plain[at]},{text[reason]},{plain[until]}\n")
+        if len(block) == 2000:
+            stream.write("".join(block))
+            block = []
+    stream.write("".join(block))
 
 
 def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[Mapping],

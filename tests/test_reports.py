@@ -154,15 +154,17 @@ def matrix_rows(n: int) -> list[tuple]:
     neutralising, assets in several flows, unassessed and not applicable cells."""
     rows = []
     for i in range(n):
-        asset = ["api", 'we"b\\x', "=cmd", "ünï — ∑", "tab\there"][i // 700 % 5] + str(i // 700)
+        asset = ["api", 'we"b\\x', "=cmd", "ünï — ∑", "tab\there", "two\nlines\r"][i // 700 % 6] \
+            + str(i // 700)
         flows = [["Checkout"], ["Checkout", "Login"], []][i // 700 % 3]
         state = [mt.ASSESSED, mt.NOT_ASSESSED, mt.NOT_APPLICABLE][i % 3]
         assessed = state == mt.ASSESSED
-        rows.append((asset, flows, "Payments" if i % 2 else "", f"Cat {i % 4}", f"Cap {i % 60}",
+        team = ["Payments", "", "Pay, ments", None][i % 4]
+        rows.append((asset, flows, team, f"Cat {i % 4}", f"Cap {i % 60}",
                      state, i % 6 if assessed else None, 3, i % 4,
                      ["Red", "Amber", "Green"][i % 3] if assessed else None, i % 5 if assessed else 0,
                      "jdoe" if assessed else None, f"2026-11-{i % 28 + 1:02d}" if assessed else None,
-                     "+not ours" if state == mt.NOT_APPLICABLE else None,
+                     ["+not ours", 'said "no"'][i % 2] if state == mt.NOT_APPLICABLE else None,
                      "2027-01-01" if i % 6 == 2 else None, "Answered no: x?" if assessed else None))
     return rows
 
@@ -186,9 +188,10 @@ def test_status_json_written_in_blocks_is_each_entry_encoded_as_a_dict(n):
 
 
 def test_matrix_csv_from_rows_is_the_csv_of_the_entries():
-    rows = matrix_rows(1500)
+    rows = matrix_rows(4500)
     out = io.StringIO(newline="")
     reports.write_matrix_rows_csv(out, rows)
     entries = [dict(zip(mt.MATRIX_FIELDS, r, strict=True)) for r in rows]
     assert out.getvalue() == reports.matrix_csv(entries)
     assert "'=cmd2" in out.getvalue() and "'+not ours" in out.getvalue()
+    assert '"two\nlines\r5"' in out.getvalue() and '"said ""no"""' in out.getvalue()

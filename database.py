@@ -349,10 +349,12 @@ class Database:
         return {r[0] for r in self.conn.execute(f"SELECT DISTINCT {column} FROM assessments")}
 
     def level_history(self) -> sqlite3.Cursor:
-        """Every recorded level change, oldest first, as rows with ``asset``, ``capability``,
-        ``new_state``, ``new_level``, ``na_until``, ``assessed_at`` (a cursor: read it once,
-        row by row)."""
-        return self.conn.execute(
+        """Every recorded level change, oldest first, as plain tuples (``asset``,
+        ``capability``, ``new_state``, ``new_level``, ``na_until``, ``assessed_at``); a cursor:
+        read it once, row by row."""
+        cur = self.conn.cursor()
+        cur.row_factory = None  # a tuple is the cheapest row, and the trend reads them all
+        return cur.execute(
             "SELECT asset, capability, new_state, new_level, na_until, assessed_at "
             "FROM assessments ORDER BY assessed_at, seq"
         )

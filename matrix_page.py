@@ -134,8 +134,9 @@ def go_live_trend(history: Iterable[Mapping], matrix: Sequence[Mapping],
     A capability is met on an asset when its level then was at least the capability's go-live
     level; the share counts every asset of the flow x every capability with a go-live level
     (today's flows and model), leaving out those Not Applicable at the time. ``history`` is the
-    assessment history oldest first (``asset``, ``capability``, ``new_state``, ``new_level``,
-    ``na_until``, ``assessed_at``); it is read once, so the work is linear in its length.
+    assessment history oldest first, as tuples (``asset``, ``capability``, ``new_state``,
+    ``new_level``, ``na_until``, ``assessed_at``); it is read once, so the work is linear in
+    its length.
     None where a flow has no go-live capability to meet.
     """
     go_live: dict[str, int] = {}
@@ -165,23 +166,23 @@ def go_live_trend(history: Iterable[Mapping], matrix: Sequence[Mapping],
 
     points = iter(dates)
     day = next(points, None)
-    for row in history:
-        asset, cap = row["asset"], row["capability"]
-        if asset not in flows_of or cap not in go_live:
+    for asset, cap, new_state, new_level, na_until, assessed_at in history:
+        need = go_live.get(cap)
+        if need is None or asset not in flows_of:
             continue
-        while day is not None and str(row["assessed_at"])[:10] > day:
+        while day is not None and str(assessed_at)[:10] > day:
             snapshot(day)
             day = next(points, None)
         if day is None:
             break
         key = (asset, cap)
-        now_met = row["new_state"] == mt.ASSESSED and (row["new_level"] or 0) >= go_live[cap]
+        now_met = new_state == mt.ASSESSED and (new_level or 0) >= need
         if now_met != cell_met.get(key, False):
             for flow in flows_of[asset]:
                 met[flow] += 1 if now_met else -1
             cell_met[key] = now_met
-        if row["new_state"] == mt.NOT_APPLICABLE:
-            na[key] = row["na_until"] or ""
+        if new_state == mt.NOT_APPLICABLE:
+            na[key] = na_until or ""
         else:
             na.pop(key, None)
     while day is not None:

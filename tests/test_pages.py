@@ -305,9 +305,8 @@ def entry(asset: str, capability: str, flows: list[str], go_live: int) -> dict:
 
 
 def change(asset: str, capability: str, when: str, level: int | None,
-           state: str = mt.ASSESSED, until: str = "") -> dict:
-    return {"asset": asset, "capability": capability, "new_state": state, "new_level": level,
-            "na_until": until, "assessed_at": when}
+           state: str = mt.ASSESSED, until: str = "") -> tuple:
+    return (asset, capability, state, level, until, when)
 
 
 def test_trend_is_the_share_of_go_live_capabilities_met_week_by_week():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -473,6 +474,25 @@ def write_flows(path: Path, rows: list[tuple[str, str, str, int]]) -> None:
     writer.writerow(["Flow", "Asset Name", "Team", "Target Level"])
     writer.writerows(rows)
     atomic_write(path, buf.getvalue())
+
+
+# What makes csv.writer quote a cell (QUOTE_MINIMAL, "," and '"', lineterminator "\r\n").
+_NEEDS_QUOTES = re.compile('[,"\r\n]')
+
+
+def csv_record(cells: Sequence[str]) -> str:
+    """One CSV record, CRLF-terminated, exactly as ``csv.writer(stream,
+    lineterminator="\\r\\n")`` writes it: a cell holding a comma, a quote or a line break is
+    quoted, with its quotes doubled.
+
+    csv.writer copies every character through its state machine one by one; for long cells
+    (rally_import.csv's descriptions: 54k of ~450 characters at 2,000 assets) these string
+    methods are about three times faster. tests/test_csvfiles.py checks the two agree.
+    """
+    if len(cells) == 1 and cells[0] == "":
+        return '""\r\n'  # a lone empty cell is quoted, or the record would be a blank line
+    return ",".join('"' + c.replace('"', '""') + '"' if _NEEDS_QUOTES.search(c) else c
+                    for c in cells) + "\r\n"
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -90,7 +90,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
         with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
                 views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
                 views.atomic_stream(out_dir / "confluence_page.html") as html_file:
-            rally_csv = stories.rally_import_writer(rally_file)
+            rally_file.write(stories.rally_import_header())
             wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
             wiki_file.write(reports.wiki_header() + "\n")
 
@@ -98,7 +98,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
                 nonlocal selected
                 for it in views.item_dicts(db, rows):
                     if stories.wants_story(it, opts.include_amber):
-                        rally_csv.writerow(stories.rally_import_row(it, tag))
+                        rally_file.write(stories.rally_import_record(it, tag))
                         selected += 1
                     row = reports.todo_row(it)
                     wiki_file.write(reports.wiki_row(row) + "\n")

@@ -7,15 +7,14 @@ after someone edited them in Rally's rich-text editor.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import maturity as mt
+from csvfiles import csv_record
 from reports import clean_text, neutralise, sort_key
 
 if TYPE_CHECKING:
@@ -141,18 +140,17 @@ def wants_story(it: Mapping, include_amber: bool) -> bool:
 
 def rally_import_csv(items: Sequence[Mapping], tag: str) -> str:
     """rally_import.csv: one row per item, Rally's import-template headers."""
-    buf = io.StringIO(newline="")
-    writer = rally_import_writer(buf)
-    for it in items:
-        writer.writerow(rally_import_row(it, tag))
-    return buf.getvalue()
+    return rally_import_header() + "".join(rally_import_record(it, tag) for it in items)
 
 
-def rally_import_writer(stream: TextIO):
-    """A csv writer in rally_import.csv's dialect, the header row already written."""
-    writer = csv.writer(stream, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(RALLY_IMPORT_COLUMNS)
-    return writer
+def rally_import_header() -> str:
+    """The header line of rally_import.csv (CRLF-terminated, as Rally's template has it)."""
+    return csv_record(RALLY_IMPORT_COLUMNS)
+
+
+def rally_import_record(it: Mapping, tag: str) -> str:
+    """One item as a line of rally_import.csv."""
+    return csv_record(rally_import_row(it, tag))
 
 
 def rally_import_row(it: Mapping, tag: str) -> list[str]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import csvfiles
 from errors import InputError
@@ -168,3 +172,13 @@ def test_a_gap_in_a_capabilitys_levels_names_file_line_and_capability(tmp_path, 
     with pytest.raises(InputError) as err:
         csvfiles.read_model(path)
     assert str(err.value) == f"maturity_model.csv:{line + 1}, column 'Level': {message}"
+
+
+# ------------------------------------------------------------------------ csv_record
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list('ab ,"\r\n;\'\t=\x00é')), max_size=12)
+                | st.text(), min_size=1, max_size=6))
+def test_csv_record_writes_what_csv_writer_writes(cells):
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    assert csvfiles.csv_record(cells) == buf.getvalue()

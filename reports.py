@@ -28,6 +28,9 @@ PAGE_COLUMNS = [
 # Every Unicode line break (NEL, LS, PS too) becomes \n, so a cell can never split a table row.
 _LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# Any character that _LINE_BREAKS, the tab rule or _CONTROL would change.
+_UNCLEAN = re.compile("[\r\x85\u2028\u2029\t\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff"
+                      "\ufffe\uffff]")
 
 _ANSI = {"Red": "\033[31m", "Amber": "\033[33m", "Green": "\033[32m", "dim": "\033[2m"}
 _RESET = "\033[0m"
@@ -36,7 +39,10 @@ _RESET = "\033[0m"
 # ---------------------------------------------------------------------------- items and rows
 def clean_text(value: object) -> str:
     """Text with control characters removed and line ends normalised to ``\\n``."""
-    return _clean("" if value is None else str(value))
+    text = "" if value is None else str(value)
+    if not _UNCLEAN.search(text):  # the common case: nothing to change but the ends
+        return text.strip()
+    return _clean(text)
 
 
 @lru_cache(maxsize=16384)  # the same criteria, owners and flows recur on every row

@@ -109,6 +109,9 @@ def todo_rows(items: Iterable[Mapping]) -> list[dict[str, str]]:
 
 def todo_row(it: Mapping) -> dict[str, str]:
     """One open item as a to-do table row."""
+    task, description = _level_text(it["capability"], it["level"], it["criteria"],
+                                    it.get("why") or "")
+    status, colour = _status_text(it["work_status"], it["state"])
     return {
         "Priority": it["priority"],
         "Required for Go Live": "Yes" if it["go_live"] else "No",
@@ -116,14 +119,26 @@ def todo_row(it: Mapping) -> dict[str, str]:
         "Owner": it["owner"],
         "Flow": it.get("flows", ""),
         "Asset Name": it["asset"],
-        "Task": mt.task_name(it["capability"], it["level"]),
-        "Description": f"{it['criteria']} ({it['why']})" if it.get("why") else it["criteria"],
+        "Task": task,
+        "Description": description,
         "Rally Card": it.get("rally_id") or "",
-        "Status": mt.display_status(it["work_status"], it["state"]),
+        "Status": status,
         "Category": it["category"],
         "_link": it.get("rally_url") or "",
-        "_colour": mt.status_colour(it["work_status"], it["state"]),
+        "_colour": colour,
     }
+
+
+# The same texts recur on thousands of rows: one string each, whose hash is then known to the
+# renderers' caches too.
+@lru_cache(maxsize=16384)
+def _level_text(capability: str, level: int, criteria: str, why: str) -> tuple[str, str]:
+    return mt.task_name(capability, level), f"{criteria} ({why})" if why else criteria
+
+
+@lru_cache(maxsize=256)
+def _status_text(work_status: str, state: str) -> tuple[str, str]:
+    return mt.display_status(work_status, state), mt.status_colour(work_status, state)
 
 
 def neutralise(cell: str) -> str:

@@ -8,7 +8,7 @@ capabilities met, week by week, as an inline SVG line). Inline CSS and SVG only:
 font, no image, no link to anything outside the file, so it opens from disk, from a mail or a
 build artefact, and prints. Everything from the data is HTML-escaped.
 
-Functions here are pure: they take the read model (matrix entries, flow roll-ups, items) and
+Functions here are pure: they take the read model (matrix rows, flow roll-ups, items) and
 yield text; writing the file is the caller's job (:mod:`pages`).
 """
 
@@ -77,7 +77,7 @@ class Mark:
     detail: str = ""
 
 
-def category_mark(entries: Sequence[Mapping]) -> Mark:
+def category_mark(entries: Sequence[mt.MatrixRow]) -> Mark:
     """One asset's capabilities in one category: weakest level and worst RAG.
 
     Not Assessed when none is assessed, Not Applicable when all are; ``*`` after the level
@@ -86,24 +86,24 @@ def category_mark(entries: Sequence[Mapping]) -> Mark:
     if not entries:
         return Mark("", None, "empty")
     detail = "; ".join(_entry_label(e) for e in entries)
-    assessed = [e for e in entries if e["state"] == mt.ASSESSED]
+    assessed = [e for e in entries if e.state == mt.ASSESSED]
     if not assessed:
-        if all(e["state"] == mt.NOT_APPLICABLE for e in entries):
+        if all(e.state == mt.NOT_APPLICABLE for e in entries):
             return Mark(NOT_APPLICABLE_TEXT, None, "not-applicable", detail)
         return Mark(NOT_ASSESSED_TEXT, None, "not-assessed", detail)
-    level = min(e["level"] for e in assessed)
-    rag = mt.worst_rag(e["rag"] for e in assessed)
-    if any(e["state"] == mt.NOT_ASSESSED for e in entries):
+    level = min(e.level for e in assessed if e.level is not None)
+    rag = mt.worst_rag(e.rag for e in assessed)
+    if any(e.state == mt.NOT_ASSESSED for e in entries):
         return Mark(f"{level}*", rag, "partial", detail)
     return Mark(str(level), rag, "assessed", detail)
 
 
-def _entry_label(e: Mapping) -> str:
-    if e["state"] == mt.ASSESSED:
-        return f"{e['capability']}: L{e['level']} {e['rag']}"
-    if e["state"] == mt.NOT_APPLICABLE:
-        return f"{e['capability']}: not applicable ({e.get('not_applicable_reason') or ''})"
-    return f"{e['capability']}: not assessed"
+def _entry_label(e: mt.MatrixRow) -> str:
+    if e.state == mt.ASSESSED:
+        return f"{e.capability}: L{e.level} {e.rag}"
+    if e.state == mt.NOT_APPLICABLE:
+        return f"{e.capability}: not applicable ({e.not_applicable_reason or ''})"
+    return f"{e.capability}: not assessed"
 
 
 def rollup_mark(entries: Sequence[Mapping]) -> Mark:
@@ -127,7 +127,7 @@ def week_ends(today: str, weeks: int = TREND_WEEKS) -> list[str]:
     return [(end - timedelta(weeks=weeks - 1 - i)).isoformat() for i in range(weeks)]
 
 
-def go_live_trend(history: Iterable[Mapping], matrix: Sequence[Mapping],
+def go_live_trend(history: Iterable[Sequence], matrix: Sequence[mt.MatrixRow],
                   dates: Sequence[str]) -> dict[str, list[float | None]]:
     """Per flow, the share of go-live capabilities met at the end of each of ``dates``.
 
@@ -142,9 +142,9 @@ def go_live_trend(history: Iterable[Mapping], matrix: Sequence[Mapping],
     go_live: dict[str, int] = {}
     flows_of: dict[str, list[str]] = {}
     for e in matrix:
-        if e["go_live_level"]:
-            go_live[e["capability"]] = e["go_live_level"]
-        flows_of.setdefault(e["asset"], list(e["flows"]))
+        if e.go_live_level:
+            go_live[e.capability] = e.go_live_level
+        flows_of.setdefault(e.asset, list(e.flows))
     total: Counter[str] = Counter()
     for flows in flows_of.values():
         for flow in flows:
@@ -314,8 +314,8 @@ def _legend(categories: Sequence[str], abbr: Mapping[str, str]) -> str:
             + f'<span class="cats">Columns: {cats}</span></section>')
 
 
-def _counts(cells: Sequence[Mapping], items: Sequence[Mapping], assets: int) -> str:
-    states = Counter(e["state"] for e in cells)
+def _counts(cells: Sequence[mt.MatrixRow], items: Sequence[Mapping], assets: int) -> str:
+    states = Counter(e.state for e in cells)
     red = sum(1 for it in items if it["go_live"])
     owners = Counter(str(it["owner"]) for it in items)
     owner_text = ", ".join(f"{_e(k)} {v}" for k, v in sorted(owners.items())) or "none"
@@ -351,26 +351,27 @@ def _go_live_items(items: Sequence[Mapping]) -> str:
             f"</thead><tbody>{rows}</tbody></table></details>")
 
 
-def render(matrix: Sequence[Mapping], flows: Sequence[Mapping], items: Iterable[Mapping], *,
+def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iterable[Mapping],
+           *,
            trend: Mapping[str, Sequence[float | None]], dates: Sequence[str], generated: str,
            commit: str | None) -> Iterator[str]:
     """``sre_matrix.html`` in pieces (write them in order): one section per flow.
 
-    :param matrix: matrix entries (``status --format json`` ``matrix``), model order
+    :param matrix: the matrix rows (:func:`maturity.matrix_rows`), model order
     :param flows: flow x capability roll-ups
     :param items: item dicts with ``flows`` (the joined label); only open ones are shown
     :param trend: per flow, the go-live share at each of ``dates`` (see :func:`go_live_trend`)
     :param generated: when the page was generated (shown as given)
     :param commit: the data folder's commit the page shows, or None outside git
     """
-    categories = list(dict.fromkeys(e["category"] for e in matrix))
+    categories = list(dict.fromkeys(e.category for e in matrix))
     abbr = reports.abbreviations(categories)
     flow_names = list(dict.fromkeys(f["flow"] for f in flows))
     # One pass over the matrix and the items, grouped by flow and asset.
-    by_flow_asset: dict[str, dict[str, list[Mapping]]] = defaultdict(dict)
+    by_flow_asset: dict[str, dict[str, list[mt.MatrixRow]]] = defaultdict(dict)
     for e in matrix:
-        for flow in e["flows"]:
-            by_flow_asset[flow].setdefault(e["asset"], []).append(e)
+        for flow in e.flows:
+            by_flow_asset[flow].setdefault(e.asset, []).append(e)
     rollups: dict[str, list[Mapping]] = defaultdict(list)
     for f in flows:
         rollups[f["flow"]].append(f)
@@ -378,8 +379,8 @@ def render(matrix: Sequence[Mapping], flows: Sequence[Mapping], items: Iterable[
     for it in items:
         if mt.is_open(str(it["state"])):
             open_by_asset[it["asset"]].append(it)
-    assets = len({e["asset"] for e in matrix})
-    capabilities = len({e["capability"] for e in matrix})
+    assets = len({e.asset for e in matrix})
+    capabilities = len({e.capability for e in matrix})
     source = f"commit {_e(commit)}" if commit else "a folder without git history"
 
     yield ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -419,13 +420,13 @@ def render(matrix: Sequence[Mapping], flows: Sequence[Mapping], items: Iterable[
                f'category">{head}<tbody><tr class="weakest"><th scope="row">Weakest link</th>'
                f"<td></td><td></td>{weakest}</tr>\n")
         for asset, entries in flow_assets.items():
-            groups: dict[str, list[Mapping]] = defaultdict(list)
+            groups: dict[str, list[mt.MatrixRow]] = defaultdict(list)
             for e in entries:
-                groups[e["category"]].append(e)
+                groups[e.category].append(e)
             first = entries[0]
             yield (f'<tr><th scope="row">{_e(asset)}</th>'
-                   f"<td>{_e(first.get('team') or '')}</td>"
-                   f"<td>{_e(first['target_level'])}</td>"
+                   f"<td>{_e(first.team or '')}</td>"
+                   f"<td>{_e(first.target_level)}</td>"
                    + "".join(_cell_td(category_mark(groups.get(c, [])), abbr[c])
                              for c in categories) + "</tr>\n")
         yield "</tbody></table></div>\n" + _go_live_items(flow_items) + "</section>\n"
@@ -441,18 +442,19 @@ def _attrs(flavour: str, rag: str | None) -> str:
                    for k, v in HIGHLIGHTS[flavour][rag].items())
 
 
-def confluence_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], flavour: str) -> str:
+def confluence_table(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
+                     flavour: str) -> str:
     """The matrix for a Confluence page in storage format: a row per flow and asset (the
     flow's weakest-link row first), a column per category, cells highlighted by RAG the way
     the ``flavour``'s editor stores it (:data:`HIGHLIGHTS`). Level printed in every cell."""
-    categories = list(dict.fromkeys(e["category"] for e in matrix))
+    categories = list(dict.fromkeys(e.category for e in matrix))
     x = storage_format.xml_text
     header = "<tr>" + "".join(f"<th><p>{x(c)}</p></th>"
                               for c in [*CONFLUENCE_COLUMNS, *categories]) + "</tr>"
-    by_flow_asset: dict[str, dict[str, list[Mapping]]] = defaultdict(dict)
+    by_flow_asset: dict[str, dict[str, list[mt.MatrixRow]]] = defaultdict(dict)
     for e in matrix:
-        for flow in e["flows"]:
-            by_flow_asset[flow].setdefault(e["asset"], []).append(e)
+        for flow in e.flows:
+            by_flow_asset[flow].setdefault(e.asset, []).append(e)
     rollups: dict[str, dict[str, list[Mapping]]] = defaultdict(lambda: defaultdict(list))
     for f in flows:
         rollups[f["flow"]][f["category"]].append(f)
@@ -468,13 +470,13 @@ def confluence_table(matrix: Sequence[Mapping], flows: Sequence[Mapping], flavou
                      + "".join(cell(rollup_mark(rollups[flow].get(c, []))) for c in categories)
                      + "</tr>")
         for asset, entries in by_flow_asset.get(flow, {}).items():
-            groups: dict[str, list[Mapping]] = defaultdict(list)
+            groups: dict[str, list[mt.MatrixRow]] = defaultdict(list)
             for e in entries:
-                groups[e["category"]].append(e)
+                groups[e.category].append(e)
             first = entries[0]
             parts.append(f"<tr><td><p>{x(flow)}</p></td><td><p>{x(asset)}</p></td>"
-                         f"<td><p>{x(first.get('team') or '')}</p></td>"
-                         f"<td><p>{x(first['target_level'])}</p></td>"
+                         f"<td><p>{x(first.team or '')}</p></td>"
+                         f"<td><p>{x(first.target_level)}</p></td>"
                          + "".join(cell(category_mark(groups.get(c, []))) for c in categories)
                          + "</tr>")
     parts.append("</tbody></table>")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import cast
+from typing import NamedTuple, cast
 
 ASSESSED = "Assessed"
 NOT_ASSESSED = "Not Assessed"
@@ -417,11 +417,30 @@ def unassessed_go_live(
     return found
 
 
-# The fields of a matrix entry, in the order ``status --format json`` shows them (all but
-# ``why``, the question answered no, which the JSON and CSV leave out: it stays last).
-MATRIX_FIELDS = ("asset", "flows", "team", "category", "capability", "state", "level",
-                 "target_level", "go_live_level", "rag", "open_items", "assessed_by",
-                 "assessed_at", "not_applicable_reason", "not_applicable_until", "why")
+class MatrixRow(NamedTuple):
+    """One asset x capability of the matrix: the fields of a ``status --format json`` entry
+    in its order, then ``why`` (the question answered no, which the JSON and CSV leave out:
+    it stays last). A tuple costs a fraction of a dict per entry."""
+
+    asset: str
+    flows: list[str]
+    team: str
+    category: str
+    capability: str
+    state: str
+    level: int | None
+    target_level: int
+    go_live_level: int
+    rag: str | None
+    open_items: int
+    assessed_by: str | None
+    assessed_at: str | None
+    not_applicable_reason: str | None
+    not_applicable_until: str | None
+    why: str | None
+
+
+MATRIX_FIELDS = MatrixRow._fields
 
 
 def matrix_view(
@@ -459,13 +478,13 @@ def matrix_rows(
     cells: Mapping[tuple[str, str], Sequence],
     today: str,
     counts: Mapping[tuple[str, str], tuple[int, int]],
-) -> tuple[list[tuple], list[dict]]:
-    """As :func:`matrix_view` given ``counts``, the matrix entries as tuples of the values of
-    :data:`MATRIX_FIELDS` in order (a tuple costs a fraction of a dict: the JSON and CSV are
-    written straight from them). The entries of one asset are consecutive and share one
-    ``flows`` list."""
+) -> tuple[list[MatrixRow], list[dict]]:
+    """As :func:`matrix_view` given ``counts``, the matrix entries as :class:`MatrixRow`
+    tuples (a tuple costs a fraction of a dict: the JSON and CSV are written straight from
+    them, the pages read their fields by name). The entries of one asset are consecutive and
+    share one ``flows`` list."""
     caps = [(cap.name, cap.category, cap.go_live_level) for cap in model.values()]
-    matrix: list[tuple] = []
+    matrix: list[MatrixRow] = []
     # (flow, capability) -> [lowest level, worst RAG rank, not assessed]; -1: none yet.
     per_flow: dict[tuple[str, str], list[int]] = {}
     no_items = (0, 0)
@@ -506,8 +525,8 @@ def matrix_rows(
                 if state == NOT_ASSESSED:
                     for acc in acc_of_flows:
                         acc[2] += 1
-            matrix.append((asset, flows, team, category, name, state, level, target,
-                           go_live_level, rag, n, by, at, reason, until, why))
+            matrix.append(MatrixRow(asset, flows, team, category, name, state, level, target,
+                                    go_live_level, rag, n, by, at, reason, until, why))
     rag_names = {rank: rag for rag, rank in _RAG_ORDER.items()}
     flow_names = sorted({f for info in assets.values() for f in info.flows})  # type: ignore
     flows_out: list[dict] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 import matrix_page
 import rulebook
 from context import Context
+from maturity import MatrixRow
 
 log = logging.getLogger("sre_tracker.pages")
 
@@ -27,12 +28,13 @@ MATRIX_SETTING = "CONFLUENCE_MATRIX_PAGE_ID"
 PAGE_SETTINGS = {RULEBOOK_SETTING: rulebook.TITLE, MATRIX_SETTING: matrix_page.CONFLUENCE_TITLE}
 
 
-def write_files(ctx: Context, out_dir: Path, matrix: Sequence[Mapping],
+def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
                 flows: Sequence[Mapping], items: Sequence[Mapping]) -> list[str]:
     """Write the Rulebook files and ``sre_matrix.html``; return the summary lines to print.
 
-    ``matrix``, ``flows`` and ``items`` are the read model ``report`` already holds; the model
-    and the assessment history (for the trend) are read here.
+    ``matrix`` (rows of :func:`views.matrix_rows`), ``flows`` and ``items`` are the read model
+    ``report`` already holds; the model and the assessment history (for the trend) are read
+    here.
     """
     import gitops
     from csvfiles import atomic_write
@@ -78,7 +80,7 @@ def update_confluence(ctx: Context) -> None:
 
     with ctx.open_db() as db:
         model = db.load_model()
-        matrix, flows = views.matrix(db)
+        matrix, flows = views.matrix_rows(db)
     client = confluence.client_from_settings(settings)
     try:
         for name, title in wanted:

@@ -52,7 +52,8 @@ def run(opts: ReportOptions, ctx: Context) -> int:
         except PartialFailure as exc:
             partial = exc  # files and page still show what was created; raised last
         del items
-    write_files(ctx, opts)
+    with views.no_cycle_collection():  # 10^5 items and matrix rows, no reference cycle
+        write_files(ctx, opts)
     if opts.push:
         try:
             code = push.update_pages(ctx)
@@ -110,14 +111,15 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
                 html_file.write(piece)
             html_file.write("\n")
         rows = []  # let the sorted rows go before the matrix is built
-        entries, flows = views.matrix(db)
-        summary = views.summary(db, entries)
+        levels = views.open_levels(db)  # counted for the matrix and for the summary
+        matrix, flows = views.matrix_rows(db, levels=levels)
+        summary = views.summary(db, matrix, levels=levels)
     for line in reports.summary_lines(summary):
         ctx.print(line)
     kind = "Red and Amber" if opts.include_amber else "Red"
     ctx.print(f"rally_import.csv: {selected} {kind} items without a Rally story")
     ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
               "wiki); confluence_page.html: the same table in storage format")
-    for line in pages.write_files(ctx, out_dir, entries, flows, todo_items):
+    for line in pages.write_files(ctx, out_dir, matrix, flows, todo_items):
         ctx.print(line)
     ctx.print(f"written to {out_dir}")

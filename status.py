@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from context import CommandOptions, Context
 from errors import EXIT_OK
+
+if TYPE_CHECKING:
+    import maturity as mt
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
     import reports
     import views
 
-    rows: list[tuple] = []
+    rows: list[mt.MatrixRow] = []
     flows: list[dict] = []
     with ctx.open_db_as_of(opts.as_of) as db:
         levels = views.open_levels(db)  # counted for the matrix and for the summary
@@ -50,8 +53,7 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
         else:
             rows, flows = views.matrix_rows(db, levels=levels)
             rows, flows = _filter(rows, flows, opts.flow, opts.asset)
-            summary = views.summary_of(db, {r[0] for r in rows}, len({r[4] for r in rows}),
-                                       Counter(r[5] for r in rows), levels=levels)
+            summary = views.summary(db, rows, levels=levels)
     if opts.format == "json":
         reports.write_status_json(ctx.out, rows, flows, summary)
     elif opts.format == "csv":
@@ -72,20 +74,20 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
     return EXIT_OK
 
 
-def _filter(rows: list[tuple], flows: list[dict], flow: str | None, asset: str | None
-            ) -> tuple[list[tuple], list[dict]]:
+def _filter(rows: list[mt.MatrixRow], flows: list[dict], flow: str | None, asset: str | None
+            ) -> tuple[list[mt.MatrixRow], list[dict]]:
     """The matrix rows and flow entries of ``flow`` and/or ``asset`` (None: all)."""
     from names import resolve
 
     if flow:
         flow = resolve("flow", flow, {f["flow"] for f in flows})
-        rows = [r for r in rows if flow in r[1]]
+        rows = [r for r in rows if flow in r.flows]
         flows = [f for f in flows if f["flow"] == flow]
     if asset:
-        asset = resolve("asset", asset, {r[0] for r in rows},
+        asset = resolve("asset", asset, {r.asset for r in rows},
                         f"it is not in flow {flow}" if flow else "")
-        rows = [r for r in rows if r[0] == asset]
-        own = set(rows[0][1]) if rows else set()
+        rows = [r for r in rows if r.asset == asset]
+        own = set(rows[0].flows) if rows else set()
         flows = [f for f in flows if f["flow"] in own]
     return rows, flows
 

@@ -21,6 +21,8 @@ from context import Context
 if TYPE_CHECKING:
     import pandas as pd
 
+    import maturity as mt
+
 # The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
 # keeps only these of every open item while it streams the other files.
 PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
@@ -65,9 +67,10 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
 
 
 def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
-                ) -> tuple[list[tuple], list[dict]]:
-    """As :func:`matrix`, the entries as tuples of :data:`maturity.MATRIX_FIELDS` values
-    (for the writers that go through every entry: the JSON and CSV of ``status``, export);
+                ) -> tuple[list[mt.MatrixRow], list[dict]]:
+    """As :func:`matrix`, the entries as :class:`maturity.MatrixRow` tuples (for what goes
+    through every entry: the JSON and CSV of ``status``, export, the report's summary and
+    sre_matrix.html);
     ``levels`` as :func:`open_counts` takes them."""
     import maturity as mt
 
@@ -139,13 +142,15 @@ def open_counts(db, model: Mapping, assets: Iterable[str] | None = None, *,
     return counts
 
 
-def summary(db, entries: Iterable[Mapping], assets: Iterable[str] | None = None) -> dict:
-    """The summary counts of ``reports.summarise`` for matrix ``entries``, the open items
-    counted by SQL (only those of ``assets``; default: the entries' assets)."""
-    entries = list(entries)
-    names = {e["asset"] for e in entries} if assets is None else set(assets)
-    return summary_of(db, names, len({e["capability"] for e in entries}),
-                      Counter(e["state"] for e in entries))
+def summary(db, rows: Iterable[mt.MatrixRow], assets: Iterable[str] | None = None, *,
+            levels: Sequence | None = None) -> dict:
+    """The summary counts of ``reports.summarise`` for the matrix ``rows``
+    (:func:`matrix_rows`), the open items counted by SQL (only those of ``assets``; default:
+    the rows' assets; ``levels`` as :func:`summary_of` takes them)."""
+    rows = list(rows)
+    names = {r.asset for r in rows} if assets is None else set(assets)
+    return summary_of(db, names, len({r.capability for r in rows}),
+                      Counter(r.state for r in rows), levels=levels)
 
 
 def summary_of(db, assets: Iterable[str], capabilities: int, states: Mapping[str, int], *,

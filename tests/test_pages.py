@@ -300,8 +300,9 @@ def test_a_flow_with_nobody_assessed_and_an_empty_model_still_render():
 
 
 # ------------------------------------------------------------------------ the trend
-def entry(asset: str, capability: str, flows: list[str], go_live: int) -> dict:
-    return {"asset": asset, "capability": capability, "flows": flows, "go_live_level": go_live}
+def entry(asset: str, capability: str, flows: list[str], go_live: int) -> mt.MatrixRow:
+    return mt.MatrixRow(asset, flows, "", "Cat", capability, mt.NOT_ASSESSED, None, 3, go_live,
+                        None, 0, None, None, None, None, None)
 
 
 def change(asset: str, capability: str, when: str, level: int | None,
@@ -509,10 +510,11 @@ def test_a_page_id_must_be_numeric_for_the_commands_that_use_it(assessed, run, s
 
 # ------------------------------------------------------------------------ escaping, any text
 def page_for(asset: str, flow: str, team: str, category: str) -> str:
-    entry = {"asset": asset, "flows": [flow], "team": team, "category": category,
-             "capability": category + " cap", "state": mt.ASSESSED, "level": 2,
-             "target_level": 3, "go_live_level": 1, "rag": mt.AMBER, "open_items": 1,
-             "not_applicable_reason": None}
+    entry = mt.MatrixRow(asset=asset, flows=[flow], team=team, category=category,
+                         capability=category + " cap", state=mt.ASSESSED, level=2,
+                         target_level=3, go_live_level=1, rag=mt.AMBER, open_items=1,
+                         assessed_by=None, assessed_at=None, not_applicable_reason=None,
+                         not_applicable_until=None, why=None)
     rollup = {"flow": flow, "category": category, "capability": category + " cap", "level": 2,
               "rag": mt.AMBER, "not_assessed": 0}
     item = {"asset": asset, "state": mt.OPEN, "go_live": True, "owner": team, "priority": "P1",

@@ -122,9 +122,10 @@ def test_lean_summary_equals_counting_every_item(ready, run):
     run(ready, "assess", "--asset", "auth", "--capability", "On-call", "--level", "0")
     with Database(ready / "sre_data.db") as db:
         matrix, _flows = views.matrix(db)
+        rows, _flows = views.matrix_rows(db)
         every = views.items(db)
-        lean = views.summary(db, matrix)
-        web = views.summary(db, [e for e in matrix if e["asset"] == "web"])
+        lean = views.summary(db, rows)
+        web = views.summary(db, [r for r in rows if r.asset == "web"])
     assert lean == reports.summarise(matrix, every)
     assert web == reports.summarise([e for e in matrix if e["asset"] == "web"],
                                     [it for it in every if it["asset"] == "web"])

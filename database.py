@@ -254,20 +254,23 @@ class Database:
             }
             return words
 
+        stored = len(ITEM_FIELDS)
+
         def words(r: sqlite3.Row) -> dict:
-            # The stored fields only: zip stops before the cell's columns.
+            # The stored fields only: zip stops before the cell's columns, which follow them.
             item = dict(zip(ITEM_FIELDS, r, strict=False))
+            cell_state, current, failed = r[stored:]
             asset, capability, level = item["asset"], item["capability"], item["level"]
             item.update(fixed.get((capability, level)) or level_words(capability, level))
             item["key"] = mt.item_key(asset, capability, level)
-            item["current_level"] = current = r["cell_level"]
+            item["current_level"] = current
             if mt.is_open(item["state"]) and capability in model:
-                memo = (capability, level, r["cell_state"], current, r["cell_failed"])
+                memo = (capability, level, cell_state, current, failed)
                 why = reasons.get(memo)
                 if why is None:
                     why = reasons[memo] = mt.gap_reason(model[capability], mt.Cell(
-                        asset, capability, r["cell_state"] or mt.NOT_ASSESSED, current,
-                        failed_question=r["cell_failed"] or ""), level)
+                        asset, capability, cell_state or mt.NOT_ASSESSED, current,
+                        failed_question=failed or ""), level)
                 item["why"] = why
             return item
 

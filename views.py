@@ -220,7 +220,7 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
         labels = {a: info.flow_label for a, info in active.items()}
 
         def key(r) -> Any:
-            asset, capability, level = r["asset"], r["capability"], r["level"]
+            asset, capability, level = r[:3]  # database.ITEM_FIELDS starts with the key
             priority, go_live = ranks.get((capability, level), ("P3", False))
             return order(priority, go_live, labels.get(asset, ""), asset, capability, level)
 

@@ -61,9 +61,10 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
     if assets is not None:
         wanted = set(assets)
         active = {a: info for a, info in active.items() if a in wanted}
-    cells = {(r[0], r[1]): r for r in db.matrix_cells(assets)}
-    return mt.matrix_view(model, active, cells, (), _today(today),
-                          counts=open_counts(db, model, assets))
+    with no_cycle_collection():
+        cells = {(r[0], r[1]): r for r in db.matrix_cells(assets)}
+        return mt.matrix_view(model, active, cells, (), _today(today),
+                              counts=open_counts(db, model, assets))
 
 
 def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
@@ -80,7 +81,8 @@ def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
                           open_counts(db, model, levels=levels))
 
 
-def category_grid(db, today: str | None = None, *, levels: Sequence | None = None):
+def category_grid(db, today: str | None = None, *, levels: Iterable[tuple] | None = None
+                  ) -> tuple[dict[str, tuple], dict[str, dict[str, tuple]]]:
     """The terminal matrix's numbers per asset and category and per flow and category
     (:func:`maturity.category_grid`), from the cells' levels and one aggregate row per cell
     with open items (``levels`` as :func:`open_counts` takes them): no entry per

@@ -623,3 +623,20 @@ def test_b_at_a_menu_goes_back_one_menu_and_s_skips_a_capability_in_all(ready):
     assert (cell(ready, "web", "Dashboards")["state"], cell(ready, "web", "Alerts")["level"],
             cell(ready, "web", "On-call")["state"]) == ("Not Assessed", 0, "Not Assessed")
     assert commits(ready)[0].startswith("assess: Checkout, Login/web Alerts none→0 (")
+
+
+def test_status_table_is_coloured_on_a_terminal_unless_no_color(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    shown = {}
+    for no_color in ("", "1"):
+        env = {k: v for k, v in child_env().items() if k != "NO_COLOR"}
+        if no_color:
+            env["NO_COLOR"] = no_color
+        child = pexpect.spawn(sys.executable, [str(SCRIPT), "--data-dir", str(ready), "status"],
+                              env=env, encoding="utf-8", timeout=10, dimensions=(40, 200))
+        child.logfile_read = io.StringIO()
+        code, _signal, shown[no_color] = finish(child)
+        assert code == 0
+    assert "\x1b[33m1A" in shown[""]  # web's Alerts: level 1, Amber
+    assert "\x1b[2m-" in shown[""]  # not assessed: dimmed
+    assert "\x1b[" not in shown["1"] and "1A" in shown["1"]

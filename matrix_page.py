@@ -335,12 +335,10 @@ def _go_live_items(items: Sequence[Mapping]) -> str:
     if not red:
         return '<p class="note">No open go-live item.</p>'
     rows = "".join(
-        "<tr>"
-        f"<td>{_e(it['priority'])}</td><td>{_e(it['asset'])}</td>"
-        f"<td>{_e(mt.task_name(it['capability'], it['level']))}</td>"
-        f"<td>{_e(it['owner'])}</td><td>{_e(it['milestone'] or '')}</td>"
-        f"<td>{_e(mt.display_status(it['work_status'], it['state']))}</td>"
-        f"<td>{_e(it.get('rally_id') or '')}</td>"
+        f"<tr><td>{_e(it['priority'])}</td><td>{_e(it['asset'])}</td>"
+        + _level_cells(it["capability"], it["level"], it["owner"], it["milestone"] or "")
+        + _status_td(it["work_status"], it["state"])
+        + f"<td>{_e(it.get('rally_id') or '')}</td>"
         f"<td class=\"why\">{_e(it['why'] or it['criteria'])}</td></tr>"
         for it in red)
     # A long list starts folded, so the next flow stays within reach.
@@ -349,6 +347,17 @@ def _go_live_items(items: Sequence[Mapping]) -> str:
             '<table class="items"><thead><tr><th>Priority</th><th>Asset</th><th>Task</th>'
             "<th>Owner</th><th>Milestone</th><th>Status</th><th>Rally</th><th>Why</th></tr>"
             f"</thead><tbody>{rows}</tbody></table></details>")
+
+
+@lru_cache(maxsize=4096)  # the same level recurs on every asset that misses it
+def _level_cells(capability: str, level: int, owner: str, milestone: str) -> str:
+    return (f"<td>{_e(mt.task_name(capability, level))}</td><td>{_e(owner)}</td>"
+            f"<td>{_e(milestone)}</td>")
+
+
+@lru_cache(maxsize=256)
+def _status_td(work_status: str, state: str) -> str:
+    return f"<td>{_e(mt.display_status(work_status, state))}</td>"
 
 
 def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iterable[Mapping],

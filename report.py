@@ -103,8 +103,10 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
                         selected += 1
                     row = reports.todo_row(it)
                     wiki_file.write(reports.wiki_row(row) + "\n")
-                    # sre_matrix.html counts and lists them too: keep what it reads only.
-                    todo_items.append({k: it[k] for k in views.PAGE_ITEM_FIELDS})
+                    # sre_matrix.html counts them and lists the go-live ones: keep what it
+                    # reads only.
+                    kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
+                    todo_items.append({k: it[k] for k in kept})
                     yield row
 
             for piece in storage_format.render_parts(todo()):

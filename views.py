@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     import maturity as mt
 
 # The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
-# keeps only these of every open item while it streams the other files.
+# keeps only these of every open go-live item while it streams the other files, and of the
+# other open items only what the page counts (PAGE_COUNTED_FIELDS).
 PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
                     "priority", "milestone", "rally_id", "why", "criteria", "flows")
+PAGE_COUNTED_FIELDS = ("asset", "state", "go_live", "owner")
 
 
 @contextmanager

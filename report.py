@@ -94,24 +94,17 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
             rally_file.write(stories.rally_import_header())
             wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
             wiki_file.write(reports.wiki_header() + "\n")
-
-            def todo():
-                nonlocal selected
-                for it in views.item_dicts(db, rows):
-                    if stories.wants_story(it, opts.include_amber):
-                        rally_file.write(stories.rally_import_record(it, tag))
-                        selected += 1
-                    row = reports.todo_row(it)
-                    wiki_file.write(reports.wiki_row(row) + "\n")
-                    # sre_matrix.html counts them and lists the go-live ones: keep what it
-                    # reads only.
-                    kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
-                    todo_items.append({k: it[k] for k in kept})
-                    yield row
-
-            for piece in storage_format.render_parts(todo()):
-                html_file.write(piece)
-            html_file.write("\n")
+            html_file.write(storage_format.table_start())
+            for it in views.item_dicts(db, rows):
+                if stories.wants_story(it, opts.include_amber):
+                    rally_file.write(stories.rally_import_record(it, tag))
+                    selected += 1
+                wiki_file.write(reports.wiki_todo_row(it) + "\n")
+                html_file.write(storage_format.render_todo_row(it))
+                # sre_matrix.html counts them and lists the go-live ones: keep what it reads.
+                kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
+                todo_items.append({k: it[k] for k in kept})
+            html_file.write(storage_format.TABLE_END + "\n")
         rows = []  # let the sorted rows go before the matrix is built
         levels = views.open_levels(db)  # counted for the matrix and for the summary
         matrix, flows = views.matrix_rows(db, levels=levels)

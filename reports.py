@@ -109,9 +109,9 @@ def todo_rows(items: Iterable[Mapping]) -> list[dict[str, str]]:
 
 def todo_row(it: Mapping) -> dict[str, str]:
     """One open item as a to-do table row."""
-    task, description = _level_text(it["capability"], it["level"], it["criteria"],
+    task, description = level_text(it["capability"], it["level"], it["criteria"],
                                     it.get("why") or "")
-    status, colour = _status_text(it["work_status"], it["state"])
+    status, colour = status_text(it["work_status"], it["state"])
     return {
         "Priority": it["priority"],
         "Required for Go Live": "Yes" if it["go_live"] else "No",
@@ -132,12 +132,14 @@ def todo_row(it: Mapping) -> dict[str, str]:
 # The same texts recur on thousands of rows: one string each, whose hash is then known to the
 # renderers' caches too.
 @lru_cache(maxsize=16384)
-def _level_text(capability: str, level: int, criteria: str, why: str) -> tuple[str, str]:
+def level_text(capability: str, level: int, criteria: str, why: str) -> tuple[str, str]:
+    """A to-do row's Task and Description."""
     return mt.task_name(capability, level), f"{criteria} ({why})" if why else criteria
 
 
 @lru_cache(maxsize=256)
-def _status_text(work_status: str, state: str) -> tuple[str, str]:
+def status_text(work_status: str, state: str) -> tuple[str, str]:
+    """A to-do row's Status and the colour of its lozenge."""
     return mt.display_status(work_status, state), mt.status_colour(work_status, state)
 
 
@@ -261,6 +263,39 @@ def wiki_row(row: Mapping[str, object]) -> str:
         cell(get("Asset Name", "")), cell(get("Task", "")), cell(get("Description", "")),
         _card_wiki_cell(get("Rally Card", ""), get("_link", "")),
         _status_wiki_cell(get("Status", ""), get("_colour")), cell(get("Category", "")), ""))
+
+
+def wiki_todo_row(it: Mapping) -> str:
+    """``wiki_row(todo_row(it))``, made from parts that recur on many rows (the level's cells,
+    the asset's, the task's, the status's) instead of cell by cell: report writes one per open
+    item."""
+    return "|".join((
+        "", _wiki_level_cells(it["priority"], bool(it["go_live"]), it["milestone"], it["owner"]),
+        _wiki_pair(it.get("flows", ""), it["asset"]),
+        _wiki_task_cells(it["capability"], it["level"], it["criteria"], it.get("why") or ""),
+        _card_wiki_cell(it.get("rally_id") or "", it.get("rally_url") or ""),
+        _wiki_status_cell(it["work_status"], it["state"]), _plain_wiki_cell(it["category"]), ""))
+
+
+@lru_cache(maxsize=4096)
+def _wiki_level_cells(priority: str, go_live: bool, milestone: str, owner: str) -> str:
+    return "|".join(_plain_wiki_cell(v) for v in (priority, "Yes" if go_live else "No",
+                                                  milestone, owner))
+
+
+@lru_cache(maxsize=8192)
+def _wiki_pair(first: str, second: str) -> str:
+    return _plain_wiki_cell(first) + "|" + _plain_wiki_cell(second)
+
+
+@lru_cache(maxsize=16384)
+def _wiki_task_cells(capability: str, level: int, criteria: str, why: str) -> str:
+    return _wiki_pair(*level_text(capability, level, criteria, why))
+
+
+@lru_cache(maxsize=256)
+def _wiki_status_cell(work_status: str, state: str) -> str:
+    return _status_wiki_cell(*status_text(work_status, state))
 
 
 def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:

@@ -560,3 +560,29 @@ def test_human_column_order_is_respected():
     assert list(got)[:11] == ["Category", "Status", "Rally Card", "Description", "Task",
                               "Asset Name", "Flow", "Target Milestone", "Owner",
                               "Required for Go Live", "Priority"]
+
+
+# ------------------------------------------------------------------------ an item's row, fast
+_texts = st.text(max_size=20) | st.sampled_from(["", "US12", "P1", "a|b", "x\n[y]", " *z* "])
+_items = st.fixed_dictionaries({
+    "priority": _texts, "go_live": st.sampled_from([0, 1, True, False]), "milestone": _texts,
+    "owner": _texts, "asset": _texts, "capability": _texts, "level": st.integers(1, 5),
+    "criteria": _texts, "category": _texts,
+    "work_status": st.sampled_from(["Not Started", "Defined", "In-Progress", "Completed",
+                                    "Accepted", "Missing in Rally", "Reopened", "odd one"]),
+    "state": st.sampled_from(["open", "done", "closed"]),
+}, optional={
+    "flows": _texts, "why": st.none() | _texts, "rally_id": st.none() | _texts,
+    "rally_url": st.none() | st.sampled_from(["", "https://rally1.rallydev.com/#/1/d/2",
+                                              "javascript:alert(1)", "http://x/a b"]),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(it=_items)
+def test_an_items_row_made_from_parts_is_the_row_made_cell_by_cell(it):
+    import reports
+
+    row = reports.todo_row(it)
+    assert reports.wiki_todo_row(it) == reports.wiki_row(row)
+    assert sf.render_todo_row(it) == sf.render_row(row)

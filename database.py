@@ -12,7 +12,7 @@ import json
 import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,6 @@ KEY_SQL = "asset || ' / ' || capability || ' / ' || level"
 # An item as stored, in the order :meth:`Database.item_rows` returns the fields.
 ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_state", "rally_oid",
                "rally_id", "rally_url", "why", "opened_at", "done_at", "closed_at", "updated_at")
-_ITEM_COLUMNS = ", ".join(f"items.{f}" for f in ITEM_FIELDS)
 
 
 class Rollback(Exception):
@@ -214,11 +213,18 @@ class Database:
             yield words(r)
 
     def item_rows(self, states: Iterable[str] | None = None,
-                  assets: Iterable[str] | None = None) -> list[sqlite3.Row]:
+                  assets: Iterable[str] | None = None, *,
+                  fields: Sequence[str] | None = None) -> list[sqlite3.Row]:
         """The stored item rows (no model words), optionally filtered, in key order: the
-        :data:`ITEM_FIELDS`, then their cell's ``cell_state``, ``cell_level`` and
-        ``cell_failed`` (the question answered no), None when the cell has no assessment."""
-        sql, params = (f"SELECT {_ITEM_COLUMNS}, cells.state AS cell_state, cells.level AS "
+        ``fields`` (of :data:`ITEM_FIELDS`, the key's three first; None: all), then their
+        cell's ``cell_state``, ``cell_level`` and ``cell_failed`` (the question answered no),
+        None when the cell has no assessment."""
+        fields = fields or ITEM_FIELDS
+        if tuple(fields[:3]) != ITEM_FIELDS[:3] or not set(fields) <= set(ITEM_FIELDS):
+            raise ValueError(f"item fields {fields!r}: the key's three first, then any of "
+                             f"{ITEM_FIELDS!r}")
+        columns = ", ".join(f"items.{f}" for f in fields)  # checked names only
+        sql, params = (f"SELECT {columns}, cells.state AS cell_state, cells.level AS "
                        "cell_level, cells.failed_question AS cell_failed FROM items "
                        "LEFT JOIN cells USING (asset, capability) WHERE 1=1", [])
         if states is not None:
@@ -229,11 +235,12 @@ class Database:
         return self.conn.execute(sql + " ORDER BY asset, capability, items.level",
                                  params).fetchall()
 
-    def item_words(self):
-        """A function turning a row of :meth:`item_rows` into the full item dict: the stored
-        fields, the key, the level's words from the model (archived rows too, for closed items
-        of a removed capability), ``current_level`` (its cell's) and, for an open item, why it
-        is open (derived from its cell now)."""
+    def item_words(self, fields: Sequence[str] | None = None):
+        """A function turning a row of :meth:`item_rows` (read with the same ``fields``) into
+        the full item dict: the stored fields, the key, the level's words from the model
+        (archived rows too, for closed items of a removed capability), ``current_level`` (its
+        cell's) and, for an open item, why it is open (derived from its cell now)."""
+        fields = fields or ITEM_FIELDS
         specs = self.level_specs()
         categories = {r["capability"]: r["category"] for r in self.conn.execute(
             "SELECT capability, category FROM capabilities")}
@@ -254,11 +261,11 @@ class Database:
             }
             return words
 
-        stored = len(ITEM_FIELDS)
+        stored = len(fields)
 
         def words(r: sqlite3.Row) -> dict:
             # The stored fields only: zip stops before the cell's columns, which follow them.
-            item = dict(zip(ITEM_FIELDS, r, strict=False))
+            item = dict(zip(fields, r, strict=False))
             cell_state, current, failed = r[stored:]
             asset, capability, level = item["asset"], item["capability"], item["level"]
             item.update(fixed.get((capability, level)) or level_words(capability, level))

@@ -86,7 +86,8 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     selected = 0
     todo_items: list[dict] = []
     with ctx.open_db() as db:
-        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order)
+        fields = views.REPORT_ITEM_FIELDS
+        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order, fields=fields)
         count = len(rows)
         with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
                 views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
@@ -95,7 +96,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
             wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
             wiki_file.write(reports.wiki_header() + "\n")
             html_file.write(storage_format.table_start())
-            for it in views.item_dicts(db, rows):
+            for it in views.item_dicts(db, rows, fields):
                 if stories.wants_story(it, opts.include_amber):
                     rally_file.write(stories.rally_import_record(it, tag))
                     selected += 1

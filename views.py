@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
                     "priority", "milestone", "rally_id", "why", "criteria", "flows")
 PAGE_COUNTED_FIELDS = ("asset", "state", "go_live", "owner")
+# The stored item fields report's files read (the rest of an item dict comes from the model).
+REPORT_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_oid",
+                      "rally_id", "rally_url")
 
 
 @contextmanager
@@ -209,15 +212,17 @@ def iter_items(db, states: Iterable[str] | None = None,
 
 
 def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | None = None,
-              *, order: Callable[..., Any] | None = None) -> list:
+              *, order: Callable[..., Any] | None = None, fields: Sequence[str] | None = None
+              ) -> list:
     """The stored item rows (no words) that :func:`items` shows; with ``order`` (a sort key
     over an item's priority, go-live flag, flows, asset, capability and level, such as
-    ``reports.page_order``), sorted by it. Only these small rows are held while sorting;
-    :func:`item_dicts` then makes the dicts one at a time."""
+    ``reports.page_order``), sorted by it; ``fields``: only these stored fields (see
+    :meth:`database.Database.item_rows`; default all). Only these small rows are held while
+    sorting; :func:`item_dicts` then makes the dicts one at a time."""
     import maturity as mt
 
     active = db.load_assets()
-    rows = [r for r in db.item_rows(states, assets)
+    rows = [r for r in db.item_rows(states, assets, fields=fields)
             if r["asset"] in active or not mt.is_open(r["state"])]
     if order is not None:
         ranks = {k: (spec.priority, spec.go_live) for k, spec in db.level_specs().items()}
@@ -240,11 +245,11 @@ def item_keys(db) -> set[tuple[str, str]]:
     return {(mt.task_name(r["capability"], r["level"]), r["asset"]) for r in db.item_rows()}
 
 
-def item_dicts(db, rows: Sequence) -> Iterator[dict]:
-    """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows,
-    made one at a time."""
+def item_dicts(db, rows: Sequence, fields: Sequence[str] | None = None) -> Iterator[dict]:
+    """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows
+    (read with ``fields``, default all), made one at a time."""
     labels = {a: (info.flow_label, info.team) for a, info in db.load_assets().items()}
-    words = db.item_words()
+    words = db.item_words(fields)
     for r in rows:
         it = words(r)
         it["flows"], it["team"] = labels.get(it["asset"], ("", ""))

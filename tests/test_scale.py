@@ -21,7 +21,7 @@ import storage_format
 import stories
 import views
 from conftest import git
-from database import SCHEMA_VERSION, Database
+from database import ITEM_FIELDS, SCHEMA_VERSION, Database
 from fake_rally import FakeRally
 from rally import RallyClient
 
@@ -310,3 +310,20 @@ def test_open_counts_memo_counts_red_per_capability(ready, run, size):
         counts = views.open_counts(db, db.load_model())
     n, red = counts[("web", "On-call")]
     assert (n, red) == (3 - size, 3 - size)  # levels up to 3 are go-live in this model
+
+
+def test_items_read_with_fewer_fields_are_the_full_items_without_them(ready, run):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    fields = views.REPORT_ITEM_FIELDS
+    with Database(ready / "sre_data.db") as db:
+        full = views.items(db, (mt.OPEN, mt.DONE))
+        lean = list(views.item_dicts(db, views.item_rows(db, (mt.OPEN, mt.DONE),
+                                                         fields=fields), fields))
+        with pytest.raises(ValueError, match="the key's three first"):
+            db.item_rows(fields=("level", "asset", "capability"))
+        with pytest.raises(ValueError):
+            db.item_rows(fields=("asset", "capability", "level", "state; DROP TABLE items"))
+    # An open item's reason is derived from its cell either way; the rest is left out.
+    left_out = set(ITEM_FIELDS) - set(fields) - {"why"}
+    assert lean == [{k: v for k, v in it.items() if k not in left_out} for it in full]
+    assert lean and "why" in lean[0] and "opened_at" not in lean[0]

@@ -481,8 +481,9 @@ class RallyClient:
                 if use_batch:
                     outcome = self._create_batch([stories[k] for k in chunk], chunk[0])
                     if outcome is None:
+                        # One by one from here on: this chunk and every queued one.
                         use_batch = False
-                        queue[:0] = [[k] for k in chunk]
+                        queue = [[k] for waiting in (chunk, *queue) for k in waiting]
                         continue
                     for k, (obj, error) in zip(chunk, outcome, strict=True):
                         done(k, obj, error)

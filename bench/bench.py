@@ -505,8 +505,9 @@ def bench_rally_push(rep: Report, work: Path, stories: int) -> None:
                 rep.line(f"  requests ({created} created)", str(reqs),
                          f"≤ {4 + math.ceil(stories / 100)}",
                          reqs <= 4 + math.ceil(stories / 100))
-            else:
-                rep.line(f"report --push {stories} ({label})", sec(r.seconds))
+            else:  # no target for the time, but every story must be made
+                rep.line(f"report --push {stories} ({label})", sec(r.seconds),
+                         status=None if created == stories else "MISS: not all created")
                 rep.line(f"  requests ({created} created)", str(reqs))
         shutil.rmtree(folder)
     rep.line("  pyral create() for the same (9 + 2M)", str(9 + 2 * stories))

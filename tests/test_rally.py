@@ -281,6 +281,17 @@ def test_batch_refused_falls_back_to_single_creates(fake, client):
     assert fake.count("POST", "/hierarchicalrequirement/create") == 3
 
 
+def test_batch_refused_creates_every_chunk_one_by_one(fake, client):
+    fake.disable_batch = True
+    tag = client.ensure_tag("SRE-Maturity")
+    chunks = []
+    results = client.create_stories([story(fake, tag, n) for n in range(7)], chunk_size=3,
+                                    on_chunk=lambda done: chunks.append([i for i, _ in done]))
+    assert [r["ok"] for r in results] == [True] * 7
+    assert len(fake.stories_tagged("SRE-Maturity")) == 7
+    assert sorted(i for done in chunks for i in done) == list(range(7))
+
+
 def test_batch_level_error_falls_back_to_single_creates(fake, client):
     fake.max_batch_entries = 2
     tag = client.ensure_tag("SRE-Maturity")

@@ -251,7 +251,7 @@ class Database:
 
         def level_words(capability: str, level: int) -> dict:
             spec = specs.get((capability, level))
-            words = fixed[(capability, level)] = {
+            made = fixed[(capability, level)] = {
                 "category": categories.get(capability, ""),
                 "criteria": spec.criteria if spec else "",
                 "owner": spec.owner if spec else "Asset",
@@ -259,7 +259,7 @@ class Database:
                 "go_live": int(spec.go_live) if spec else 0,
                 "milestone": spec.milestone if spec else "",
             }
-            return words
+            return made
 
         stored = len(fields)
 

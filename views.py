@@ -74,10 +74,9 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
 
 def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
                 ) -> tuple[list[mt.MatrixRow], list[dict]]:
-    """As :func:`matrix`, the entries as :class:`maturity.MatrixRow` tuples (for what goes
-    through every entry: the JSON and CSV of ``status``, export, the report's summary and
-    sre_matrix.html);
-    ``levels`` as :func:`open_counts` takes them."""
+    """As :func:`matrix`, the entries as :class:`maturity.MatrixRow` tuples, for what goes
+    through every entry (the JSON and CSV of ``status``, export, the report's summary and
+    sre_matrix.html); ``levels`` as :func:`open_counts` takes them."""
     import maturity as mt
 
     model, active = db.load_model(), db.load_assets()

@@ -30,6 +30,11 @@ from errors import (
 
 log = logging.getLogger("sre_tracker")
 
+# The runtime dependencies by the name they are imported as (requirements.txt): heavy ones are
+# imported only by the commands that need them, so a missing one shows up mid-command.
+RUNTIME_PACKAGES = {"requests": "requests", "urllib3": "urllib3", "dotenv": "python-dotenv",
+                    "pandas": "pandas", "bs4": "beautifulsoup4", "lxml": "lxml"}
+
 EPILOG_ENV = (
     "Settings come from flags, then the environment, then .env in the data folder "
     "(see .env.example). Exit codes: 0 done, 1 error, 2 usage, 3 partly done, 4 gate closed, "
@@ -362,6 +367,16 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
         if verbosity > 0:
             log.exception("details")
         print(f"sre_tracker: error: {_os_error_text(exc, ctx)}", file=sys.stderr)
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        package = RUNTIME_PACKAGES.get((exc.name or "").partition(".")[0])
+        if package is None:
+            raise  # a module of the tool itself is missing: a broken install, show it all
+        if verbosity > 0:
+            log.exception("details")
+        print(f"sre_tracker: error: the Python package {package} is not installed; run "
+              "python3 -m pip install -r requirements.txt in the sre-tracker folder (or "
+              "install the tool with pipx install .)", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -72,6 +72,19 @@ def test_missing_database_is_one_line_error(tmp_path, run):
     assert "run 'sre_tracker.py setup'" in err
 
 
+def test_a_missing_dependency_is_one_line_naming_the_package_and_the_fix(ready):
+    # lxml is imported only when report renders: hide it, as a clone without the
+    # requirements installed would.
+    code = ("import sys; sys.modules['lxml'] = None\n"
+            "import sre_tracker\n"
+            f"sys.exit(sre_tracker.main(['--data-dir', {str(ready)!r}, 'report']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    assert (done.returncode, done.stderr.count("\n"), "Traceback" in done.stderr) == (1, 1, False)
+    assert "package lxml is not installed" in done.stderr
+    assert "pip install -r requirements.txt" in done.stderr
+
+
 def test_verbose_error_shows_the_traceback(tmp_path, run):
     code, _out, err = run(tmp_path, "-v", "status")
     assert code == 1 and "Traceback" in err

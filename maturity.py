@@ -213,7 +213,19 @@ def gap_reason(capability: Capability, cell: Cell, level: int) -> str:
             why = f"Level {level} not reached"
     else:
         why = f"Needs L{current + 1} first (currently L{current})"
-    return f"{why} — L{level} means: {criteria}" if criteria else why
+    return why + _criteria_note(level, criteria) if criteria else why
+
+
+def _criteria_note(level: int, criteria: str) -> str:
+    return f" — L{level} means: {criteria}"
+
+
+def reason_beside_criteria(why: str, level: int, criteria: str) -> str:
+    """A gap reason (:func:`gap_reason`) for a place that shows the level's criteria next to
+    it already (the to-do table's Description, a story's Criteria line): without the note
+    that repeats them."""
+    note = _criteria_note(level, criteria)
+    return why[: -len(note)] if criteria and why.endswith(note) else why
 
 
 def items_for_cell(capability: Capability, cell: Cell, target: int) -> list[ItemSpec]:

@@ -133,7 +133,9 @@ def todo_row(it: Mapping) -> dict[str, str]:
 # renderers' caches too.
 @lru_cache(maxsize=16384)
 def level_text(capability: str, level: int, criteria: str, why: str) -> tuple[str, str]:
-    """A to-do row's Task and Description."""
+    """A to-do row's Task and Description: the criteria, then why the item is open (without
+    repeating the criteria)."""
+    why = mt.reason_beside_criteria(why, level, criteria)
     return mt.task_name(capability, level), f"{criteria} ({why})" if why else criteria
 
 

@@ -99,7 +99,9 @@ def story_description(item: Mapping, flows: str) -> str:
     return "<br />".join((
         _goal_lines(item["capability"], item["level"], item["criteria"]),
         _where_lines(flows, item["asset"]),
-        _state_lines("" if current is None else str(current), str(item["why"]),
+        _state_lines("" if current is None else str(current),
+                     mt.reason_beside_criteria(str(item["why"]), item["level"],
+                                               item["criteria"]),
                      bool(item["go_live"]), item["milestone"] or "-"),
     ))
 

@@ -25,6 +25,21 @@ def item(**kw) -> dict:
     return base
 
 
+# ---------------------------------------------------------------- the Description
+def test_description_is_the_criteria_once_then_why_the_item_is_open():
+    capability = mt.Capability("Alerts", "Alerting", {
+        1: mt.LevelSpec(1, "Some alerts exist", ("Are there alerts?",)),
+        2: mt.LevelSpec(2, "Alerts page a person", ("Do alerts page a person?",))})
+    cell = mt.Cell("web", "Alerts", mt.ASSESSED, 1, failed_question="Do alerts page a person?")
+    why = mt.gap_reason(capability, cell, 2)
+    assert why == "Answered no: Do alerts page a person? — L2 means: Alerts page a person"
+    row = reports.todo_row(item(criteria="Alerts page a person", why=why))
+    assert row["Description"] == "Alerts page a person (Answered no: Do alerts page a person?)"
+    # A reason that does not end with the criteria is kept whole.
+    assert reports.todo_row(item(why="Needs L1 first (currently L0)"))["Description"] == (
+        "Alerts page (Needs L1 first (currently L0))")
+
+
 # ---------------------------------------------------------------- selection and sorting
 def test_todo_rows_sorted_by_priority_go_live_flow_asset():
     items = [item(key="1", priority="P3", go_live=0, asset="z"),

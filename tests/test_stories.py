@@ -63,3 +63,10 @@ def test_only_open_red_items_without_story_are_selected():
 def test_include_amber_adds_amber_items():
     items = [item(), item(key="a", go_live=0, priority="P3")]
     assert len(stories.select_for_rally(items, True)) == 2
+
+
+def test_story_description_says_the_criteria_once():
+    why = "Not yet confirmed: Do alerts page? — L2 means: Alerts page"
+    text = stories.story_description(item(criteria="Alerts page", why=why), "Checkout")
+    assert text.count("Alerts page") == 1  # the Criteria line
+    assert "<b>Why:</b> Not yet confirmed: Do alerts page?<br />" in text

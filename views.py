@@ -329,17 +329,28 @@ def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> 
         return
     seen = 0
     with open(path, encoding="utf-8", newline="") as src, atomic_stream(path) as fh:
-        rows = csv.reader(src)
+        read: list[str] = []  # the lines of the record the reader has just parsed
+
+        def lines() -> Iterator[str]:
+            for line in src:
+                read.append(line)
+                yield line
+
+        rows = csv.reader(lines())
         if next(rows, None) != reports.MATRIX_COLUMNS:
             seen = -1
         else:
             out = reports.matrix_writer(fh)
             out.writerow(reports.MATRIX_COLUMNS)
+            read.clear()
             for row in rows:
                 new = fresh.get((row[0], row[4])) if len(row) > 4 else None
                 if new is not None:
                     seen += 1
-                out.writerow(new if new is not None else row)
+                    out.writerow(new)
+                else:  # copied as it was written: cheaper than writing the parsed row again
+                    fh.write("".join(read))
+                read.clear()
         if seen != len(fresh):  # not the file this database wrote: rewrite it whole
             fh.seek(0)
             fh.truncate()

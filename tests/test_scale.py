@@ -190,6 +190,16 @@ def test_assess_patches_the_matrix_file_to_what_a_rewrite_gives(ready, run):
     assert len(changed) == 1 and changed[0][1].startswith("web,")
 
 
+def test_a_patch_copies_records_of_several_lines_whole(ready, run):
+    # A reason with a line break, a comma and quotes is one record over two lines.
+    run(ready, "assess", "--asset", "auth", "--capability", "Alerts", "--not-applicable",
+        'batch job, "no pager"\nsee the runbook')
+    run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "2")
+    text = (ready / "sre_matrix.csv").read_text(encoding="utf-8")
+    assert '"batch job, ""no pager""\nsee the runbook"' in text
+    assert text == _export(run, ready)
+
+
 def test_matrix_file_not_ours_is_rewritten_whole(ready, run):
     path = ready / "sre_matrix.csv"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)

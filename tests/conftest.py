@@ -93,6 +93,15 @@ def ready(folder: Path, run) -> Path:
 
 
 @pytest.fixture
+def gaps(ready: Path, run) -> Path:
+    """web at On-call L1: two Red items (L2, L3) and nothing else assessed."""
+    code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "On-call",
+                          "--level", "1")
+    assert code == 0, err
+    return ready
+
+
+@pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The waits urllib3 makes between attempts, recorded instead of slept (speed belongs to
     bench/, tests check which waits were asked for)."""

@@ -197,6 +197,15 @@ class FakeConfluence(FakeServer):
     def dc_url(self) -> str:
         return self.url + self.context
 
+    def settings(self, flavour: str) -> dict[str, str]:
+        """The CONFLUENCE_* settings (base URL, API, credentials) that reach this fake as
+        ``flavour`` ("cloud" or "datacenter")."""
+        if flavour == "cloud":
+            return {"CONFLUENCE_BASE_URL": self.cloud_url, "CONFLUENCE_API": "cloud",
+                    "CONFLUENCE_USER": self.email, "CONFLUENCE_API_TOKEN": self.api_token}
+        return {"CONFLUENCE_BASE_URL": self.dc_url, "CONFLUENCE_API": "datacenter",
+                "CONFLUENCE_PAT": self.pat}
+
     # --- pages ---
 
     def add_page(self, title: str, body: str, *, page_id: str | None = None,

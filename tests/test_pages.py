@@ -365,12 +365,7 @@ def site(request, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         fake.flavour = request.param
         fake.rulebook = fake.add_page("SRE Rulebook", RULEBOOK_PAGE, version=3)
         fake.matrix = fake.add_page("SRE Matrix", MATRIX_PAGE)
-        if request.param == "cloud":
-            settings = {"CONFLUENCE_BASE_URL": fake.cloud_url, "CONFLUENCE_API": "cloud",
-                        "CONFLUENCE_USER": fake.email, "CONFLUENCE_API_TOKEN": fake.api_token}
-        else:
-            settings = {"CONFLUENCE_BASE_URL": fake.dc_url, "CONFLUENCE_API": "datacenter",
-                        "CONFLUENCE_PAT": fake.pat}
+        settings = fake.settings(request.param)
         settings.update({"CONFLUENCE_RULEBOOK_PAGE_ID": fake.rulebook,
                          "CONFLUENCE_MATRIX_PAGE_ID": fake.matrix})
         for name, value in settings.items():

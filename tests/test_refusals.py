@@ -199,20 +199,10 @@ def test_a_secret_with_a_character_http_cannot_send_is_named_not_shown(ready, ru
 def wiki(monkeypatch: pytest.MonkeyPatch):
     with FakeConfluence() as fake:
         page_id = fake.add_page("SRE maturity", "<h2>SRE Action Items</h2>", version=3)
-        for name, value in (("CONFLUENCE_BASE_URL", fake.dc_url),
-                            ("CONFLUENCE_API", "datacenter"), ("CONFLUENCE_PAT", fake.pat),
-                            ("CONFLUENCE_PAGE_ID", page_id)):
+        for name, value in {**fake.settings("datacenter"), "CONFLUENCE_PAGE_ID": page_id}.items():
             monkeypatch.setenv(name, value)
         fake.page_id = page_id
         yield fake
-
-
-@pytest.fixture
-def gaps(ready: Path, run) -> Path:
-    code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "On-call",
-                          "--level", "1")
-    assert code == 0, err
-    return ready
 
 
 PAGE_FAULTS = {

@@ -15,15 +15,6 @@ from fake_confluence import FakeConfluence
 from fake_rally import FakeRally
 
 
-@pytest.fixture
-def gaps(ready: Path, run) -> Path:
-    """web at On-call L1: two Red items (L2, L3) and nothing else assessed."""
-    code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "On-call",
-                          "--level", "1")
-    assert code == 0, err
-    return ready
-
-
 def items(folder: Path) -> dict[str, dict]:
     with Database(folder / "sre_data.db") as db:
         return {it["key"]: it for it in db.load_items()}
@@ -320,12 +311,7 @@ def wiki(request, monkeypatch: pytest.MonkeyPatch):
     """A fake Confluence (both flavours) holding the to-do page, with CONFLUENCE_* set."""
     with FakeConfluence() as fake:
         page_id = fake.add_page("SRE maturity", PAGE, version=7)
-        if request.param == "cloud":
-            settings = {"CONFLUENCE_BASE_URL": fake.cloud_url, "CONFLUENCE_API": "cloud",
-                        "CONFLUENCE_USER": fake.email, "CONFLUENCE_API_TOKEN": fake.api_token}
-        else:
-            settings = {"CONFLUENCE_BASE_URL": fake.dc_url, "CONFLUENCE_API": "datacenter",
-                        "CONFLUENCE_PAT": fake.pat}
+        settings = fake.settings(request.param)
         for name, value in {**settings, "CONFLUENCE_PAGE_ID": page_id}.items():
             monkeypatch.setenv(name, value)
         fake.page_id = page_id

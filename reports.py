@@ -11,7 +11,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, TextIO
 
@@ -267,37 +267,60 @@ def wiki_row(row: Mapping[str, object]) -> str:
         _status_wiki_cell(get("Status", ""), get("_colour")), cell(get("Category", "")), ""))
 
 
+class TodoRowFormat:
+    """How one output writes an item's to-do row from parts that recur on many rows (a
+    level's cells, an asset's, a task's, a status's), each made once: the same text as
+    rendering ``todo_row(it)`` cell by cell (a property test checks both outputs), at a
+    fraction of the work for the one row per open item report writes.
+
+    ``cell``, ``card`` and ``status`` render one cell (a plain value; the Rally Card from its
+    id and link; the Status from its text and colour), ``sep`` goes between cells and
+    ``start``/``end`` around the row.
+    """
+
+    def __init__(self, cell: Callable[[object], str], card: Callable[[object, object], str],
+                 status: Callable[[object, object], str], *, sep: str, start: str,
+                 end: str) -> None:
+        self._cell, self._card, self._sep, self._start, self._end = cell, card, sep, start, end
+
+        def level_cells(priority: str, go_live: bool, milestone: str, owner: str) -> str:
+            return sep.join(cell(v) for v in (priority, "Yes" if go_live else "No", milestone,
+                                              owner))
+
+        def pair(first: str, second: str) -> str:
+            return cell(first) + sep + cell(second)
+
+        def task_cells(capability: str, level: int, criteria: str, why: str) -> str:
+            return self._pair(*level_text(capability, level, criteria, why))
+
+        def status_cell(work_status: str, state: str) -> str:
+            return status(*status_text(work_status, state))
+
+        self._level_cells = lru_cache(maxsize=4096)(level_cells)
+        self._pair = lru_cache(maxsize=8192)(pair)
+        self._task_cells = lru_cache(maxsize=16384)(task_cells)
+        self._status_cell = lru_cache(maxsize=256)(status_cell)
+
+    def row(self, it: Mapping) -> str:
+        """The row of item dict ``it``."""
+        return self._start + self._sep.join((
+            self._level_cells(it["priority"], bool(it["go_live"]), it["milestone"],
+                              it["owner"]),
+            self._pair(it.get("flows", ""), it["asset"]),
+            self._task_cells(it["capability"], it["level"], it["criteria"],
+                             it.get("why") or ""),
+            self._card(it.get("rally_id") or "", it.get("rally_url") or ""),
+            self._status_cell(it["work_status"], it["state"]), self._cell(it["category"]),
+        )) + self._end
+
+
+_WIKI_ROWS = TodoRowFormat(_plain_wiki_cell, _card_wiki_cell, _status_wiki_cell, sep="|",
+                           start="|", end="|")
+
+
 def wiki_todo_row(it: Mapping) -> str:
-    """``wiki_row(todo_row(it))``, made from parts that recur on many rows (the level's cells,
-    the asset's, the task's, the status's) instead of cell by cell: report writes one per open
-    item."""
-    return "|".join((
-        "", _wiki_level_cells(it["priority"], bool(it["go_live"]), it["milestone"], it["owner"]),
-        _wiki_pair(it.get("flows", ""), it["asset"]),
-        _wiki_task_cells(it["capability"], it["level"], it["criteria"], it.get("why") or ""),
-        _card_wiki_cell(it.get("rally_id") or "", it.get("rally_url") or ""),
-        _wiki_status_cell(it["work_status"], it["state"]), _plain_wiki_cell(it["category"]), ""))
-
-
-@lru_cache(maxsize=4096)
-def _wiki_level_cells(priority: str, go_live: bool, milestone: str, owner: str) -> str:
-    return "|".join(_plain_wiki_cell(v) for v in (priority, "Yes" if go_live else "No",
-                                                  milestone, owner))
-
-
-@lru_cache(maxsize=8192)
-def _wiki_pair(first: str, second: str) -> str:
-    return _plain_wiki_cell(first) + "|" + _plain_wiki_cell(second)
-
-
-@lru_cache(maxsize=16384)
-def _wiki_task_cells(capability: str, level: int, criteria: str, why: str) -> str:
-    return _wiki_pair(*level_text(capability, level, criteria, why))
-
-
-@lru_cache(maxsize=256)
-def _wiki_status_cell(work_status: str, state: str) -> str:
-    return _status_wiki_cell(*status_text(work_status, state))
+    """``wiki_row(todo_row(it))``, from the parts :class:`TodoRowFormat` makes once."""
+    return _WIKI_ROWS.row(it)
 
 
 def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:

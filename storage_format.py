@@ -19,7 +19,7 @@ from lxml import etree
 
 import storage_page as sp
 from errors import ConfluenceError
-from reports import PAGE_COLUMNS, STATUS_COLOURS, clean_text, level_text, status_text
+from reports import PAGE_COLUMNS, STATUS_COLOURS, TodoRowFormat, clean_text
 from storage_page import NAMESPACES, xml_attr, xml_clean, xml_text
 
 __all__ = ["COLUMNS", "NAMESPACES", "PageTable", "inspect_page", "known_key", "render_table",
@@ -154,38 +154,14 @@ def render_row(row: Mapping[str, object]) -> str:
         _status_cell(get("Status", ""), get("_colour")), cell(get("Category", "")), "</tr>"))
 
 
+_STORAGE_ROWS = TodoRowFormat(_plain_cell, _card_cell, _status_cell, sep="", start="<tr>",
+                              end="</tr>")
+
+
 def render_todo_row(it: Mapping) -> str:
-    """``render_row(reports.todo_row(it))``, made from parts that recur on many rows (the
-    level's cells, the asset's, the task's, the status's) instead of cell by cell: report
-    writes one per open item."""
-    return "".join((
-        "<tr>", _level_cells(it["priority"], bool(it["go_live"]), it["milestone"], it["owner"]),
-        _pair(it.get("flows", ""), it["asset"]),
-        _task_cells(it["capability"], it["level"], it["criteria"], it.get("why") or ""),
-        _card_cell(it.get("rally_id") or "", it.get("rally_url") or ""),
-        _item_status_cell(it["work_status"], it["state"]), _plain_cell(it["category"]),
-        "</tr>"))
-
-
-@lru_cache(maxsize=4096)
-def _level_cells(priority: str, go_live: bool, milestone: str, owner: str) -> str:
-    return "".join(_plain_cell(v) for v in (priority, "Yes" if go_live else "No", milestone,
-                                            owner))
-
-
-@lru_cache(maxsize=8192)
-def _pair(first: str, second: str) -> str:
-    return _plain_cell(first) + _plain_cell(second)
-
-
-@lru_cache(maxsize=16384)
-def _task_cells(capability: str, level: int, criteria: str, why: str) -> str:
-    return _pair(*level_text(capability, level, criteria, why))
-
-
-@lru_cache(maxsize=256)
-def _item_status_cell(work_status: str, state: str) -> str:
-    return _status_cell(*status_text(work_status, state))
+    """``render_row(reports.todo_row(it))``, from the parts :class:`reports.TodoRowFormat`
+    makes once."""
+    return _STORAGE_ROWS.row(it)
 
 
 # ---------------------------------------------------------------------------- the table

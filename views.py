@@ -301,9 +301,10 @@ def write_matrix_file(ctx: Context, db) -> None:
     import reports
     from database import MATRIX_FILE
 
-    entries, _flows = matrix(db)
+    with no_cycle_collection():  # 10^5 rows, no reference cycle
+        rows, _flows = matrix_rows(db)
     with atomic_stream(ctx.data_dir / MATRIX_FILE) as fh:
-        reports.write_matrix_csv(fh, entries)
+        reports.write_matrix_rows_csv(fh, rows)
     ctx.matrix_written()
 
 
@@ -354,6 +355,6 @@ def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> 
         if seen != len(fresh):  # not the file this database wrote: rewrite it whole
             fh.seek(0)
             fh.truncate()
-            entries, _flows = matrix(db, today)
-            reports.write_matrix_csv(fh, entries)
+            whole, _flows = matrix_rows(db, today)
+            reports.write_matrix_rows_csv(fh, whole)
     ctx.matrix_written()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from errors import ConfigError
+from sre_maturity.support.errors import ConfigError
 
 __version__ = "0.1.0"
 

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import interrupts
-import maturity as mt
-import schema
-from errors import DatabaseError
-from schema import APPLICATION_ID, SCHEMA_VERSION, now_iso
+from sre_maturity.rules import maturity as mt
+from sre_maturity.store import schema
+from sre_maturity.store.schema import APPLICATION_ID, SCHEMA_VERSION, now_iso
+from sre_maturity.support import interrupts
+from sre_maturity.support.errors import DatabaseError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "DB_FILE", "MATRIX_FILE", "Database", "now_iso"]
 

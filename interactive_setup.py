@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-import csvfiles
-from errors import InputError
-from prompts import Prompter, Quit
+from sre_maturity.store import csvfiles
+from sre_maturity.support.errors import InputError
+from sre_maturity.support.prompts import Prompter, Quit
 
 
 def ask_name(p: Prompter, prompt: str, *, allow_empty: bool = False) -> str:

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from config import __version__
-from context import Context
-from errors import (
+from sre_maturity.support.context import Context
+from sre_maturity.support.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -45,13 +45,12 @@ EPILOG_ENV = (
 # ---------------------------------------------------------------------------- handlers
 def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
     """Create or refresh the data folder from its CSVs (interactively or --from-csv)."""
-    import setup_data
-
+    from sre_maturity.commands import setup_data
     opts = setup_data.SetupOptions.from_args(args)
     new_flows = None
     if not opts.from_csv:
         import interactive_setup
-        from prompts import Quit
+        from sre_maturity.support.prompts import Quit
 
         try:
             new_flows = interactive_setup.run(ctx)
@@ -63,78 +62,67 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
     """Assess one capability (or --all) of an asset, record it and commit."""
-    import assessment
-
+    from sre_maturity.commands import assessment
     return assessment.run(assessment.AssessOptions.from_args(args), ctx)
 
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     """Write rally_import.csv and confluence_page.txt; with --push create stories."""
-    import report
-
+    from sre_maturity.commands import report
     return report.run(report.ReportOptions.from_args(args), ctx)
 
 
 def cmd_sync(args: argparse.Namespace, ctx: Context) -> int:
     """Pull story states from Rally (or a Rally CSV export), commit, update the page."""
-    import sync
-
+    from sre_maturity.commands import sync
     return sync.run(sync.SyncOptions.from_args(args), ctx)
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Show the matrix, the flows' weakest links and the open items."""
-    import status
-
+    from sre_maturity.commands import status
     return status.run(status.StatusOptions.from_args(args), ctx)
 
 
 def cmd_gate(args: argparse.Namespace, ctx: Context) -> int:
     """Go-live gate: exit 4 when go-live items are open or go-live capabilities unassessed."""
-    import gate
-
+    from sre_maturity.commands import gate
     return gate.run(gate.GateOptions.from_args(args), ctx)
 
 
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
     """Print the assessment history, newest first."""
-    import history
-
+    from sre_maturity.commands import history
     return history.run(history.HistoryOptions.from_args(args), ctx)
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     """Write the matrix (or with --items, every action item) to CSV."""
-    import export
-
+    from sre_maturity.commands import export
     return export.run(export.ExportOptions.from_args(args), ctx)
 
 
 def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     """Check configuration, git wiring, and that Rally and Confluence are reachable."""
-    import check
-
+    from sre_maturity.commands import check
     return check.run(ctx)
 
 
 def cmd_merge_db(args: argparse.Namespace, ctx: Context) -> int:
     """Git merge driver for sre_data.db (plumbing)."""
-    import merge
-
+    from sre_maturity.git import merge
     return merge.run_merge_db(merge.DriverOptions.from_args(args), ctx)
 
 
 def cmd_merge_matrix(args: argparse.Namespace, ctx: Context) -> int:
     """Git merge driver for sre_matrix.csv (plumbing)."""
-    import merge
-
+    from sre_maturity.git import merge
     return merge.run_merge_matrix(merge.DriverOptions.from_args(args), ctx)
 
 
 def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:
     """Print a database as sorted readable text (git diff text-conversion; plumbing)."""
-    import merge
-
+    from sre_maturity.git import merge
     ctx.out.write(merge.dump(Path(args.file)))
     return EXIT_OK
 
@@ -338,7 +326,7 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
             env_file=getattr(args, "env_file", None),
             no_commit=getattr(args, "no_commit", False),
         )
-        from views import write_matrix_file
+        from sre_maturity.rules.views import write_matrix_file
 
         ctx = Context(settings, verbosity, rewrite_matrix=write_matrix_file)
         for line in settings.describe():
@@ -357,7 +345,7 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
     except TrackerError as exc:
         if verbosity > 0:
             log.exception("details")
-        from reports import visible
+        from sre_maturity.render.reports import visible
 
         print(f"sre_tracker: error: {visible(exc)}", file=sys.stderr)
         return exc.exit_code
@@ -382,8 +370,8 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
 
 def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:
     """After a Ctrl-C: commit what the database already holds, then say truly what was kept."""
-    import interrupts
     from database import DB_FILE, MATRIX_FILE
+    from sre_maturity.support import interrupts
 
     before = len(ctx.committed)
     if ctx.pending_commit:

@@ -392,7 +392,7 @@ def rally_env(fake) -> dict[str, str]:
 def round_trip(n: int = 10) -> float:
     """Seconds per request to the fake Rally (its added latency plus local overhead)."""
     from fake_rally import FakeRally
-    from rally import RallyClient
+    from sre_maturity.clients.rally import RallyClient
 
     with FakeRally(latency=LATENCY) as fake, RallyClient(
             fake.url, fake.api_key, fake.workspace_id, fake.project_id) as rc:
@@ -405,8 +405,8 @@ def round_trip(n: int = 10) -> float:
 
 def bench_rally_fetch(rep: Report, sizes: list[int]) -> None:
     from fake_rally import FakeRally
-    from rally import RallyClient
-    from stories import STORY_FIELDS
+    from sre_maturity.clients.rally import RallyClient
+    from sre_maturity.render.stories import STORY_FIELDS
 
     rep.header(f"3a. Rally fetch (in-process client; fake Rally, {ms(LATENCY)} per request)")
     rep.line("fake round trip", ms(round_trip()), f"≈ {ms(LATENCY)}")
@@ -428,9 +428,9 @@ def bench_rally_fetch(rep: Report, sizes: list[int]) -> None:
 
 def bench_rally_sync(rep: Report, folder: Path, stories: int) -> None:
     import database
-    import maturity as mt
     from fake_rally import FakeRally
-    from stories import story_notes
+    from sre_maturity.render.stories import story_notes
+    from sre_maturity.rules import maturity as mt
 
     rep.header(f"3b. sync --no-confluence, {stories} stories (subprocess, git commits on, "
                f"fake Rally {ms(LATENCY)}/request)")
@@ -527,8 +527,7 @@ def _profile_push(work: Path, base: Path, stories: int) -> None:
 # ---------------------------------------------------------------------------- 4. Confluence
 def todo_rows(n: int, variant: int = 0) -> list[dict[str, str]]:
     """Rows shaped like reports.todo_rows, sorted like it; ``variant`` moves some statuses."""
-    import reports
-
+    from sre_maturity.render import reports
     statuses = ["Not Started", "Defined", "In-Progress", "Completed"]
     colours = {"Not Started": "Grey", "Defined": "Blue", "In-Progress": "Yellow",
                "Completed": "Green"}
@@ -592,8 +591,7 @@ def _section(i: int) -> str:
 
 
 def bench_confluence(rep: Report, runs: int) -> None:
-    import storage_format
-
+    from sre_maturity.render import storage_format
     rep.header("4. Confluence to-do table (in-process)")
     old_rows, new_rows = todo_rows(500), todo_rows(500, variant=1)
     body = storage_page(1_000_000, storage_format.render_table(old_rows))
@@ -618,8 +616,7 @@ def bench_confluence(rep: Report, runs: int) -> None:
 def _profile_splice(body: str, rows: list[dict]) -> None:
     import cProfile
 
-    import storage_format
-
+    from sre_maturity.render import storage_format
     prof = cProfile.Profile()
     prof.runcall(storage_format.update_table, body, TITLE, rows)
     print("   profile of storage_format.update_table (in-process):")
@@ -628,8 +625,8 @@ def _profile_splice(body: str, rows: list[dict]) -> None:
 
 def _confluence_requests(rep: Report, body: str, rows: list[dict]) -> None:
     try:
-        import confluence
         from fake_confluence import FakeConfluence
+        from sre_maturity.clients import confluence
     except Exception as exc:  # the fake is being written alongside the bench
         rep.line("confluence requests per update", "skipped: fake not available",
                  "1 GET + ≤ 1 PUT", status="skip")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import stories
 from database import Database
 from fake_rally import FakeRally
-from rally import RallyClient
+from sre_maturity.clients.rally import RallyClient
+from sre_maturity.render import stories
 
 CAPS = ("Dashboards", "Alerts", "On-call")  # the conftest model: five levels each
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import config
-from errors import ConfigError
+from sre_maturity.support.errors import ConfigError
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import time
 import pytest
 from test_storage_format import KNOWN, TITLE, TOOL_ROWS, human_table, row
 
-import confluence
-import storage_format as sf
-from errors import ConfluenceError
 from fake_confluence import GONE_TEXT, FakeConfluence
+from sre_maturity.clients import confluence
+from sre_maturity.render import storage_format as sf
+from sre_maturity.support.errors import ConfluenceError
 
 INTRO = ('<p>Owner: <ac:link><ri:user ri:account-id="5b10ac8d82e05b22cc7d4ef5" /></ac:link> '
          "&mdash; notes&nbsp;here</p>"

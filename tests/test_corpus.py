@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import confluence
-import storage_format as sf
-import storage_page as sp
 from fake_confluence import FakeConfluence, xhtml_error
-from reports import PAGE_COLUMNS
+from sre_maturity.clients import confluence
+from sre_maturity.render import storage_format as sf
+from sre_maturity.render import storage_page as sp
+from sre_maturity.render.reports import PAGE_COLUMNS
 
 CORPUS = Path(__file__).parent / "corpus" / "storage"
 DOCS = sorted(p for p in CORPUS.iterdir() if p.suffix in (".html", ".xml"))

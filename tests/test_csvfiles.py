@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import csvfiles
-from errors import InputError
+from sre_maturity.store import csvfiles
+from sre_maturity.support.errors import InputError
 
 MODEL_HEADER = "Category,Capability,Level,Criteria,Question,Owner,Priority,Required for Go Live,Target Milestone\n"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import database
-import maturity as mt
-import schema
 from database import Database
-from errors import DatabaseError
+from sre_maturity.rules import maturity as mt
+from sre_maturity.store import schema
+from sre_maturity.support.errors import DatabaseError
 
 
 def make_v1_file(path: Path) -> None:
@@ -137,8 +137,8 @@ def test_history_is_append_only_and_newest_first(ready):
 
 
 def test_import_definitions_adds_updates_archives_and_restores_each_kind(tmp_path):
-    from csvfiles import FlowRow, ModelRow
-    from imports import import_definitions
+    from sre_maturity.store.csvfiles import FlowRow, ModelRow
+    from sre_maturity.store.imports import import_definitions
 
     def flow(name, asset, team="t", target=3):
         return FlowRow(0, name, asset, team, target)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import gitops
 from conftest import git
-from errors import GitError
+from sre_maturity.git import gitops
+from sre_maturity.support.errors import GitError
 
 
 def test_ensure_files_is_idempotent_and_keeps_user_lines(ready):

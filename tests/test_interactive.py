@@ -17,9 +17,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-import csvfiles
 from conftest import git
 from database import Database
+from sre_maturity.store import csvfiles
 
 SCRIPT = Path(__file__).resolve().parent.parent / "sre_tracker.py"
 DEFAULT_MODEL = SCRIPT.with_name("maturity_model.csv")

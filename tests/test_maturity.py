@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import maturity as mt
-from names import close_matches
+from sre_maturity.rules import maturity as mt
+from sre_maturity.support.names import close_matches
 
 
 def capability(go_live_levels=(1, 2), questions_per_level=None) -> mt.Capability:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import database
-import merge
-import schema
-import setup_data
 from conftest import git
 from database import Database
-from errors import DatabaseError, InputError
+from sre_maturity.commands import setup_data
+from sre_maturity.git import merge
+from sre_maturity.store import schema
+from sre_maturity.support.errors import DatabaseError, InputError
 
 T1, T2, T3 = "2026-11-01T10:00:00+00:00", "2026-11-01T11:00:00+00:00", "2026-11-01T12:00:00+00:00"
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,11 @@ def test_the_installed_wheel_sets_up_and_reports_from_another_folder(tmp_path):
     _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "--wheel-dir", wheels, src, cwd=tmp_path)
     wheel = next(wheels.glob("sre_tracker-*.whl"))
+    # The wheel's top level: the package and the design card's four modules, nothing else.
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/")[0] for name in archive.namelist()}
+    assert {name for name in top if not name.endswith((".dist-info", ".data"))} == {
+        "sre_maturity", "sre_tracker.py", "database.py", "config.py", "interactive_setup.py"}
 
     # A fresh environment: the wheel alone, its dependencies seen through a .pth pointing at
     # this environment's site-packages (no network needed, and no copy of the sources).
@@ -57,7 +63,13 @@ def test_the_installed_wheel_sets_up_and_reports_from_another_folder(tmp_path):
     new_site = Path(subprocess.run(
         [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         capture_output=True, text=True, check=True).stdout.strip())
-    (new_site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # The environment also holds other projects' modules with the names the tool's modules had
+    # before they moved into the package (errors, views, ...): each keeps its own.
+    others = tmp_path / "others"
+    others.mkdir()
+    for name in ("errors", "views", "names", "context", "reports", "status"):
+        (others / f"{name}.py").write_text(f"OWNER = 'another project: {name}'\n")
+    (new_site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n" + str(others) + "\n")
 
     shipped = venv / "share" / "sre-tracker"
     assert (shipped / "maturity_model.csv").read_bytes() == \
@@ -80,14 +92,27 @@ def test_the_installed_wheel_sets_up_and_reports_from_another_folder(tmp_path):
     assert where.startswith(str(new_site))  # the installed copy ran, not the sources
     log = _run("git", "log", "--format=%s", cwd=data, env=env).stdout
     assert log.startswith("setup: ")
+    owners = _run(venv / "bin" / "python", "-c",
+                  "import errors, views, names, context, reports, status; print(errors.OWNER, "
+                  "views.OWNER, status.OWNER)", cwd=cwd, env=env).stdout
+    assert owners.count("another project") == 3
+    # The git merge driver the data folder registered runs the installed entry.
+    drivers = _run("git", "config", "--get", "merge.sre-tracker.driver", cwd=data, env=env).stdout
+    assert str(new_site / "sre_tracker.py") in drivers
 
 
 def test_the_wheel_and_coverage_list_every_top_level_module():
     """A module missing from py-modules is missing from the installed tool (ImportError at
-    run time); one missing from source_pkgs goes unmeasured."""
+    run time); one missing from source_pkgs goes unmeasured. The package is found whole."""
     import tomllib
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     modules = {p.stem for p in ROOT.glob("*.py")}
     assert set(config["tool"]["setuptools"]["py-modules"]) == modules
-    assert set(config["tool"]["coverage"]["run"]["source_pkgs"]) == modules
+    assert set(config["tool"]["coverage"]["run"]["source_pkgs"]) == modules | {"sre_maturity"}
+    assert config["tool"]["setuptools"]["packages"]["find"]["include"] == [
+        "sre_maturity", "sre_maturity.*"]
+    # Every folder of the package is a package, so find_packages takes it into the wheel.
+    for folder in (ROOT / "sre_maturity").rglob("*"):
+        if folder.is_dir() and folder.name != "__pycache__":
+            assert (folder / "__init__.py").is_file(), folder

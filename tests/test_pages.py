@@ -12,14 +12,11 @@ from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 
-import matrix_page
-import maturity as mt
-import reports
-import rulebook
-import storage_page
 from conftest import FLOWS, MODEL, git
 from fake_confluence import FakeConfluence
 from fake_rally import FakeRally
+from sre_maturity.render import matrix_page, reports, rulebook, storage_page
+from sre_maturity.rules import maturity as mt
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}

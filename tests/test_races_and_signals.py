@@ -14,10 +14,10 @@ import pytest
 
 import config
 from conftest import git
-from context import Context
 from database import Database
-from views import write_matrix_file
-from writelock import FolderLock
+from sre_maturity.rules.views import write_matrix_file
+from sre_maturity.support.context import Context
+from sre_maturity.support.writelock import FolderLock
 
 SCRIPT = Path(__file__).resolve().parent.parent / "sre_tracker.py"
 WAIT = 60.0  # safety limit for a child to reach a stage; never an assertion on speed
@@ -118,7 +118,7 @@ def test_lock_in_a_missing_folder_is_one_line(tmp_path, run):
 
 
 def test_temporary_files_are_unique_and_leave_nothing(tmp_path):
-    from csvfiles import atomic_write
+    from sre_maturity.store.csvfiles import atomic_write
 
     target = tmp_path / "out.csv"
     target.write_text("old", encoding="utf-8")

@@ -11,10 +11,10 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from errors import RallyError
 from fake_rally import PARENT_AND_PI, FakeRally, QueryError, parse_query
-from http_retry import CappedRetry
-from rally import RallyClient, quote_query_value, short_ref, story_url
+from sre_maturity.clients.http_retry import CappedRetry
+from sre_maturity.clients.rally import RallyClient, quote_query_value, short_ref, story_url
+from sre_maturity.support.errors import RallyError
 
 FIELDS = ["Name", "ScheduleState", "Notes"]
 

@@ -39,6 +39,17 @@ def test_export_never_overwrites_the_tools_own_files(ready, run, name):
     assert snapshot(ready) == before and git(ready, "rev-parse", "HEAD") == head
 
 
+@pytest.mark.parametrize("name", ["sre_tracker.py", "maturity_model.csv",
+                                  "sre_maturity/rules/maturity.py",
+                                  "sre_maturity/commands/__init__.py"])
+def test_export_never_overwrites_the_program(ready, run, name):
+    program = Path(__file__).resolve().parent.parent / name
+    before = program.read_bytes()
+    code, _out, err = run(ready, "export", "-o", str(program))
+    assert code == 1 and "would overwrite the program's own" in one_line(err)
+    assert program.read_bytes() == before
+
+
 def test_export_to_the_database_through_a_symlink_or_dots_is_refused(ready, run, tmp_path):
     link = tmp_path / "innocent.csv"
     link.symlink_to(ready / "sre_data.db")
@@ -267,7 +278,7 @@ def test_old_data_with_control_characters_prints_visibly_in_status(ready, run):
 
 
 def test_visible_keeps_plain_text_and_escapes_the_rest():
-    from reports import visible
+    from sre_maturity.render.reports import visible
 
     assert visible("plain – text\nnext\tcol") == "plain – text\nnext\tcol"
     assert visible("a\x1b[31mb\rc\u202ed\x00") == "a\\x1b[31mb\\x0dc\\u202ed\\x00"

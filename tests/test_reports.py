@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-import maturity as mt
-import reports
 from conftest import git
 from database import Database
+from sre_maturity.render import reports
+from sre_maturity.rules import maturity as mt
 
 
 def item(**kw) -> dict:
@@ -111,8 +111,7 @@ def test_cycle_time_with_no_data(ready, run):
 
 
 def test_matrix_frame_is_the_asset_by_capability_matrix_and_export_writes_it(ready, run):
-    import views
-
+    from sre_maturity.rules import views
     code, _out, err = run(ready, "assess", "--asset", "web", "--capability", "Alerts",
                           "--not-applicable", "=batch only", "--yes")
     assert code == 0, err

@@ -13,17 +13,15 @@ from pathlib import Path
 
 import pytest
 
-import gitops
-import maturity as mt
-import reports
-import schema
-import storage_format
-import stories
-import views
 from conftest import git
 from database import ITEM_FIELDS, SCHEMA_VERSION, Database
 from fake_rally import FakeRally
-from rally import RallyClient
+from sre_maturity.clients.rally import RallyClient
+from sre_maturity.git import gitops
+from sre_maturity.render import reports, storage_format, stories
+from sre_maturity.rules import maturity as mt
+from sre_maturity.rules import views
+from sre_maturity.store import schema
 
 T1, T2, T3 = "2026-10-01T09:00:00+00:00", "2026-10-02T09:00:00+00:00", "2026-10-03T09:00:00+00:00"
 

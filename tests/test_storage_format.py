@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-import storage_format as sf
-import storage_page as sp
-from errors import ConfluenceError
 from fake_confluence import normalise, xhtml_error
-from reports import PAGE_COLUMNS, clean_text
+from sre_maturity.render import storage_format as sf
+from sre_maturity.render import storage_page as sp
+from sre_maturity.render.reports import PAGE_COLUMNS, clean_text
+from sre_maturity.support.errors import ConfluenceError
 
 TITLE = "SRE Action Items"
 
@@ -581,8 +581,7 @@ _items = st.fixed_dictionaries({
 @settings(max_examples=300, deadline=None)
 @given(it=_items)
 def test_an_items_row_made_from_parts_is_the_row_made_cell_by_cell(it):
-    import reports
-
+    from sre_maturity.render import reports
     row = reports.todo_row(it)
     assert reports.wiki_todo_row(it) == reports.wiki_row(row)
     assert sf.render_todo_row(it) == sf.render_row(row)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-import confluence
-import storage_page as sp
-from errors import ConfluenceError
 from fake_confluence import FakeConfluence, xhtml_error
+from sre_maturity.clients import confluence
+from sre_maturity.render import storage_page as sp
+from sre_maturity.support.errors import ConfluenceError
 
 TITLE = "SRE Maturity Model"
 IS_OURS = sp.has_columns("Capability", "Level")

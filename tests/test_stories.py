@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_reports import item
 
-import stories
+from sre_maturity.render import stories
 
 
 def parse_csv(text: str) -> list[list[str]]:

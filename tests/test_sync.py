@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import storage_format
 from conftest import git
 from database import Database
 from fake_confluence import FakeConfluence
 from fake_rally import FakeRally
+from sre_maturity.render import storage_format
 
 
 def items(folder: Path) -> dict[str, dict]:

@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wiki_renderer import RenderError, create_row, read_table, unescape
 
-import reports
-import storage_format
-from reports import PAGE_COLUMNS
+from sre_maturity.render import reports, storage_format
+from sre_maturity.render.reports import PAGE_COLUMNS
 
 
 def item(**kw) -> dict:
@@ -176,8 +175,8 @@ def test_storage_twin_and_page_update_agree_with_the_paste(values):
 def test_example_data_paste_shows_the_data(tmp_path, run):
     import shutil
 
-    import views
     from database import Database
+    from sre_maturity.rules import views
 
     folder = tmp_path / "data"
     folder.mkdir()

@@ -1,0 +1,1 @@
+"""Thin HTTP clients: Rally, Confluence, and the retry policy they share."""

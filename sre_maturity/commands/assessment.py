@@ -1,0 +1,379 @@
+"""``assess``: the guided assessment, interactive (menus, questions) or from flags.
+
+The rules (levels, items) come from :mod:`maturity`; this module only asks, shows and records.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+from database import DB_FILE, MATRIX_FILE, Database
+from sre_maturity.rules import maturity as mt
+from sre_maturity.support.context import CommandOptions, Context
+from sre_maturity.support.errors import EXIT_OK, InputError
+from sre_maturity.support.names import resolve
+from sre_maturity.support.prompts import Back, Prompter, Quit
+
+HELP = ("answer y (yes), n (no), ? (show the criteria), b (back), na (not applicable), "
+        "s (skip this capability), q (quit)")
+
+
+@dataclass
+class Outcome:
+    """What an assessment found for one capability."""
+
+    state: str
+    level: int | None
+    answers: list[dict] = field(default_factory=list)
+    failed_question: str = ""
+    na_reason: str = ""
+    na_until: str = ""
+    notes: str = ""
+
+
+SKIP = Outcome("skipped", None)  # what ask_questions returns when the user types s
+
+
+def parse_answers(text: str) -> list[bool]:
+    """``yes,yes,no`` -> [True, True, False]; names the bad position."""
+    out = []
+    for i, token in enumerate(text.split(","), 1):
+        t = token.strip().casefold()
+        if t in ("y", "yes", "true", "1"):
+            out.append(True)
+        elif t in ("n", "no", "false", "0"):
+            out.append(False)
+        else:
+            raise InputError(f"--answers: {token.strip()!r} (answer {i}) is not yes or no")
+    return out
+
+
+def parse_until(text: str | None, today: str) -> str:
+    if not text:
+        return ""
+    try:
+        value = date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise InputError(f"--until {text!r} is not a date; use YYYY-MM-DD") from None
+    if value < today:
+        raise InputError(f"--until {value} is in the past; give a future date or none")
+    return value
+
+
+def outcome_from_answers(cap: mt.Capability, answers: list[bool]) -> Outcome:
+    try:
+        level, failed, used = mt.level_from_answers(cap, answers)
+    except ValueError as exc:
+        raise InputError(f"--answers: {exc}") from None
+    if used < len(answers):
+        raise InputError(
+            f"--answers: {len(answers)} answers given but asking stops after {used} "
+            f"(the first 'no'); remove the extra ones"
+        )
+    asked = cap.questions()[:used]
+    return Outcome(
+        mt.ASSESSED, level,
+        answers=[{"level": lv, "question": q, "answer": a}
+                 for (lv, q), a in zip(asked, answers, strict=False)],
+        failed_question=failed,
+    )
+
+
+def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None:
+    """Ask level by level, stopping at the first level not met. None: the user quit;
+    ``SKIP``: the user skipped this capability (with --all, the walk goes on)."""
+    asked = cap.questions()
+    answers: list[bool] = []
+    i = 0
+    while i < len(asked):
+        lv, question = asked[i]
+        reply = p.ask(f"  L{lv} [{i + 1}/{len(asked)}] {question} [y/n/?/b/na/q] ").casefold()
+        if reply in ("y", "yes"):
+            answers.append(True)
+            i += 1
+        elif reply in ("n", "no"):
+            answers.append(False)
+            break
+        elif reply == "?":
+            p.write(f"    L{lv} means: {cap.levels[lv].criteria}")
+        elif reply == "b":
+            if i == 0:
+                p.write("    this is the first question")
+            else:
+                i -= 1
+                answers.pop()
+        elif reply == "na":
+            return ask_not_applicable(p, today)
+        elif reply == "s":
+            return SKIP
+        elif reply == "q":
+            return None
+        else:
+            p.write(f"    {HELP}")
+    return outcome_from_answers(cap, answers)
+
+
+def ask_not_applicable(p: Prompter, today: str) -> Outcome:
+    reason = ""
+    while not reason:
+        reason = p.ask("    why is it not applicable? (required) ")
+    while True:
+        until = p.ask("    until when? (YYYY-MM-DD, empty: no expiry) ")
+        try:
+            return Outcome(mt.NOT_APPLICABLE, None, na_reason=reason,
+                           na_until=parse_until(until, today))
+        except InputError as exc:
+            p.write(f"    {str(exc).replace('--until ', '')}")
+
+
+def item_preview(cap: mt.Capability, old: mt.Cell, new: mt.Cell, target: int) -> list[str]:
+    """Lines saying which items open and which close with this assessment."""
+    before = {s.key: s for s in mt.items_for_cell(cap, old, target)}
+    after = {s.key: s for s in mt.items_for_cell(cap, new, target)}
+    lines = []
+    for key in sorted(set(after) - set(before)):
+        s = after[key]
+        lines.append(f"  opens  {s.task} ({s.rag}, {s.priority}): {s.criteria}")
+    for key in sorted(set(before) - set(after)):
+        s = before[key]
+        verb = "closes (verified)" if (new.level or 0) >= s.level else "closes"
+        lines.append(f"  {verb} {s.task}")
+    for key in sorted(set(after) & set(before)):
+        lines.append(f"  stays  {after[key].task} ({after[key].rag})")
+    return lines
+
+
+def level_label(cell: mt.Cell) -> str:
+    if cell.state == mt.NOT_APPLICABLE:
+        return "N/A"
+    if cell.state != mt.ASSESSED:
+        return "none"
+    return str(cell.level)
+
+
+@dataclass(frozen=True)
+class AssessOptions(CommandOptions):
+    """What ``assess`` was asked to do (its flags; None where not given)."""
+
+    flow: str | None = None
+    asset: str | None = None
+    capability: str | None = None
+    all: bool = False
+    answers: str | None = None
+    level: int | None = None
+    not_applicable: str | None = None
+    until: str | None = None
+    notes: str | None = None
+    assessor: str | None = None
+    yes: bool = False
+
+    @property
+    def flag_outcome(self) -> bool:
+        """The outcome comes from a flag (no questions asked)."""
+        return self.answers is not None or self.level is not None or \
+            self.not_applicable is not None
+
+
+def run(opts: AssessOptions, ctx: Context) -> int:
+    """The ``assess`` command."""
+    from database import now_iso
+    from sre_maturity.git import gitops
+
+    interactive = sys.stdin.isatty()
+    flag_outcome = opts.flag_outcome
+    if opts.until and opts.not_applicable is None:
+        raise InputError("--until goes with --not-applicable REASON")
+    if opts.all and flag_outcome:
+        raise InputError("--all walks every capability interactively; use it without "
+                         "--answers/--level/--not-applicable")
+    ctx.require_identity()
+    # A prompting session writes to the terminal; a run from flags reports on stdout (-q: not).
+    shown = ctx.term if interactive and not flag_outcome else ctx.out
+    p = Prompter(write=lambda text: print(text, file=shown, flush=True))
+    today = now_iso()[:10]
+    assessor = opts.assessor or gitops.user_name(ctx.data_dir)
+    from sre_maturity.rules.views import update_matrix_file
+
+    saved: list[str] = []
+    touched: set[tuple[str, str]] = set()
+    db = ctx.open_db()
+    try:
+        model, assets = db.load_model(), db.load_assets()
+        try:
+            asset = _pick_asset(p, opts, assets, interactive, db, len(model))
+            caps = _pick_capabilities(p, opts, model, db, asset, interactive)
+            for cap in caps:
+                line = _assess_one(p, ctx, db, opts, cap, asset, assets[asset].target,
+                                   interactive, flag_outcome, today, assessor)
+                if line:
+                    saved.append(line)
+                    touched.add((asset, cap.name))
+        except Quit:
+            p.write("quit: nothing more written")
+    finally:
+        # Confirmed capabilities stay saved even if a later prompt is interrupted.
+        if saved:
+            update_matrix_file(ctx, db, touched)
+        db.close()
+        if saved:
+            flows = "/".join([assets[asset].flow_label]) if assets else ""
+            who = f"({assessor})"
+            if len(saved) == 1:
+                message = f"assess: {flows}/{asset} {saved[0]} {who}"
+            else:
+                message = f"assess: {flows}/{asset} {len(saved)} capabilities {who}\n\n" + \
+                    "\n".join(saved)
+            ctx.commit([DB_FILE, MATRIX_FILE], message)
+    return EXIT_OK
+
+
+def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool,
+                db: Database, capabilities: int) -> str:
+    flows = sorted({f for info in assets.values() for f in info.flows})
+    flow = opts.flow
+    if flow is not None:  # names match case-insensitively, as everywhere (names.py)
+        flow = resolve("flow", flow, flows, "see flows.csv")
+    if opts.asset:
+        asset = resolve("asset", opts.asset, assets, "see flows.csv")
+        if flow and flow not in assets[asset].flows:
+            raise InputError(f"asset {asset!r} is not in flow {flow!r} (it is in "
+                             f"{assets[asset].flow_label})")
+        return asset
+    if not interactive:
+        raise InputError("--asset is required when stdin is not a terminal")
+    chosen = flow
+    levels = _levels_by_asset(db)
+    while True:
+        if chosen is None:
+            flow = str(p.choose("Flow:", [
+                (f"{f}  ({_levels_label(_merge(levels, assets, f), capabilities, per=True)})",
+                 f) for f in flows]))
+        names = [a for a, info in assets.items() if flow in info.flows]
+        options = [(f"{a}  ({_levels_label(levels.get(a, []), capabilities)})", a)
+                   for a in names]
+        try:  # b at the asset menu goes back to the flow menu (unless --flow fixed it)
+            return str(p.choose(f"Asset in {flow}:", options, back=chosen is None))
+        except Back:
+            continue
+
+
+def _levels_by_asset(db: Database) -> dict[str, list[int]]:
+    """The assessed levels of every asset (for the menus' "where it stands" labels)."""
+    out: dict[str, list[int]] = {}
+    for (asset, _cap), cell in db.load_cells().items():
+        if cell.state == mt.ASSESSED and cell.level is not None:
+            out.setdefault(asset, []).append(cell.level)
+    return out
+
+
+def _merge(levels: dict[str, list[int]], assets, flow: str) -> list[int]:
+    return [lv for a, info in assets.items() if flow in info.flows for lv in levels.get(a, [])]
+
+
+def _category_levels(model, cells, asset: str, category: str) -> list[int]:
+    found = (cells.get((asset, cap.name)) for cap in model.values() if cap.category == category)
+    return [c.level for c in found
+            if c is not None and c.state == mt.ASSESSED and c.level is not None]
+
+
+def _levels_label(levels: list[int], total: int, *, per: bool = False) -> str:
+    """``lowest L1, 3/5 assessed`` (``per``: a flow's count of assessed cells, no total)."""
+    count = f"{len(levels)} assessed" if per else f"{len(levels)}/{total} assessed"
+    return f"lowest L{min(levels)}, {count}" if levels else "none assessed"
+
+
+def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
+                       interactive: bool) -> list[mt.Capability]:
+    if opts.all:
+        if not interactive:
+            raise InputError("--all asks questions; it needs a terminal")
+        return list(model.values())
+    if opts.capability:
+        return [model[resolve("capability", opts.capability, model, "see maturity_model.csv")]]
+    if not interactive:
+        raise InputError("--capability is required when stdin is not a terminal")
+    categories = list(dict.fromkeys(c.category for c in model.values()))
+    cells = db.load_cells()
+    while True:
+        sizes = Counter(cap.category for cap in model.values())
+        category = p.choose("Category:", [
+            (f"{c}  ({_levels_label(_category_levels(model, cells, asset, c), sizes[c])})", c)
+            for c in categories])
+        options = []
+        for cap in model.values():
+            if cap.category != category:
+                continue
+            cell = cells.get((asset, cap.name)) or mt.Cell(asset, cap.name)
+            when = f", {cell.assessed_at[:10]}" if cell.assessed_at else ""
+            options.append((f"{cap.name}  (now: {level_label(cell)}{when})", cap.name))
+        try:  # b at the capability menu goes back to the category menu
+            return [model[str(p.choose(f"Capability in {category}:", options, back=True))]]
+        except Back:
+            continue
+
+
+def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
+                cap: mt.Capability, asset: str, target: int, interactive: bool,
+                flag_outcome: bool, today: str, assessor: str) -> str | None:
+    """Assess one capability; save it when confirmed. Returns the commit-message part."""
+    from database import now_iso
+
+    old = mt.effective_cell(db.load_cells({(asset, cap.name)}).get(
+        (asset, cap.name), mt.Cell(asset, cap.name)), today)
+    if flag_outcome:
+        if opts.not_applicable is not None:
+            if not opts.not_applicable.strip():
+                raise InputError("--not-applicable needs a reason")
+            outcome = Outcome(mt.NOT_APPLICABLE, None, na_reason=opts.not_applicable.strip(),
+                              na_until=parse_until(opts.until, today))
+        elif opts.level is not None:
+            if not 0 <= opts.level <= cap.max_level:
+                raise InputError(f"--level {opts.level} is out of range; {cap.name} has levels "
+                                 f"0-{cap.max_level}")
+            outcome = Outcome(mt.ASSESSED, opts.level)
+        else:
+            outcome = outcome_from_answers(cap, parse_answers(opts.answers or ""))
+        outcome.notes = opts.notes or ""
+    else:
+        if not interactive:
+            raise InputError("--answers, --level or --not-applicable is required when stdin "
+                             "is not a terminal")
+        p.write(f"\n{cap.category} / {cap.name} for {asset} (now: {level_label(old)}; "
+                f"target {target}, go-live L{cap.go_live_level})")
+        asked = ask_questions(p, cap, today)
+        if asked is None:
+            raise Quit
+        if asked is SKIP:
+            p.write("  skipped: nothing saved for this capability")
+            return None
+        outcome = asked
+        outcome.notes = opts.notes if opts.notes is not None else p.ask(
+            "  notes / evidence (optional): ")
+
+    new = mt.Cell(asset, cap.name, outcome.state, outcome.level, outcome.na_reason,
+                  outcome.na_until, failed_question=outcome.failed_question)
+    summary = f"{cap.name} {level_label(old)}→{level_label(new)}"
+    p.write(f"{asset} / {summary}" + (f" (answered no: {outcome.failed_question})"
+                                      if outcome.failed_question else ""))
+    for line in item_preview(cap, old, new, target):
+        p.write(line)
+    needs_confirm = not flag_outcome and not opts.yes
+    if needs_confirm and not p.confirm("save this assessment?"):
+        p.write("not saved")
+        return None
+    with db.transaction():
+        changes = db.record_assessment(
+            asset, cap.name, outcome.state, outcome.level, answers=outcome.answers,
+            failed_question=outcome.failed_question, notes=outcome.notes,
+            na_reason=outcome.na_reason, na_until=outcome.na_until, assessed_by=assessor,
+            assessed_at=now_iso(),
+        )
+    p.write("saved")
+    for ch in changes or []:
+        if ch.reason == "reopened" and ch.work_status == mt.REOPENED:
+            p.write(f"  reopened {mt.task_name(*mt.split_key(ch.key)[1:])}: its Rally story is "
+                    "done; the next report --push moves it back to Defined")
+    return summary

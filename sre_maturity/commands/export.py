@@ -1,0 +1,43 @@
+"""The ``export`` command: the matrix (or with ``--items``, every action item) as CSV, to
+stdout or to a file (never over the tool's own files; see :mod:`outputs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sre_maturity.support.context import CommandOptions, Context
+from sre_maturity.support.errors import EXIT_OK
+
+
+@dataclass(frozen=True)
+class ExportOptions(CommandOptions):
+    """What ``export`` writes, and where ("-": stdout)."""
+
+    items: bool = False
+    output: str = "-"
+
+
+def run(opts: ExportOptions, ctx: Context) -> int:
+    """Write the matrix (or with --items, every action item) to CSV."""
+    from sre_maturity.render import reports
+    from sre_maturity.rules import views
+    from sre_maturity.store.csvfiles import atomic_write
+    from sre_maturity.support.outputs import check_output_file
+
+    if opts.output != "-":
+        check_output_file("export -o", opts.output, ctx.data_dir)
+    with views.no_cycle_collection(), ctx.open_db() as db:
+        if opts.items:
+            items = views.items(db)
+            text, rows = reports.items_csv(items), len(items)
+        else:
+            frame = views.matrix_frame(db)
+            text, rows = reports.matrix_frame_csv(frame), len(frame)
+    if opts.output == "-":
+        ctx.out.write(text)
+    else:
+        path = Path(opts.output)
+        atomic_write(path, text)
+        ctx.print(f"wrote {path} ({rows} {'items' if opts.items else 'matrix rows'})")
+    return EXIT_OK

@@ -1,0 +1,191 @@
+"""``report --push``: create the Rally stories open items lack (adopting stories that already
+carry an item's key), store their ids as Rally returns them, and bring the Confluence to-do
+table up to date (``sync`` reuses that last step).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from config import RALLY_REQUIRED, Settings
+from database import DB_FILE, MATRIX_FILE, now_iso
+from sre_maturity.render import reports
+from sre_maturity.render.stories import (
+    STORY_FIELDS,
+    index_by_key,
+    record_story,
+    reopened_notes,
+    select_for_rally,
+    story_payload,
+)
+from sre_maturity.support.errors import EXIT_OK, ConfluenceError, PartialFailure
+
+if TYPE_CHECKING:
+    from sre_maturity.support.context import Context
+
+
+def require_settings(settings: Settings, purpose: str = "report --push") -> None:
+    """Refuse before any work when a Rally setting the push needs is missing."""
+    settings.require(RALLY_REQUIRED, purpose)
+
+
+def _progress(ctx: Context, done: int, total: int) -> None:
+    if total >= 20 and ctx.out.isatty() and ctx.verbosity >= 0:
+        print(f"\rcreating stories: {done}/{total}", end="", file=ctx.out, flush=True)
+
+
+def push_stories(ctx: Context, items: list[dict], *, include_amber: bool = False) -> None:
+    """Create the stories the selected ``items`` lack (adopting any that already exist) and
+    commit their ids; PartialFailure lists the stories that could not be created."""
+    from sre_maturity.clients import rally
+    from sre_maturity.rules.views import update_matrix_file
+
+    settings: Settings = ctx.settings
+    tag = settings.text("RALLY_TAG")
+    selected = select_for_rally(items, include_amber)
+    created, adopted, failures = 0, 0, []
+    reopened: list[str] = []
+    db = ctx.open_db()
+    try:
+        with rally.client_from_settings(settings) as rc:
+            parent = rc.resolve_parent(settings.text("RALLY_PARENT_ID"))
+            fetched = rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS)
+            existing = index_by_key(fetched)
+            now = now_iso()
+            reopened = reopen_stories(rc, db, settings, items, fetched)
+            to_create = []
+            with db.transaction():
+                for it in selected:
+                    story = existing.get(it["key"])
+                    if story:
+                        record_story(db, settings, it["key"], story, now)
+                        adopted += 1
+                    else:
+                        to_create.append(it)
+            if to_create:
+                tag_ref = rc.ensure_tag(tag)
+                payloads = [story_payload(it, settings, parent["_ref"], tag_ref)
+                            for it in to_create]
+
+                def on_chunk(done: list[tuple[int, dict]]) -> None:
+                    nonlocal created
+                    # Store the ids of each chunk as soon as Rally returns it, in one
+                    # transaction: a run that dies later must not create them again. Stories
+                    # found after a lost answer were made by this run: created too.
+                    stamp = now_iso()
+                    with db.transaction():
+                        for index, obj in done:
+                            record_story(db, settings, to_create[index]["key"], obj, stamp)
+                    created += len(done)
+                    _progress(ctx, created, len(to_create))
+
+                def find_existing(indices: list[int]) -> dict[int, dict]:
+                    # A create whose answer was lost: the stories Rally holds now, by key.
+                    found = index_by_key(rc.fetch_stories(tag, parent["_ref"], STORY_FIELDS))
+                    return {i: found[to_create[i]["key"]] for i in indices
+                            if to_create[i]["key"] in found}
+
+                results = rc.create_stories(payloads, on_chunk=on_chunk,
+                                            find_existing=find_existing)
+                if created >= 20 and ctx.out.isatty():
+                    print(file=ctx.out)
+                failures = [(to_create[i]["key"], r.get("error", "failed"))
+                            for i, r in enumerate(results) if not r.get("ok")]
+        if created or adopted or reopened:
+            update_matrix_file(ctx, db, {(it["asset"], it["capability"]) for it in selected})
+    finally:
+        db.close()
+        if created or adopted or reopened:
+            moved = f", {len(reopened)} moved back to Defined" if reopened else ""
+            ctx.commit([DB_FILE, MATRIX_FILE],
+                       f"report --push: {created} stories created, {adopted} adopted{moved}")
+    for line in reopened:
+        ctx.print(f"rally: {line}")
+    ctx.print(f"rally: {created} stories created, {adopted} existing stories adopted, "
+              f"{len(failures)} failed")
+    if failures:
+        for key, error in failures:
+            print(f"  not created: {key}: {error}", file=ctx.err)
+        raise PartialFailure(f"{len(failures)} of {len(selected)} stories were not created "
+                             "(listed above); run report --push again to finish")
+
+
+def reopen_stories(rc, db, settings: Settings, items: list[dict], fetched: list[dict]
+                   ) -> list[str]:
+    """Move the stories of reopened items (a lower re-assessment after the story was completed)
+    back to Defined, with a line in their Notes; the item keeps its one story. Returns what
+    was done, one line per story."""
+    from sre_maturity.rules import maturity as mt
+    wanted = [it for it in items if it["work_status"] == mt.REOPENED and it.get("rally_oid")]
+    if not wanted:
+        return []
+    by_oid = {str(s.get("ObjectID")): s for s in fetched if s.get("ObjectID")}
+    by_key = index_by_key(fetched)
+    cells = db.load_cells({(it["asset"], it["capability"]) for it in wanted})
+    done = []
+    for it in wanted:
+        story = by_oid.get(str(it["rally_oid"])) or by_key.get(it["key"])
+        if story is None:
+            continue  # gone from Rally: the next sync marks it Missing in Rally
+        state = story.get("ScheduleState") or "Defined"
+        if state in mt.RALLY_DONE_STATES:
+            cell = cells.get((it["asset"], it["capability"]))
+            level = cell.level if cell is not None and cell.state == mt.ASSESSED else None
+            notes = reopened_notes(story.get("Notes"), cell.assessed_by if cell else "",
+                                   cell.assessed_at if cell else now_iso(), level, it["level"])
+            rc.update_story(str(story.get("ObjectID") or it["rally_oid"]),
+                            {"ScheduleState": "Defined", "Notes": notes})
+            done.append(f"{story.get('FormattedID') or it['rally_id']} ({it['key']}) moved "
+                        f"back from {state} to Defined: the item was reopened")
+            state = "Defined"
+        # Store at once, story by story: a run that dies later must not add the note twice.
+        with db.transaction():
+            db.apply_story_states({it["key"]: state}, now_iso())
+    return done
+
+
+def update_pages(ctx: Context) -> int:
+    """After Rally's side is done and committed: the to-do page, then the Rulebook and matrix
+    pages. A Confluence failure now is partly done (exit 3); a re-run updates the pages."""
+    from sre_maturity.render import pages
+    try:
+        code = push_page(ctx)
+        pages.update_confluence(ctx)
+    except ConfluenceError as exc:
+        raise PartialFailure(f"Rally is up to date, but the Confluence page was not updated: "
+                             f"{exc}; run the command again to update the page") from exc
+    return code
+
+
+def push_page(ctx: Context, items: list[dict] | None = None) -> int:
+    """Bring the Confluence to-do table up to date (from ``items`` when the caller already
+    has them), or say why the page is skipped."""
+    settings: Settings = ctx.settings
+    missing = settings.confluence_missing()
+    if missing:
+        ctx.notice(f"Confluence page skipped: {', '.join(missing)} not set")
+        return EXIT_OK
+    from sre_maturity.clients import confluence
+    from sre_maturity.rules import maturity as mt
+    from sre_maturity.rules import views
+    with ctx.open_db() as db:
+        if items is None:
+            items = views.items(db, states=(mt.OPEN, mt.DONE))
+        known = views.item_keys(db)  # closed items too: their rows leave the page
+    rows = reports.todo_rows(items)
+    client = confluence.client_from_settings(settings)
+    try:
+        result = confluence.update_todo_table(
+            client, settings.text("CONFLUENCE_PAGE_ID"), settings.text("CONFLUENCE_TABLE_TITLE"),
+            rows, known,
+        )
+    finally:
+        client.close()
+    if result["changed"]:
+        ctx.print(f"confluence: page updated to version {result['version']} "
+                  f"({result['summary']})")
+    else:
+        ctx.print("confluence: table already up to date (no new version)")
+    return EXIT_OK
+
+

@@ -1,0 +1,116 @@
+"""The ``report`` command: rally_import.csv, confluence_page.txt/.html, the Rulebook and
+sre_matrix.html (with ``--push``, the Rally stories and the Confluence page first; see
+:mod:`push`), or with ``--cycle-time`` the cycle-time statistics.
+
+The text itself is rendered by :mod:`reports` (the to-do table, wiki markup, statistics) and
+:mod:`stories` (Rally story text); this module reads the data and writes the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sre_maturity.support.context import CommandOptions, Context
+from sre_maturity.support.errors import EXIT_OK, InputError, PartialFailure
+
+
+@dataclass(frozen=True)
+class ReportOptions(CommandOptions):
+    """What ``report`` was asked to do."""
+
+    include_amber: bool = False
+    output_dir: str | None = None
+    push: bool = False
+    cycle_time: bool = False
+
+
+def run(opts: ReportOptions, ctx: Context) -> int:
+    """The ``report`` command: the files; with --push the stories and the page first; with
+    --cycle-time only the cycle-time table."""
+    from sre_maturity.render import reports
+    from sre_maturity.rules import maturity as mt
+    from sre_maturity.rules import views
+    if opts.push:
+        from sre_maturity.commands import push
+        push.require_settings(ctx.settings)
+        ctx.require_identity()
+    if opts.cycle_time:
+        with ctx.open_db() as db:
+            items = views.items(db)
+            teams = {a: info.team for a, info in db.load_assets().items()}
+        ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
+        return EXIT_OK
+    code, partial = EXIT_OK, None
+    if opts.push:
+        with ctx.open_db() as db:
+            items = views.items(db, states=(mt.OPEN,))
+        try:
+            push.push_stories(ctx, items, include_amber=opts.include_amber)
+        except PartialFailure as exc:
+            partial = exc  # files and page still show what was created; raised last
+        del items
+    with views.no_cycle_collection():  # 10^5 items and matrix rows, no reference cycle
+        write_files(ctx, opts)
+    if opts.push:
+        try:
+            code = push.update_pages(ctx)
+        except PartialFailure as exc:
+            if partial is not None:  # stories and page both: say the page's, raise the first
+                print(f"sre_tracker: {exc}", file=ctx.err)
+            partial = partial or exc
+    if partial is not None:
+        raise partial
+    return code
+
+
+def write_files(ctx: Context, opts: ReportOptions) -> None:
+    """rally_import.csv, confluence_page.txt and confluence_page.html (written row by row from
+    one sorted pass over the open items), the Rulebook files and sre_matrix.html, then a
+    summary."""
+    from database import now_iso
+    from sre_maturity.render import pages, reports, storage_format, stories
+    from sre_maturity.rules import maturity as mt
+    from sre_maturity.rules import views
+
+    out_dir = Path(opts.output_dir).expanduser() if opts.output_dir else ctx.data_dir
+    if not out_dir.is_dir():
+        raise InputError(f"--output-dir {out_dir} does not exist; create it first")
+    tag = ctx.settings.text("RALLY_TAG")
+    title = ctx.settings.text("CONFLUENCE_TABLE_TITLE")
+    selected = 0
+    todo_items: list[dict] = []
+    with ctx.open_db() as db:
+        fields = views.REPORT_ITEM_FIELDS
+        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order, fields=fields)
+        count = len(rows)
+        with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
+                views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
+                views.atomic_stream(out_dir / "confluence_page.html") as html_file:
+            rally_file.write(stories.rally_import_header())
+            wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
+            wiki_file.write(reports.wiki_header() + "\n")
+            html_file.write(storage_format.table_start())
+            for it in views.item_dicts(db, rows, fields):
+                if stories.wants_story(it, opts.include_amber):
+                    rally_file.write(stories.rally_import_record(it, tag))
+                    selected += 1
+                wiki_file.write(reports.wiki_todo_row(it) + "\n")
+                html_file.write(storage_format.render_todo_row(it))
+                # sre_matrix.html counts them and lists the go-live ones: keep what it reads.
+                kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
+                todo_items.append({k: it[k] for k in kept})
+            html_file.write(storage_format.TABLE_END + "\n")
+        rows = []  # let the sorted rows go before the matrix is built
+        levels = views.open_levels(db)  # counted for the matrix and for the summary
+        matrix, flows = views.matrix_rows(db, levels=levels)
+        summary = views.summary(db, matrix, levels=levels)
+    for line in reports.summary_lines(summary):
+        ctx.print(line)
+    kind = "Red and Amber" if opts.include_amber else "Red"
+    ctx.print(f"rally_import.csv: {selected} {kind} items without a Rally story")
+    ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
+              "wiki); confluence_page.html: the same table in storage format")
+    for line in pages.write_files(ctx, out_dir, matrix, flows, todo_items):
+        ctx.print(line)
+    ctx.print(f"written to {out_dir}")

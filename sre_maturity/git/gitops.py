@@ -1,0 +1,277 @@
+"""Git in the data folder: init, attributes, merge/diff driver registration, commits, old files.
+
+Every git call is an argument list with an explicit ``cwd``; failures become ``GitError`` with
+the command and git's own message.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sre_maturity import HOME
+from sre_maturity.support.errors import GitError
+
+log = logging.getLogger("sre_tracker.git")
+
+DRIVER = "sre-tracker"
+MATRIX_DRIVER = "sre-tracker-matrix"
+GITATTRIBUTES = (
+    "# sre-tracker: merge the database row by row and show it as text in diffs\n"
+    f"sre_data.db merge={DRIVER} diff={DRIVER}\n"
+    f"sre_matrix.csv merge={MATRIX_DRIVER}\n"
+)
+GITIGNORE = (
+    "# sre-tracker data folder\n"
+    ".env\n"
+    "rally_import.csv\n"
+    "confluence_page.txt\n"
+    "confluence_page.html\n"
+    "confluence_rulebook.txt\n"
+    "confluence_rulebook.html\n"
+    "sre_matrix.html\n"
+    "*.bak-v*\n"
+    ".*.tmp\n"
+    ".sre-tracker.*\n"
+)
+SCRIPT = HOME / "sre_tracker.py"
+
+
+def available() -> bool:
+    return shutil.which("git") is not None
+
+
+def call(cwd: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run ``git args`` in ``cwd`` and return the finished process (bytes out and err), whatever
+    its exit status: every git call goes through here, so ``-vv`` logs each one."""
+    cmd = ["git", *args]
+    log.debug("running: %s (in %s)", " ".join(shlex.quote(a) for a in cmd), cwd)
+    # Its own process group: a Ctrl-C in the terminal must not kill a commit half way; the
+    # tool finishes it and then stops (interrupts.py).
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, input=input, process_group=0)
+
+
+def run(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    """Run ``git args`` in ``cwd``; return stdout. Raises GitError when check and it fails."""
+    proc = call(cwd, *args, input=input)
+    if check and proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def repo_root(folder: Path) -> Path | None:
+    """The top of the git work tree containing ``folder``, or None."""
+    if not available():
+        return None
+    proc = call(folder, "rev-parse", "--show-toplevel")
+    if proc.returncode != 0:
+        _refused(folder, proc.stderr.decode("utf-8", "replace"))
+        return None
+    return Path(os.fsdecode(proc.stdout.strip()))
+
+
+def git_dir(folder: Path) -> Path | None:
+    """The git directory (``.git``) of the repository containing ``folder``, or None."""
+    if not available():
+        return None
+    proc = call(folder, "rev-parse", "--absolute-git-dir")
+    if proc.returncode != 0:
+        _refused(folder, proc.stderr.decode("utf-8", "replace"))
+        return None
+    return Path(os.fsdecode(proc.stdout.strip()))
+
+
+def _refused(folder: Path, stderr: str) -> None:
+    """Raise what git said when it refuses a repository that is there (safe.directory: the
+    folder belongs to another user); "not a repository" is left to the caller."""
+    if "safe.directory" not in stderr:
+        return
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = lines[0].removeprefix("fatal: ") if lines else "dubious ownership"
+    fix = next((line for line in lines if line.startswith("git config")), "")
+    raise GitError(f"git refuses the repository of {folder}: {reason}" +
+                   (f"; if you trust it, run: {fix}" if fix else ""))
+
+
+def init(folder: Path) -> None:
+    run(folder, "init", "-q")
+
+
+def ensure_files(folder: Path) -> list[str]:
+    """Write the data folder's .gitattributes and .gitignore when missing or incomplete.
+
+    Returns the names of the files written.
+    """
+    written = []
+    for name, wanted in ((".gitattributes", GITATTRIBUTES), (".gitignore", GITIGNORE)):
+        path = folder / name
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        have = {line.strip() for line in text.splitlines()}
+        missing = [line for line in wanted.splitlines()
+                   if line.strip() and not line.startswith("#") and line.strip() not in have]
+        if not missing:
+            continue
+        if text and not text.endswith("\n"):
+            text += "\n"
+        path.write_text(text + ("" if text else wanted.splitlines()[0] + "\n")
+                        + "\n".join(missing) + "\n", encoding="utf-8")
+        written.append(name)
+    return written
+
+
+def driver_commands() -> dict[str, str]:
+    """The local git config entries that wire the merge drivers and the diff text-conversion."""
+    base = f"{shlex.quote(sys.executable)} {shlex.quote(str(SCRIPT))}"
+    return {
+        f"merge.{DRIVER}.name": "sre-tracker database merge (row by row)",
+        f"merge.{DRIVER}.driver": f"{base} merge-db %O %A %B",
+        f"merge.{MATRIX_DRIVER}.name": "sre-tracker matrix CSV merge (newest assessment wins)",
+        f"merge.{MATRIX_DRIVER}.driver": f"{base} merge-matrix %O %A %B",
+        f"diff.{DRIVER}.textconv": f"{base} dump",
+        f"diff.{DRIVER}.cachetextconv": "false",
+    }
+
+
+# Housekeeping of the data repository (local config, set with the drivers). Every commit adds
+# the whole database as a new object; :func:`tidy` packs them (deltas between versions are
+# small) and ``gc --auto`` folds the packs into one as soon as more than four pile up, in the
+# foreground (a background gc would outlive the command).
+REPO_SETTINGS = {"gc.autoPackLimit": "4", "gc.autoDetach": "false"}
+
+
+def drivers_registered(folder: Path) -> bool:
+    wanted = {**driver_commands(), **REPO_SETTINGS}
+    out = run(folder, "config", "--local", "--get-regexp",
+              r"^((merge|diff)\.sre-tracker|gc\.(autopacklimit|autodetach))", check=False)
+    have = {k.lower(): v for k, v in (line.split(" ", 1) for line in out.splitlines()
+                                      if " " in line)}
+    return all(have.get(k.lower()) == v for k, v in wanted.items())
+
+
+def register_drivers(folder: Path) -> bool:
+    """Register the drivers (and the housekeeping settings) in the repo's local config when
+    missing; True if anything was set."""
+    if drivers_registered(folder):
+        return False
+    for key, value in {**driver_commands(), **REPO_SETTINGS}.items():
+        run(folder, "config", "--local", key, value)
+    return True
+
+
+def tidy(folder: Path, budget: int) -> bool:
+    """Keep loose objects from piling up after a commit: once they take more than ``budget``
+    bytes (the database's size), pack them; then ``gc --auto`` merges the packs when there are
+    too many. True when something was packed."""
+    out = run(folder, "count-objects", "-v", check=False)
+    stats = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    try:
+        loose = int(stats.get("size", "0")) * 1024
+    except ValueError:
+        return False
+    packed = False
+    if loose > budget:
+        run(folder, "repack", "-d", "-q")  # -d also drops the loose copies now packed
+        packed = True
+    run(folder, "gc", "--auto", "--quiet", check=False)
+    return packed
+
+
+def env_tracked(folder: Path) -> bool:
+    """True when ``.env`` in the data folder is tracked by git (it holds secrets)."""
+    return call(folder, "ls-files", "--error-unmatch", ".env").returncode == 0
+
+
+def commit(folder: Path, files: list[str], message: str) -> str | None:
+    """Commit exactly ``files`` (names in ``folder``) with ``message``.
+
+    Whatever else the user staged stays staged and out of this commit. Returns the new commit
+    id, or None when those files have no change.
+    """
+    present = [f for f in files if (folder / f).exists()]
+    if not present:
+        return None
+    if not run(folder, "status", "--porcelain", "--", *present).strip():
+        return None
+    run(folder, "add", "--", *present)
+    try:
+        run(folder, "commit", "-q", "-m", message, "--", *present)
+    except GitError as exc:
+        # Leave nothing of ours staged: the index goes back to what the user had.
+        run(folder, "reset", "-q", "--", *present, check=False)
+        text = str(exc)
+        if "user.email" in text or "identity" in text or "user.name" in text:
+            raise GitError(IDENTITY_FIX.replace(", or pass --no-commit",
+                                                ", then commit the data files")) from None
+        raise
+    return run(folder, "rev-parse", "--short", "HEAD").strip()
+
+
+IDENTITY_FIX = ("git has no identity to commit with; run git config user.name 'Your Name' and "
+                "git config user.email you@example.com (add --global for every repository), "
+                "or pass --no-commit")
+
+
+def has_identity(folder: Path) -> bool:
+    """True when git can name an author and a committer for a commit made in ``folder``
+    (config, GIT_AUTHOR_*/GIT_COMMITTER_* or EMAIL), exactly as ``git commit`` would."""
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        proc = subprocess.run(["git", "var", var], cwd=folder, capture_output=True)
+        if proc.returncode != 0:
+            return False
+    return True
+
+
+def user_name(folder: Path | None = None) -> str:
+    """The assessor by default: git ``user.name``, else the login name."""
+    if available():
+        name = run(folder or Path.cwd(), "config", "user.name", check=False).strip()
+        if name:
+            return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+def head(folder: Path, path: str) -> str | None:
+    """The short id of the commit checked out in ``folder``'s repository, with ``+`` when
+    ``path`` has changes not committed yet; None outside git or before the first commit."""
+    if repo_root(folder) is None:
+        return None
+    sha = run(folder, "rev-parse", "--verify", "-q", "--short=12", "HEAD", check=False).strip()
+    if not sha:
+        return None
+    dirty = run(folder, "status", "--porcelain", "--", path, check=False).strip()
+    return f"{sha}+" if dirty else sha
+
+
+def resolve_revision(folder: Path, when: str, path: str) -> str:
+    """A commit for ``--as-of``: a commit-ish as given, or the last commit touching ``path``
+    at or before the date ``when``."""
+    looks_like_date = len(when) >= 8 and when[:4].isdigit() and when[4] == "-"
+    if not looks_like_date:
+        rev = run(folder, "rev-parse", "--verify", "--quiet", f"{when}^{{commit}}",
+                  check=False).strip()
+        if rev:
+            return rev
+        raise GitError(f"--as-of {when}: no such commit or date (use YYYY-MM-DD or a commit id)")
+    until = when if "T" in when or " " in when else f"{when} 23:59:59"
+    rev = run(folder, "rev-list", "-1", f"--before={until}", "HEAD", "--", path).strip()
+    if not rev:
+        raise GitError(f"--as-of {when}: {path} has no commit at or before that date")
+    return rev
+
+
+def show_file(folder: Path, revision: str, path: str) -> bytes:
+    """The bytes of ``path`` (relative to ``folder``) at ``revision``."""
+    proc = call(folder, "show", f"{revision}:./{path}")
+    if proc.returncode != 0:
+        raise GitError(f"{path} does not exist at commit {revision[:12]}")
+    return proc.stdout

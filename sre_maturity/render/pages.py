@@ -1,0 +1,147 @@
+"""The pages to look at — the Rulebook and the maturity matrix — written by ``report`` as files,
+and kept current on Confluence by ``report --push`` and ``sync`` when their page ids are set.
+
+Files: ``confluence_rulebook.txt`` (wiki markup to paste) and ``confluence_rulebook.html``
+(its storage-format twin) from :mod:`rulebook`; ``sre_matrix.html`` from :mod:`matrix_page`.
+Pages: ``CONFLUENCE_RULEBOOK_PAGE_ID`` gets the Rulebook table under the heading
+``SRE Maturity Model``, ``CONFLUENCE_MATRIX_PAGE_ID`` the matrix table under
+``SRE Maturity Matrix``, with the to-do table's rules (byte-exact splice, no version when the
+table is unchanged, 409 re-read and re-applied: :func:`confluence.update_page` with
+``storage_page.table_edit``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sre_maturity.render import matrix_page, rulebook
+from sre_maturity.rules.maturity import MatrixRow
+from sre_maturity.support.context import Context
+
+log = logging.getLogger("sre_tracker.pages")
+
+RULEBOOK_SETTING = "CONFLUENCE_RULEBOOK_PAGE_ID"
+MATRIX_SETTING = "CONFLUENCE_MATRIX_PAGE_ID"
+PAGE_SETTINGS = {RULEBOOK_SETTING: rulebook.TITLE, MATRIX_SETTING: matrix_page.CONFLUENCE_TITLE}
+
+
+def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
+                flows: Sequence[Mapping], items: Sequence[Mapping]) -> list[str]:
+    """Write the Rulebook files and ``sre_matrix.html``; return the summary lines to print.
+
+    ``matrix`` (rows of :func:`views.matrix_rows`), ``flows`` and ``items`` are the read model
+    ``report`` already holds; the model and the assessment history (for the trend) are read
+    here.
+    """
+    from database import DB_FILE, now_iso
+    from sre_maturity.git import gitops
+    from sre_maturity.rules.views import atomic_stream
+    from sre_maturity.store.csvfiles import atomic_write
+
+    now = now_iso()
+    dates = matrix_page.week_ends(now)
+    with ctx.open_db() as db:
+        model = db.load_model()
+        trend = matrix_page.go_live_trend(db.level_history(), matrix, dates)
+    table_rows = rulebook.rows(model)
+    atomic_write(out_dir / rulebook.TEXT_FILE, rulebook.wiki_page(table_rows, now[:10]))
+    atomic_write(out_dir / rulebook.HTML_FILE, rulebook.storage_table(table_rows) + "\n")
+    commit = gitops.head(ctx.data_dir, DB_FILE)
+    generated = now[:16].replace("T", " ") + " UTC"
+    with atomic_stream(out_dir / matrix_page.HTML_FILE) as fh:
+        for piece in matrix_page.render(matrix, flows, items, trend=trend, dates=dates,
+                                        generated=generated, commit=commit):
+            fh.write(piece)
+    return [
+        f"{rulebook.TEXT_FILE}: the maturity model, {len(table_rows)} levels (paste it like "
+        f"confluence_page.txt); {rulebook.HTML_FILE}: the same in storage format",
+        f"{matrix_page.HTML_FILE}: the matrix as a heatmap per flow (open it in a browser)",
+    ]
+
+
+def update_confluence(ctx: Context) -> None:
+    """Bring the Rulebook and matrix pages whose ids are set up to date (one read each, a
+    write only when the table changed), or say why they are skipped."""
+    settings = ctx.settings
+    wanted = [(name, title) for name, title in PAGE_SETTINGS.items() if settings.get(name)]
+    if not wanted:
+        return
+    missing = [m for m in settings.confluence_missing() if m != "CONFLUENCE_PAGE_ID"]
+    if missing:
+        ctx.notice(f"Confluence pages {', '.join(repr(t) for _n, t in wanted)} skipped: "
+                   f"{', '.join(missing)} not set")
+        return
+    from sre_maturity.clients import confluence
+    from sre_maturity.render import storage_page
+    from sre_maturity.rules import views
+    with ctx.open_db() as db:
+        model = db.load_model()
+        matrix, flows = views.matrix_rows(db)
+    client = confluence.client_from_settings(settings)
+    try:
+        for name, title in wanted:
+            if name == RULEBOOK_SETTING:
+                markup = rulebook.storage_table(rulebook.rows(model))
+                is_ours = storage_page.has_columns(*rulebook.SIGNATURE)
+            else:
+                markup = matrix_page.confluence_table(matrix, flows, client.flavour)
+                is_ours = storage_page.has_columns(*matrix_page.SIGNATURE)
+            edit = storage_page.table_edit(title, is_ours, markup, "table updated")
+            result = confluence.update_page(client, settings.text(name), edit)
+            if result["changed"]:
+                ctx.print(f"confluence: '{title}' page updated to version {result['version']} "
+                          f"({result['summary']})")
+            else:
+                ctx.print(f"confluence: '{title}' table already up to date (no new version)")
+    finally:
+        client.close()
+
+
+def _signature(name: str) -> tuple[str, ...]:
+    return rulebook.SIGNATURE if name == RULEBOOK_SETTING else matrix_page.SIGNATURE
+
+
+def check(settings) -> list[tuple[bool | None, str]]:
+    """For ``check``: one line per page id set (ok, or the reason): the page can be read and
+    parsed, and where the table is or will go."""
+    from sre_maturity.clients import confluence
+    from sre_maturity.render import storage_page
+    from sre_maturity.support.errors import ConfigError, ConfluenceError
+
+    try:
+        wanted = [(name, title) for name, title in PAGE_SETTINGS.items() if settings.get(name)]
+        if not wanted:
+            return []
+        missing = [m for m in settings.confluence_missing() if m != "CONFLUENCE_PAGE_ID"]
+    except ConfigError as exc:
+        return [(False, f"confluence pages: {exc}")]
+    if missing:
+        return [(False, f"confluence pages: {', '.join(missing)} not set (needed by "
+                        f"{', '.join(name for name, _t in wanted)})")]
+    out: list[tuple[bool | None, str]] = []
+    try:
+        client = confluence.client_from_settings(settings)
+    except ConfluenceError as exc:
+        return [(False, f"confluence pages: {exc}")]
+    try:
+        for name, title in wanted:
+            try:
+                page = client.get_page(settings.get(name))
+                found = storage_page.locate(storage_page.load(page["body"]), title,
+                                            storage_page.has_columns(*_signature(name)))
+            except ConfluenceError as exc:
+                out.append((False, f"confluence: {name}: {exc}"))
+                continue
+            where = f"{name}: page '{page['title']}' v{page['version']}"
+            if found.table is not None:
+                state = f"table '{title}' found"
+            elif found.heading is not None:
+                state = f"heading '{title}' has no table yet: the table will be added under it"
+            else:
+                state = f"heading '{title}' not found: heading and table will be appended"
+            out.append((True, f"confluence: {where}, {state}"))
+    finally:
+        client.close()
+    return out

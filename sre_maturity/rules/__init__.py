@@ -1,0 +1,1 @@
+"""The maturity rules as pure functions (``maturity``) and the read model (``views``)."""

@@ -1,0 +1,353 @@
+"""The read model: what commands show, computed from the database (matrix entries, flow
+roll-ups, summary counts, items with their flows) and the readable ``sre_matrix.csv``.
+
+Work follows what a command shows: the matrix comes from the cells and one aggregate row per
+cell with open items (never a row per item); the summary from counts grouped by level; items
+are read as rows only by the commands that print them, and the report files are written one row
+at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sre_maturity.support.context import Context
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sre_maturity.rules import maturity as mt
+# The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
+# keeps only these of every open go-live item while it streams the other files, and of the
+# other open items only what the page counts (PAGE_COUNTED_FIELDS).
+PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
+                    "priority", "milestone", "rally_id", "why", "criteria", "flows")
+PAGE_COUNTED_FIELDS = ("asset", "state", "go_live", "owner")
+# The stored item fields report's files read (the rest of an item dict comes from the model).
+REPORT_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_oid",
+                      "rally_id", "rally_url")
+
+
+@contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Python's cyclic garbage collector paused: the matrix is some 10^5 new tuples and lists
+    holding no reference cycle, which the collector would otherwise walk again and again while
+    they are made (a tenth of ``status``'s time at 2,000 assets)."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _today(today: str | None) -> str:
+    from database import now_iso
+
+    return today or now_iso()[:10]
+
+
+def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
+           ) -> tuple[list[dict], list[dict]]:
+    """The matrix entries and the flow roll-ups (as ``status --format json`` shows them),
+    of every active asset or only of ``assets``."""
+    from sre_maturity.rules import maturity as mt
+    model, active = db.load_model(), db.load_assets()
+    if assets is not None:
+        wanted = set(assets)
+        active = {a: info for a, info in active.items() if a in wanted}
+    with no_cycle_collection():
+        cells = {(r[0], r[1]): r for r in db.matrix_cells(assets)}
+        return mt.matrix_view(model, active, cells, (), _today(today),
+                              counts=open_counts(db, model, assets))
+
+
+def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
+                ) -> tuple[list[mt.MatrixRow], list[dict]]:
+    """As :func:`matrix`, the entries as :class:`maturity.MatrixRow` tuples, for what goes
+    through every entry (the JSON and CSV of ``status``, export, the report's summary and
+    sre_matrix.html); ``levels`` as :func:`open_counts` takes them."""
+    from sre_maturity.rules import maturity as mt
+    model, active = db.load_model(), db.load_assets()
+    cells = {(r[0], r[1]): r for r in db.matrix_cells()}
+    return mt.matrix_rows(model, active, cells, _today(today),
+                          open_counts(db, model, levels=levels))
+
+
+def category_grid(db, today: str | None = None, *, levels: Iterable[tuple] | None = None
+                  ) -> tuple[dict[str, tuple], dict[str, dict[str, tuple]]]:
+    """The terminal matrix's numbers per asset and category and per flow and category
+    (:func:`maturity.category_grid`), from the cells' levels and one aggregate row per cell
+    with open items (``levels`` as :func:`open_counts` takes them): no entry per
+    asset x capability."""
+    from sre_maturity.rules import maturity as mt
+    model = db.load_model()
+    return mt.category_grid(model, db.load_assets(), db.cell_levels(), _today(today),
+                            open_counts(db, model, levels=levels))
+
+
+def matrix_frame(db, today: str | None = None) -> pd.DataFrame:
+    """The maturity matrix as a pandas DataFrame, for exports and analysis off the hot paths.
+
+    One row per active asset × capability (model order), indexed by ``(asset, capability)``;
+    the columns are :data:`reports.MATRIX_FRAME_COLUMNS` minus the index: ``flows`` (joined
+    with ``", "``), ``team``, ``category``, ``state`` (Assessed, Not Assessed, Not
+    Applicable), ``level`` (nullable integer: <NA> when not assessed or not applicable),
+    ``target_level``, ``go_live_level``, ``rag``, ``open_items``, who and when assessed, and
+    the not-applicable reason and expiry.
+    The asset × capability grid of levels is ``matrix_frame(db)["level"].unstack()``.
+    """
+    import pandas as pd
+
+    from sre_maturity.render.reports import MATRIX_FRAME_COLUMNS
+
+    rows, _flows = matrix_rows(db, today)
+    # The rows hold MATRIX_FRAME_COLUMNS in order (and then ``why``); flows joined.
+    width = len(MATRIX_FRAME_COLUMNS)
+    records = [(r[0], ", ".join(r[1]), *r[2:width]) for r in rows]
+    frame = pd.DataFrame.from_records(records, columns=list(MATRIX_FRAME_COLUMNS))
+    frame["level"] = frame["level"].astype("Int64")
+    return frame.set_index(["asset", "capability"])
+
+
+def open_levels(db, assets: Iterable[str] | None = None) -> list[tuple[str, str, str, str | None]]:
+    """The open items' levels per cell (of ``assets``), one aggregate row per cell with open
+    items (:meth:`database.Database.open_levels_by_cell`): what :func:`open_counts` and
+    :func:`summary_of` count, read once for both."""
+    return list(db.open_levels_by_cell(assets))
+
+
+def open_counts(db, model: Mapping, assets: Iterable[str] | None = None, *,
+                levels: Iterable[tuple[str, str, str, str | None]] | None = None
+                ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(open items, of which Red) per cell with open items, from one aggregate row per cell
+    (``levels`` from :func:`open_levels`, read here when not given)."""
+    go_live = {cap.name: frozenset(str(lv) for lv, s in cap.levels.items() if s.go_live)
+               for cap in model.values()}
+    counts = {}
+    seen: dict[tuple[str, str], tuple[int, int]] = {}  # few distinct level sets per capability
+    for asset, capability, of_cell, _done in (db.open_levels_by_cell(assets) if levels is None
+                                              else levels):
+        n = seen.get((capability, of_cell))
+        if n is None:
+            red = go_live.get(capability, frozenset())
+            n = seen[(capability, of_cell)] = (len(of_cell), sum(d in red for d in str(of_cell)))
+        counts[(asset, capability)] = n
+    return counts
+
+
+def summary(db, rows: Iterable[mt.MatrixRow], assets: Iterable[str] | None = None, *,
+            levels: Sequence | None = None) -> dict:
+    """The summary counts of ``reports.summarise`` for the matrix ``rows``
+    (:func:`matrix_rows`), the open items counted by SQL (only those of ``assets``; default:
+    the rows' assets; ``levels`` as :func:`summary_of` takes them)."""
+    rows = list(rows)
+    names = {r.asset for r in rows} if assets is None else set(assets)
+    return summary_of(db, names, len({r.capability for r in rows}),
+                      Counter(r.state for r in rows), levels=levels)
+
+
+def summary_of(db, assets: Iterable[str], capabilities: int, states: Mapping[str, int], *,
+               levels: Iterable[tuple[str, str, str, str | None]] | None = None) -> dict:
+    """As :func:`summary`, from counts already made: the ``assets`` shown, how many
+    ``capabilities`` they have, and how many of their cells are in each of the ``states``;
+    the open items are counted from ``levels`` (:func:`open_levels`, read here when not
+    given), only those of ``assets``."""
+    from sre_maturity.rules import maturity as mt
+    names = set(assets)
+    if levels is None:
+        levels = db.open_levels_by_cell(names)
+    # Cells with the same open and done levels of a capability count alike: tally those first.
+    alike = Counter((capability, of_cell, done or "")
+                    for asset, capability, of_cell, done in levels if asset in names)
+    specs = db.level_specs()
+    todo = red = done_n = 0
+    owners: Counter[str] = Counter()
+    for (capability, of_cell, done), n in alike.items():
+        for digit in str(of_cell):
+            spec = specs.get((capability, int(digit)))
+            todo += n
+            red += n if spec and spec.go_live else 0
+            done_n += n if digit in done else 0
+            owners[spec.owner if spec else "Asset"] += n
+    return {
+        "assets": len(names),
+        "capabilities": capabilities,
+        "assessed": states.get(mt.ASSESSED, 0),
+        "not_assessed": states.get(mt.NOT_ASSESSED, 0),
+        "not_applicable": states.get(mt.NOT_APPLICABLE, 0),
+        "open_items": todo,
+        "open_red": red,
+        "open_amber": todo - red,
+        "awaiting_reassessment": done_n,
+        "by_owner": dict(sorted(owners.items())),
+    }
+
+
+def items(db, states: Iterable[str] | None = None,
+          assets: Iterable[str] | None = None) -> list[dict]:
+    """Item dicts with their ``flows``, ``team`` and ``current_level`` (optionally only those
+    in ``states`` / of ``assets``); open items of assets that left flows.csv are left out."""
+    return list(iter_items(db, states, assets))
+
+
+def iter_items(db, states: Iterable[str] | None = None,
+               assets: Iterable[str] | None = None) -> Iterator[dict]:
+    """As :func:`items`, one at a time."""
+    return item_dicts(db, item_rows(db, states, assets))
+
+
+def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | None = None,
+              *, order: Callable[..., Any] | None = None, fields: Sequence[str] | None = None
+              ) -> list:
+    """The stored item rows (no words) that :func:`items` shows; with ``order`` (a sort key
+    over an item's priority, go-live flag, flows, asset, capability and level, such as
+    ``reports.page_order``), sorted by it; ``fields``: only these stored fields (see
+    :meth:`database.Database.item_rows`; default all). Only these small rows are held while
+    sorting; :func:`item_dicts` then makes the dicts one at a time."""
+    from sre_maturity.rules import maturity as mt
+    active = db.load_assets()
+    rows = [r for r in db.item_rows(states, assets, fields=fields)
+            if r["asset"] in active or not mt.is_open(r["state"])]
+    if order is not None:
+        ranks = {k: (spec.priority, spec.go_live) for k, spec in db.level_specs().items()}
+        labels = {a: info.flow_label for a, info in active.items()}
+
+        def key(r) -> Any:
+            asset, capability, level = r[:3]  # database.ITEM_FIELDS starts with the key
+            priority, go_live = ranks.get((capability, level), ("P3", False))
+            return order(priority, go_live, labels.get(asset, ""), asset, capability, level)
+
+        rows.sort(key=key)
+    return rows
+
+
+def item_keys(db) -> set[tuple[str, str]]:
+    """(Task, Asset Name) of every stored item, open or closed: the rows of the page's to-do
+    table that are the tool's (any other row there is a person's)."""
+    from sre_maturity.rules import maturity as mt
+    return {(mt.task_name(r["capability"], r["level"]), r["asset"]) for r in db.item_rows()}
+
+
+def item_dicts(db, rows: Sequence, fields: Sequence[str] | None = None) -> Iterator[dict]:
+    """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows
+    (read with ``fields``, default all), made one at a time."""
+    labels = {a: (info.flow_label, info.team) for a, info in db.load_assets().items()}
+    words = db.item_words(fields)
+    for r in rows:
+        it = words(r)
+        it["flows"], it["team"] = labels.get(it["asset"], ("", ""))
+        yield it
+
+
+def load_view(db, today: str | None = None):
+    """Matrix entries, flow roll-ups and every item dict (with its flows): for the few callers
+    that compare whole views (``setup --dry-run``)."""
+    entries, flows = matrix(db, today)
+    return entries, flows, items(db)
+
+
+# ---------------------------------------------------------------------------- files
+@contextmanager
+def atomic_stream(path: Path) -> Iterator[TextIO]:
+    """A file written through a temporary sibling and renamed over ``path`` when complete:
+    a crash or an error never leaves half a file."""
+    import tempfile
+
+    # A unique temporary name: two writers never share one (ignored by the folder's
+    # .gitignore as .*.tmp).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.chmod(tmp, _mode_for(path))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mode_for(path: Path) -> int:
+    """The mode ``path`` has, or a new file would get (mkstemp makes its file 0600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def write_matrix_file(ctx: Context, db) -> None:
+    """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review).
+
+    Streamed from the cells and one aggregate row per cell: no item is read, and no text of
+    the whole file is held.
+    """
+    from database import MATRIX_FILE
+    from sre_maturity.render import reports
+
+    with no_cycle_collection():  # 10^5 rows, no reference cycle
+        rows, _flows = matrix_rows(db)
+    with atomic_stream(ctx.data_dir / MATRIX_FILE) as fh:
+        reports.write_matrix_rows_csv(fh, rows)
+    ctx.matrix_written()
+
+
+def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> None:
+    """Bring sre_matrix.csv up to date after a change of the ``touched`` cells: their rows
+    are computed again and every other row is copied as it is (rows whose Not Applicable mark
+    has expired are recomputed too). Without a usable file (missing, another header, a touched
+    row not in it) the whole file is written instead."""
+    import csv
+
+    from database import MATRIX_FILE
+    from sre_maturity.render import reports
+
+    path = ctx.data_dir / MATRIX_FILE
+    today = _today(None)
+    touched = set(touched) | set(db.expired_cells(today))
+    names = {a for a, _c in touched}
+    entries, _flows = matrix(db, today, assets=names)
+    fresh = {(reports.neutralise(e["asset"]), reports.neutralise(e["capability"])):
+             reports.matrix_row(e) for e in entries if (e["asset"], e["capability"]) in touched}
+    if not path.is_file() or len(fresh) != len(touched):
+        write_matrix_file(ctx, db)
+        return
+    seen = 0
+    with open(path, encoding="utf-8", newline="") as src, atomic_stream(path) as fh:
+        read: list[str] = []  # the lines of the record the reader has just parsed
+
+        def lines() -> Iterator[str]:
+            for line in src:
+                read.append(line)
+                yield line
+
+        rows = csv.reader(lines())
+        if next(rows, None) != reports.MATRIX_COLUMNS:
+            seen = -1
+        else:
+            out = reports.matrix_writer(fh)
+            out.writerow(reports.MATRIX_COLUMNS)
+            read.clear()
+            for row in rows:
+                new = fresh.get((row[0], row[4])) if len(row) > 4 else None
+                if new is not None:
+                    seen += 1
+                    out.writerow(new)
+                else:  # copied as it was written: cheaper than writing the parsed row again
+                    fh.write("".join(read))
+                read.clear()
+        if seen != len(fresh):  # not the file this database wrote: rewrite it whole
+            fh.seek(0)
+            fh.truncate()
+            whole, _flows = matrix_rows(db, today)
+            reports.write_matrix_rows_csv(fh, whole)
+    ctx.matrix_written()

@@ -1,0 +1,184 @@
+"""Importing the CSVs (``setup --from-csv``): the definitions (flows, assets, capabilities,
+questions) brought in line with ``flows.csv`` and ``maturity_model.csv``, and the bulk levels
+of ``assessments.csv`` appended to the history.
+
+Each function takes an open :class:`~database.Database` and runs inside the caller's
+transaction. The statements that sync a definitions table live here with the rules for it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from database import Database, history_entry
+from sre_maturity.rules import maturity as mt
+from sre_maturity.store import schema
+from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
+from sre_maturity.support.errors import InputError
+from sre_maturity.support.names import unknown_message
+
+__all__ = ["ImportReport", "import_assessments", "import_definitions"]
+
+
+@dataclass(frozen=True)
+class _Definitions:
+    """One kind of definition the CSVs hold: its table, key, written and compared columns."""
+
+    table: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # written on import, in this order after the key
+    compared: tuple[str, ...]  # a change here reports the row as updated (a prefix of columns)
+
+
+_ASSETS = _Definitions("assets", ("asset",), ("team",), ())
+_FLOWS = _Definitions("flows", ("flow", "asset"), ("team", "target_level", "position"),
+                      ("team", "target_level"))
+_CAPABILITIES = _Definitions("capabilities", ("capability",), ("category", "position"),
+                             ("category",))
+_QUESTION_TEXT = ("criteria", "question", "owner", "priority", "go_live", "milestone")
+_QUESTIONS = _Definitions("questions", ("capability", "level", "seq"), _QUESTION_TEXT,
+                          _QUESTION_TEXT)
+
+
+@dataclass
+class _SyncResult:
+    """What one kind's import did: added (key, was archived), updated and archived keys."""
+
+    added: list[tuple[tuple, bool]] = field(default_factory=list)
+    updated: list[tuple] = field(default_factory=list)
+    archived: list[tuple] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    """What an import of the CSVs added, updated and archived."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.archived)
+
+    def note(self, result: _SyncResult, name: Callable[[tuple], str], *,
+             updates: bool = True) -> None:
+        """Add one kind's changes under its rows' names (updates left out when asked)."""
+        self.added += [name(k) + (" (restored)" if restored else "")
+                       for k, restored in result.added]
+        if updates:
+            self.updated += [name(k) for k in result.updated]
+        self.archived += [name(k) for k in result.archived]
+
+
+def import_definitions(
+    db: Database, flows: list[FlowRow], model: list[ModelRow], now: str
+) -> ImportReport:
+    """Bring flows and model in line with the CSVs: add, update text, archive what left.
+
+    Runs inside the caller's transaction. Assessments are never touched.
+    """
+    report = ImportReport()
+    teams: dict[str, str] = {}
+    for f in flows:
+        if not teams.get(f.asset):  # an asset's team: the first flow row that names one
+            teams[f.asset] = f.team
+    categories: dict[str, str] = {}
+    for m in model:
+        categories.setdefault(m.capability, m.category)
+    seqs: dict[tuple[str, int], int] = defaultdict(int)
+    questions = {}
+    for m in model:
+        seqs[(m.capability, m.level)] += 1
+        questions[(m.capability, m.level, seqs[(m.capability, m.level)])] = (
+            m.criteria, m.question, m.owner, m.priority, int(m.go_live), m.milestone)
+
+    assets = _sync_definitions(db, _ASSETS, {(a,): (t,) for a, t in teams.items()}, now)
+    report.note(assets, lambda k: f"asset {k[0]}", updates=False)
+    flow_rows = {(f.flow, f.asset): (f.team, f.target_level, pos)
+                 for pos, f in enumerate(flows)}
+    report.note(_sync_definitions(db, _FLOWS, flow_rows, now), lambda k: f"{k[0]}/{k[1]}")
+    caps = _sync_definitions(
+        db, _CAPABILITIES,
+        {(c,): (cat, pos) for pos, (c, cat) in enumerate(categories.items())}, now)
+    report.note(caps, lambda k: f"capability {k[0]}")
+    qs = _sync_definitions(db, _QUESTIONS, questions, now)
+    if qs.updated:
+        report.updated.append(f"{len(qs.updated)} question rows")
+    # Questions of an archived capability are already said with the capability.
+    caps_gone = {k[0] for k in caps.archived}
+    q_gone = [k for k in qs.archived if k[0] not in caps_gone]
+    if q_gone:
+        report.archived.append(f"{len(q_gone)} question rows")
+    if report.changed:
+        # The merge driver follows the side whose definitions were imported last.
+        db.set_meta("definitions_imported_at", now)
+    return report
+
+
+def _sync_definitions(db: Database, kind: _Definitions, wanted: dict[tuple, tuple],
+                      now: str) -> _SyncResult:
+    """Make ``kind``'s table hold ``wanted`` ({key: values of ``kind.columns``}): insert
+    or update each row (restoring archived ones), archive the rows no longer wanted."""
+    old = schema.definition_rows(db.conn, kind.table, kind.key)
+    result = _SyncResult()
+    compared = len(kind.compared)
+    for key, values in wanted.items():
+        row = old.get(key)
+        if row is None or row["archived_at"] is not None:
+            result.added.append((key, row is not None))
+        elif tuple(row[col] for col in kind.compared) != values[:compared]:
+            result.updated.append(key)
+    schema.upsert_definitions(db.conn, kind.table, kind.key, kind.columns, wanted)
+    result.archived = [key for key, row in old.items()
+                       if key not in wanted and row["archived_at"] is None]
+    schema.archive_definitions(db.conn, kind.table, kind.key, result.archived, now)
+    return result
+
+
+def import_assessments(
+    db: Database, rows: list[AssessmentRow], assessor: str, now: str, source_name: str
+) -> tuple[set[tuple[str, str]], list[str]]:
+    """Apply bulk levels (SPEC §2, §11); returns (cells changed, skipped descriptions).
+
+    The caller refreshes the items, passing the changed cells as re-assessed.
+    """
+    assets = {n.casefold(): n for n in schema.active_names(db.conn, "assets", "asset")}
+    caps = {n.casefold(): n for n in schema.active_names(db.conn, "capabilities", "capability")}
+    for row in rows:
+        where = f"{source_name}:{row.line}, column"
+        if row.asset.casefold() not in assets:
+            raise InputError(f"{where} 'Asset Name': " + unknown_message(
+                "asset", row.asset, assets.values(), "add it to flows.csv or fix the name"))
+        if row.capability.casefold() not in caps:
+            raise InputError(f"{where} 'Capability': " + unknown_message(
+                "capability", row.capability, caps.values(),
+                "add it to maturity_model.csv or fix the name"))
+    cells = db.load_cells()
+    skipped: list[str] = []
+    entries: list[tuple] = []
+    for row in rows:
+        asset, cap = assets[row.asset.casefold()], caps[row.capability.casefold()]
+        cell = cells.get((asset, cap), mt.Cell(asset, cap))
+        state = mt.NOT_APPLICABLE if row.level is None else mt.ASSESSED
+        same = cell.state == state and (
+            cell.level == row.level if state == mt.ASSESSED else cell.na_reason == row.na_reason
+        )
+        if same:
+            continue
+        at = row.assessed_at or now
+        if cell.assessed_at and at < cell.assessed_at:
+            skipped.append(
+                f"{source_name}:{row.line} {asset} / {cap}: assessed {at}, older than the "
+                f"current assessment ({cell.assessed_at})"
+            )
+            continue
+        entries.append(history_entry(
+            asset, cap, cell.state, cell.level, state, row.level, [], "", row.notes,
+            row.na_reason if row.level is None else "", "", row.assessed_by or assessor, at,
+            "import",
+        ))
+    db.append_history(entries)
+    return {(e[1], e[2]) for e in entries}, skipped

@@ -1,0 +1,468 @@
+"""The shape of ``sre_data.db``: the schema versions, the migrations between them, and the
+checks that refuse a file that is not ours (foreign, damaged, or from a newer version).
+
+Schema upgrades are keyed on ``PRAGMA user_version``; a copy of the old file is made first.
+Queries live in ``database.py``; this module only creates, checks and upgrades, and reads and
+rewrites whole tables by primary key, whatever their schema (the merge driver and ``dump``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sre_maturity.support.errors import DatabaseError, NewerSchema
+
+APPLICATION_ID = 0x53524554  # "SRET": marks the file as ours
+SCHEMA_VERSION = 3
+# A migration that frees more pages than this is followed by VACUUM, so the file git commits
+# shrinks with it (VACUUM rewrites the whole file: not worth it for a few pages).
+VACUUM_FREE_PAGES = 256
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE assets (
+    asset TEXT PRIMARY KEY,
+    team TEXT NOT NULL DEFAULT '',
+    archived_at TEXT
+);
+CREATE TABLE flows (
+    flow TEXT NOT NULL,
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    team TEXT NOT NULL DEFAULT '',
+    target_level INTEGER NOT NULL DEFAULT 3,
+    position INTEGER NOT NULL DEFAULT 0,
+    archived_at TEXT,
+    PRIMARY KEY (flow, asset)
+);
+CREATE TABLE capabilities (
+    capability TEXT PRIMARY KEY,
+    category TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT 0,
+    archived_at TEXT
+);
+CREATE TABLE questions (
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    level INTEGER NOT NULL CHECK (level BETWEEN 1 AND 5),
+    seq INTEGER NOT NULL,
+    criteria TEXT NOT NULL,
+    question TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT 'Asset',
+    priority TEXT NOT NULL DEFAULT '',
+    go_live INTEGER NOT NULL DEFAULT 0,
+    milestone TEXT NOT NULL DEFAULT '',
+    archived_at TEXT,
+    PRIMARY KEY (capability, level, seq)
+);
+CREATE TABLE cells (
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    state TEXT NOT NULL CHECK (state IN ('Assessed', 'Not Applicable')),
+    level INTEGER CHECK (level BETWEEN 0 AND 5),
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL DEFAULT '',
+    assessment_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, capability)
+);
+CREATE TABLE assessments (
+    id TEXT PRIMARY KEY,
+    asset TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    old_state TEXT NOT NULL,
+    old_level INTEGER,
+    new_state TEXT NOT NULL,
+    new_level INTEGER,
+    answers TEXT NOT NULL DEFAULT '[]',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'assess'
+);
+CREATE TABLE items (
+    key TEXT PRIMARY KEY,
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    level INTEGER NOT NULL,
+    category TEXT NOT NULL DEFAULT '',
+    criteria TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT 'Asset',
+    priority TEXT NOT NULL DEFAULT 'P3',
+    go_live INTEGER NOT NULL DEFAULT 0,
+    milestone TEXT NOT NULL DEFAULT '',
+    why TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'open',
+    work_status TEXT NOT NULL DEFAULT 'Not Started',
+    rally_state TEXT NOT NULL DEFAULT '',
+    rally_oid TEXT NOT NULL DEFAULT '',
+    rally_id TEXT NOT NULL DEFAULT '',
+    rally_url TEXT NOT NULL DEFAULT '',
+    opened_at TEXT NOT NULL,
+    closed_at TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX assessments_cell ON assessments (asset, capability, assessed_at);
+"""
+
+_SCHEMA_V2 = """
+ALTER TABLE items ADD COLUMN done_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN updated_at TEXT NOT NULL DEFAULT '';
+CREATE INDEX items_state ON items (state);
+"""
+
+
+# Version 3, compact: an item no longer copies its level's words (category, criteria, owner,
+# priority, go-live, milestone: read from the model's questions) nor the key (asset / capability
+# / level is its primary key); the reason of an open item is derived from its cell when read and
+# kept only once the item closes. Cells, items and the history are WITHOUT ROWID tables keyed by
+# their natural keys, so each key is stored once (no second index holding it again). Text keys
+# stay (not integer ids): the merge driver unions rows of two clones by primary key, and ids
+# given out independently in two clones would collide.
+_SCHEMA_V3 = """
+CREATE TABLE cells_v3 (
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    state TEXT NOT NULL CHECK (state IN ('Assessed', 'Not Applicable')),
+    level INTEGER CHECK (level BETWEEN 0 AND 5),
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL DEFAULT '',
+    assessment_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, capability)
+) WITHOUT ROWID;
+INSERT INTO cells_v3 SELECT asset, capability, state, level, na_reason, na_until,
+    failed_question, notes, assessed_by, assessed_at, assessment_id FROM cells;
+DROP TABLE cells;
+ALTER TABLE cells_v3 RENAME TO cells;
+CREATE TABLE assessments_v3 (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    asset TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    old_state TEXT NOT NULL,
+    old_level INTEGER,
+    new_state TEXT NOT NULL,
+    new_level INTEGER,
+    answers TEXT NOT NULL DEFAULT '[]',
+    failed_question TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    na_reason TEXT NOT NULL DEFAULT '',
+    na_until TEXT NOT NULL DEFAULT '',
+    assessed_by TEXT NOT NULL DEFAULT '',
+    assessed_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'assess'
+) WITHOUT ROWID;
+INSERT INTO assessments_v3 SELECT id, rowid, asset, capability, old_state, old_level, new_state,
+    new_level, answers, failed_question, notes, na_reason, na_until, assessed_by, assessed_at,
+    source FROM assessments;
+DROP TABLE assessments;
+ALTER TABLE assessments_v3 RENAME TO assessments;
+CREATE TABLE items_v3 (
+    asset TEXT NOT NULL REFERENCES assets(asset),
+    capability TEXT NOT NULL REFERENCES capabilities(capability),
+    level INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open',
+    work_status TEXT NOT NULL DEFAULT 'Not Started',
+    rally_state TEXT NOT NULL DEFAULT '',
+    rally_oid TEXT NOT NULL DEFAULT '',
+    rally_id TEXT NOT NULL DEFAULT '',
+    rally_url TEXT NOT NULL DEFAULT '',
+    why TEXT NOT NULL DEFAULT '',
+    opened_at TEXT NOT NULL,
+    done_at TEXT NOT NULL DEFAULT '',
+    closed_at TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, capability, level)
+) WITHOUT ROWID;
+INSERT INTO items_v3 SELECT asset, capability, level, state, work_status, rally_state, rally_oid,
+    rally_id, rally_url, CASE WHEN state IN ('open', 'done') THEN '' ELSE why END, opened_at,
+    done_at, closed_at, updated_at FROM items;
+DROP TABLE items;
+ALTER TABLE items_v3 RENAME TO items
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def check_header(path: Path) -> None:
+    """Refuse a file that is not SQLite at all (before SQLite sees it), an empty one (SQLite
+    would quietly make a new database in it) and a folder in its place; none is touched."""
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder, not the database file; move it away (or "
+                            "restore the file from git)")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise DatabaseError(
+            f"{path} is empty (0 bytes), not a database; restore it from git "
+            f"(git checkout -- {path.name}), or delete it and run setup to start afresh")
+    if head and head != b"SQLite format 3\x00":
+        raise DatabaseError(
+            f"{path} is not an SQLite database (corrupt or foreign file); restore it from git "
+            f"(git checkout -- {path.name}) or move it away"
+        )
+
+
+def prepare(conn: sqlite3.Connection, path: Path) -> tuple[int | None, Path | None]:
+    """Check that the open file is ours and sound, and upgrade an older schema.
+
+    Returns (the version migrated from, the backup made) — (None, None) when nothing was
+    upgraded. Raises DatabaseError for a foreign or damaged file, NewerSchema for a newer one.
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id != APPLICATION_ID and (app_id != 0 or tables):
+        raise DatabaseError(
+            f"{path} is not an sre-tracker database (another application's file); "
+            "move it away or pass --data-dir"
+        )
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(
+            f"{path} was written by a newer sre-tracker (schema {version}, this one "
+            f"knows {SCHEMA_VERSION}); upgrade sre-tracker"
+        )
+    if tables and not verified(path):
+        integrity(conn, path)
+    if version == SCHEMA_VERSION:
+        return None, None
+    backup = None
+    if version > 0:
+        backup = path.with_name(f"{path.name}.bak-v{version}")
+        shutil.copy2(path, backup)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?)", (now_iso(),)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    if version > 0:
+        compact(conn, 0)  # the upgrade copied tables and dropped the old ones: repack
+    return (version or None), backup
+
+
+def integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check``: refuse a damaged file with the way out."""
+    problem = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if problem != "ok":
+        raise DatabaseError(
+            f"{path} is damaged ({problem}); restore it from git "
+            f"(git checkout -- {path.name})"
+        )
+
+
+def compact(conn: sqlite3.Connection, min_free_pages: int = VACUUM_FREE_PAGES) -> bool:
+    """VACUUM when many pages are free (after a migration or a big import); True if it ran."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if free < min_free_pages:
+        return False
+    conn.execute("VACUUM")
+    return True
+
+
+# ---------------------------------------------------------------------------- the check stamp
+# ``quick_check`` reads every page (130 ms at 2,000 assets). It runs on the first open of a file
+# this user has not seen in its current form: the stamp (size, mtime, SQLite's file change
+# counter) of a file that passed, or that the tool itself wrote and closed, is remembered
+# outside the data folder. A file changed by anything else (git checkout, a copy, a disk fault
+# that changes its size or time) is checked again.
+def _stamp_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sre-tracker" / "verified.json"
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+        with open(path, "rb") as fh:
+            fh.seek(24)
+            counter = int.from_bytes(fh.read(4), "big")
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, counter]
+
+
+def _load_stamps() -> dict[str, list[int]]:
+    try:
+        data = json.loads(_stamp_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def verified(path: Path) -> bool:
+    """True when this file, as it is now, passed the check before (or the tool wrote it)."""
+    stamp = _stamp(path)
+    return stamp is not None and _load_stamps().get(str(Path(path).resolve())) == stamp
+
+
+def remember(path: Path) -> None:
+    """Record the file as sound in its current form (best effort: a cache, never an error)."""
+    stamp = _stamp(path)
+    if stamp is None:
+        return
+    stamps = _load_stamps()
+    key = str(Path(path).resolve())
+    if stamps.get(key) == stamp:
+        return
+    stamps[key] = stamp
+    # Keep the cache small: forget files that no longer exist.
+    stamps = {k: v for k, v in stamps.items() if os.path.exists(k)}
+    target = _stamp_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stamps), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------- whole tables
+# The merge driver and git's diff text-conversion see the tables as plain rows keyed by their
+# primary key, whatever the schema version; these read and rewrite a file's tables as such.
+def primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    """The primary-key columns of ``table``, in key order (empty when it has none)."""
+    info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+    return tuple(name for _pos, name in sorted((r[5], r[1]) for r in info if r[5]))
+
+
+def table_rows(conn: sqlite3.Connection, table: str, *,
+               rowid_order: bool = True) -> list[dict[str, object]]:
+    """Every row of ``table`` as a column → value dict, in rowid (insertion) order unless
+    ``rowid_order`` is false (then in no particular order: any table, of any schema). A
+    WITHOUT ROWID table comes in primary-key order."""
+    order = " ORDER BY rowid" if rowid_order and _has_rowid(conn, table) else ""
+    cur = conn.execute(f'SELECT * FROM "{table}"{order}')
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, values, strict=True)) for values in cur]
+
+
+def rows_by_key(conn: sqlite3.Connection, table: str) -> dict[tuple, dict[str, object]]:
+    """Every row of ``table`` keyed by its primary-key values."""
+    pk = primary_key(conn, table)
+    return {tuple(row[k] for k in pk): row for row in table_rows(conn, table)}
+
+
+def rewrite_rows(conn: sqlite3.Connection, table: str, current: dict[tuple, dict[str, object]],
+                 wanted: dict[tuple, dict[str, object]]) -> None:
+    """Turn ``table`` from ``current`` into ``wanted`` (both keyed as :func:`rows_by_key`):
+    delete, insert and update only what differs, so kept rows keep their rowids.
+
+    Call inside a transaction; foreign keys are checked at its commit, not per statement.
+    """
+    conn.execute("PRAGMA defer_foreign_keys=ON")
+    pk = primary_key(conn, table)
+    where = " AND ".join(f'"{k}" = ?' for k in pk)
+    for key in current.keys() - wanted.keys():
+        conn.execute(f'DELETE FROM "{table}" WHERE {where}', key)
+    for key, row in wanted.items():
+        old = current.get(key)
+        if old == row:
+            continue
+        names = list(row)
+        if old is None:
+            cols = ",".join(f'"{n}"' for n in names)
+            marks = ",".join("?" * len(names))
+            conn.execute(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})',
+                         [row[n] for n in names])
+        else:
+            sets = ",".join(f'"{n}" = ?' for n in names)
+            conn.execute(f'UPDATE "{table}" SET {sets} WHERE {where}',
+                         [*(row[n] for n in names), *key])
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that never writes (no journal, no lock): for a file git hands
+    over, which may be a temporary copy or a blob of another commit."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+
+
+def file_identity(conn: sqlite3.Connection) -> tuple[int, int, list[str]]:
+    """``(application_id, user_version, table names)`` of an open file, without checking it."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )]
+    return app_id, version, tables
+
+
+def _has_rowid(conn: sqlite3.Connection, table: str) -> bool:
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()
+    return not (sql and sql[0] and "WITHOUT ROWID" in sql[0].upper())
+
+
+# ---------------------------------------------------------------------------- definitions
+# The tables setup keeps in step with flows.csv and maturity_model.csv (imports.py holds the
+# rules of what is added, updated or archived).
+def definition_rows(conn: sqlite3.Connection, table: str,
+                    key: tuple[str, ...]) -> dict[tuple, sqlite3.Row]:
+    """Every row of a definitions table (archived too), by its key columns."""
+    _definitions_table(table)
+    return {tuple(r[k] for k in key): r for r in conn.execute(f"SELECT * FROM {table}")}
+
+
+def upsert_definitions(conn: sqlite3.Connection, table: str, key: tuple[str, ...],
+                       columns: tuple[str, ...], rows: dict[tuple, tuple]) -> None:
+    """Insert or update ``rows`` ({key: values of ``columns``}), un-archiving them."""
+    _definitions_table(table)
+    names = (*key, *columns)
+    conn.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) "
+        f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT({', '.join(key)}) "
+        "DO UPDATE SET " + "".join(f"{col} = excluded.{col}, " for col in columns)
+        + "archived_at = NULL",
+        [(*k, *values) for k, values in rows.items()],
+    )
+
+
+def archive_definitions(conn: sqlite3.Connection, table: str, key: tuple[str, ...],
+                        keys: list[tuple], when: str) -> None:
+    """Mark the rows with these keys archived (kept, with their history, never deleted)."""
+    _definitions_table(table)
+    conn.executemany(
+        f"UPDATE {table} SET archived_at = ? WHERE " + " AND ".join(f"{k} = ?" for k in key),
+        [(when, *k) for k in keys],
+    )
+
+
+def active_names(conn: sqlite3.Connection, table: str, column: str) -> list[str]:
+    """The names in ``column`` of a definitions table's rows that are not archived."""
+    _definitions_table(table)
+    return [r[0] for r in conn.execute(f"SELECT {column} FROM {table} WHERE archived_at IS NULL")]
+
+
+_DEFINITION_TABLES = frozenset({"assets", "flows", "capabilities", "questions"})
+
+
+def _definitions_table(table: str) -> None:
+    # Table and column names cannot be bound as parameters; only these tables are formatted in.
+    if table not in _DEFINITION_TABLES:
+        raise ValueError(f"not a definitions table: {table}")

@@ -129,9 +129,10 @@ def _decode(path: Path) -> str:
 
 
 def read_rows(
-    path: Path, columns: dict[str, bool]
+    path: Path, columns: dict[str, bool], *, keep_all: bool = False
 ) -> tuple[list[tuple[int, dict[str, str]]], _Problems]:
-    """Read a CSV into (line, {normalised column: stripped value}) pairs.
+    """Read a CSV into (line, {normalised column: stripped value}) pairs: the ``columns``
+    known, or (``keep_all``) every named column.
 
     Checks encoding, the header (required columns present, none twice) and ragged rows.
     """
@@ -171,7 +172,7 @@ def read_rows(
                 problems.add(line, None, f"{len(record)} cells but the header has {len(names)}")
                 continue
             values = {n: (record[i].strip() if i < len(record) else "") for i, n in
-                      enumerate(names) if n in columns}
+                      enumerate(names) if n in columns or (keep_all and n)}
             rows.append((line, values))
     except csv.Error as exc:
         problems.add(reader.line_num, None, f"malformed CSV ({exc})")

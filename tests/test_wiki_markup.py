@@ -56,7 +56,14 @@ def test_port_backslash_escapes_and_line_breaks():
     assert unescape("\\&").replace("\x00", "") == "\\&"  # not escapable: shown
     assert unescape("C\\:").replace("\x00", "") == "C\\:"
     assert unescape("\\-").replace("\x00", "") == "-"
-    assert unescape("a\\\\\\- b").replace("\x00", "") == "a\n\\- b"  # escape after a break
+    # ForceNewLineRendererComponent: no break when a backslash follows in the same run of
+    # non-space characters (the issue's "Tools:\\Grafana\\Prometheus"), so an escape right
+    # after a break shows and stops the break.
+    assert unescape("a\\\\\\- b").replace("\x00", "") == "a\\\\\\- b"
+    assert unescape("Tools:\\\\Grafana\\\\Prometheus") == "Tools:\\\\Grafana\nPrometheus"
+    assert unescape("Para one.\\\\\\\\Para two.") == "Para one.\\\\\\\\Para two."
+    assert unescape("\\\\server\\share x\\\\ y") == "\\\\server\\share x\n y"
+    assert unescape("a\\\\ \\\\ b") == "a\n \n b"
     assert unescape("&#38;&#x3a;&amp;").replace("\x00", "") == "&:&"
     with pytest.raises(RenderError, match="bsol"):
         unescape("&bsol;")
@@ -86,6 +93,8 @@ def test_port_tokenises_links_and_macros_before_splitting():
     "line\nh1. again", "*bold* _it_ -strike- +u+ ^s^ ~s~ ??c?? {{m}} [l] {code} :) ;) (y) (!)",
     "a -- b --- c ---- d", "!img.png! @user #1 %20", "trailing \\", "&amp; &bsol; &#38;",
     "<b>tag</b>", "http://example.com/x|y", "|", "||", "\\", "x\n\ny",
+    "Tools:\nGrafana\nPrometheus", "Para one.\n\nPara two.", "\\\\server\\share\nnext",
+    "a\\\nb\\", "C:\\\n\\x",
 ])
 def test_issue_values_show_exactly(value):
     row = reports.todo_rows([item()])[0]

@@ -12,7 +12,9 @@ Steps, in the renderer's order:
 3. in each cell, ``BackslashEscapeRendererComponent``: a backslash before one of
    ``- # * _ + ? ^ ~ | % { } [ ] ( ) ! @`` makes that character literal, unless the backslash
    is itself after a backslash; any other backslash is shown;
-4. then ``\\\\`` becomes a line break;
+4. then ``\\\\`` becomes a line break, but only where ``ForceNewLineRendererComponent``'s
+   pattern ``(?<!\\\\)\\\\{2}(?!\\S*\\\\)`` matches: no backslash right before it and none
+   further on in the same run of non-space characters (``\\\\server\\share`` stays text);
 5. character references (numeric, or XHTML 1.0 named ones) show as their character; an
    HTML5-only name (``&bsol;``) is an error (the paste is converted to XHTML);
 6. what is left must not format: headings/quotes/lists at a line start, ``*bold*``, ``_x_``,
@@ -37,6 +39,9 @@ _LINK = re.compile(r"\[([^\[\]\n]*)\]")
 _MACRO = re.compile(r"\{([A-Za-z][\w-]*)(?::([^{}\n]*))?\}")
 _TOKENS = re.compile(f"{_MACRO.pattern}|{_LINK.pattern}")  # in the order they appear
 _ENTITY = re.compile(r"&(?:#(\d+)|#[xX]([0-9a-fA-F]+)|([A-Za-z][A-Za-z0-9]*));")
+# ForceNewLineRendererComponent: "\\\\" is a break unless a backslash is right before it or
+# further on in the same run of non-space characters.
+_FORCE_NEWLINE = re.compile(r"(?<!\\)\\{2}(?!\S*\\)")
 _TOKEN = "\ue000"  # stands for a link or macro while the row is split
 
 LITERAL = "\x00"  # a character that can no longer format (escaped, or from a reference)
@@ -124,7 +129,7 @@ def unescape(markup: str) -> str:
             continue
         out.append(ch)
         i += 1
-    text = "".join(out).replace("\\\\", "\n")
+    text = _FORCE_NEWLINE.sub("\n", "".join(out))
 
     def entity(m: re.Match) -> str:
         if m.group(1) or m.group(2):

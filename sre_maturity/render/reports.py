@@ -161,7 +161,8 @@ def neutralise(cell: str) -> str:
 # after a line break (the backslash would follow one and show); the ones a backslash cannot
 # make literal (``& : ; \ < >``) and ``| [ ] { }`` (still tokenised or split when
 # backslashed) are numeric character references (XHTML has no ``&bsol;``); a line that would
-# start ``h1.``-``h6.`` or ``bq.`` gets its first letter as a reference.
+# start ``h1.``-``h6.`` or ``bq.`` gets its first letter as a reference. A line break is
+# ``\\`` and a space (see _wiki_escape).
 _BACKSLASHED = frozenset("-#*_+?^~%()!@")
 _REFERENCED = frozenset("|[]{}&:;\\<>")
 _BLOCK_START = re.compile(r"\s*(?:h(?=[1-6]\.)|b(?=q\.))")
@@ -172,7 +173,7 @@ _LINK_ALIAS = re.compile(r"[\w.-]+")  # a Rally FormattedID (US123)
 
 def wiki_escape(text: object) -> str:
     """Write text for one cell of a Confluence wiki-markup table so that the renderer shows
-    exactly the text (line breaks as ``\\\\``) and formats nothing; never empty."""
+    exactly the text (line breaks as ``\\\\`` and a space) and formats nothing; never empty."""
     return _wiki_escape(clean_text(text))
 
 
@@ -192,7 +193,10 @@ def _wiki_escape(text: str) -> str:
             else:
                 out.append(ch)
         lines.append("".join(out))
-    return "\\\\".join(lines) or " "
+    # "\\" and a space: the server renderer breaks a line at "\\" only when no backslash
+    # follows in the same run of non-space characters (ForceNewLineRendererComponent); the
+    # space ends the run, and a reader never sees a space at the start of a line.
+    return "\\\\ ".join(lines) or " "
 
 
 def _lozenge_colour(value: object) -> str:

@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from sre_maturity.rules import maturity as mt
+from sre_maturity.rules.checkspec import DEFINITIVE, CheckRow, EvidenceRecord, Override
 from sre_maturity.store import schema
 from sre_maturity.store.schema import APPLICATION_ID, SCHEMA_VERSION, now_iso
 from sre_maturity.support import interrupts
@@ -35,6 +37,27 @@ KEY_SQL = "asset || ' / ' || capability || ' / ' || level"
 # An item as stored, in the order :meth:`Database.item_rows` returns the fields.
 ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_state", "rally_oid",
                "rally_id", "rally_url", "why", "opened_at", "done_at", "closed_at", "updated_at")
+
+
+class VerdictLike(Protocol):
+    """What :meth:`Database.record_evidence` reads of a verdict."""
+
+    @property
+    def asset(self) -> str: ...
+    @property
+    def check(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def link(self) -> str | None: ...
+    @property
+    def checked_at(self) -> str: ...
+    @property
+    def valid_until(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
 
 
 class Rollback(Exception):
@@ -577,6 +600,91 @@ class Database:
             params,
         )
         return changed
+
+
+    # ------------------------------------------------------------------ evidence (SPEC §12)
+    def load_checks(self, *, archived: bool = False) -> list[CheckRow]:
+        """The checks imported from checks.csv, in file order (``archived``: the archived ones
+        too); ``line`` is the row's line in the file when it was imported."""
+        sql = "SELECT * FROM checks" + ("" if archived else " WHERE archived_at IS NULL")
+        return [CheckRow(r["name"], r["capability"], r["level"], r["question"], r["kind"],
+                         r["target"], r["expect"], r["valid_days"],
+                         tuple(json.loads(r["applies_to"])), r["mode"], r["position"])
+                for r in self.conn.execute(sql + " ORDER BY position, name")]
+
+    def load_asset_params(self) -> dict[str, dict[str, str]]:
+        """Each asset's parameters from assets.csv (active rows): asset -> {name: value}."""
+        params: dict[str, dict[str, str]] = {}
+        for r in self.conn.execute("SELECT asset, name, value FROM asset_params "
+                                   "WHERE archived_at IS NULL ORDER BY asset, name"):
+            params.setdefault(r["asset"], {})[r["name"]] = r["value"]
+        return params
+
+    def record_evidence(self, results: Iterable[VerdictLike]) -> int:
+        """Store the verdicts of a run (inside the caller's transaction): anything with the
+        fields ``asset, check, verdict, detail, link, checked_at, valid_until, fingerprint``
+        (the runner's ``Verdict``; ``link`` may be None). A pass or fail
+        replaces the definitive evidence and clears the latest non-definitive run; any other
+        verdict is kept as the latest run only, so it never erases valid evidence. Returns the
+        rows written."""
+        definitive, other = [], []
+        for v in results:
+            if v.verdict in DEFINITIVE:
+                definitive.append((v.asset, v.check, v.verdict, v.detail, v.link or "",
+                                   v.checked_at, v.valid_until, v.fingerprint))
+            else:
+                other.append((v.asset, v.check, v.verdict, v.detail, v.checked_at))
+        self.conn.executemany(
+            "INSERT INTO evidence (asset, check_name, verdict, detail, link, checked_at, "
+            "valid_until, fingerprint) VALUES (?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(asset, check_name) DO UPDATE SET verdict = excluded.verdict, "
+            "detail = excluded.detail, link = excluded.link, checked_at = excluded.checked_at, "
+            "valid_until = excluded.valid_until, fingerprint = excluded.fingerprint, "
+            "last_verdict = '', last_detail = '', last_checked_at = ''", definitive)
+        self.conn.executemany(
+            "INSERT INTO evidence (asset, check_name, last_verdict, last_detail, "
+            "last_checked_at) VALUES (?,?,?,?,?) ON CONFLICT(asset, check_name) DO UPDATE SET "
+            "last_verdict = excluded.last_verdict, last_detail = excluded.last_detail, "
+            "last_checked_at = excluded.last_checked_at", other)
+        return len(definitive) + len(other)
+
+    def load_evidence(self, assets: Iterable[str] | None = None
+                      ) -> dict[tuple[str, str], EvidenceRecord]:
+        """The stored evidence (of ``assets``) keyed by (asset, check)."""
+        sql, params = _asset_filter(
+            "SELECT asset, check_name, verdict, detail, link, checked_at, valid_until, "
+            "fingerprint, last_verdict, last_detail, last_checked_at FROM evidence WHERE 1=1",
+            [], assets)
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return {(r[0], r[1]): EvidenceRecord(*r) for r in cur.execute(sql, params)}
+
+    def set_override(self, override: Override) -> None:
+        """Record (or replace) the override of one check for one asset (inside the caller's
+        transaction)."""
+        o = override
+        self.conn.execute(
+            "INSERT INTO overrides (asset, check_name, answer, reason, set_by, set_at, until, "
+            "cleared_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(asset, check_name) DO UPDATE SET "
+            "answer = excluded.answer, reason = excluded.reason, set_by = excluded.set_by, "
+            "set_at = excluded.set_at, until = excluded.until, cleared_at = excluded.cleared_at",
+            (o.asset, o.check, o.answer, o.reason, o.by, o.at, o.until, o.cleared_at))
+
+    def clear_override(self, asset: str, check: str, at: str) -> bool:
+        """Lift the standing override of ``check`` for ``asset``; False when there is none."""
+        cur = self.conn.execute(
+            "UPDATE overrides SET cleared_at = ? WHERE asset = ? AND check_name = ? "
+            "AND cleared_at = ''", (at, asset, check))
+        return cur.rowcount > 0
+
+    def load_overrides(self, *, cleared: bool = False) -> list[Override]:
+        """The overrides not cleared (``cleared``: all), by asset and check. Expiry is the
+        rules' business (an expired one is still listed)."""
+        sql = "SELECT asset, check_name, answer, reason, set_by, set_at, until, cleared_at " \
+              "FROM overrides" + ("" if cleared else " WHERE cleared_at = ''")
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return [Override(*r) for r in cur.execute(sql + " ORDER BY asset, check_name")]
 
 
 def history_entry(asset: str, capability: str, old_state: str, old_level: int | None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 KINDS = ("http", "splunk_alert", "splunk_search", "prometheus_rule", "prometheus_query",
@@ -127,3 +128,77 @@ def fingerprint(capability: str, level: int, question: int, kind: str, target: s
     text = json.dumps([capability, level, question, kind, target, expect.strip()],
                       ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One check: which question it answers (``question`` is its 1-based number within the
+    level), what it looks at and how long its evidence stays valid. ``applies_to`` holds
+    asset names, ``team:<Team>`` and ``flow:<Flow>`` (empty: every asset). ``line`` is where
+    it stands in checks.csv."""
+
+    name: str
+    capability: str
+    level: int
+    question: int
+    kind: str
+    target: str
+    expect: str = ""
+    valid_days: int = DEFAULT_VALID_DAYS
+    applies_to: tuple[str, ...] = ()
+    mode: str = "gate"
+    line: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """The hash of the definition (what it looks at and what it answers)."""
+        return fingerprint(self.capability, self.level, self.question, self.kind,
+                           self.target, self.expect)
+
+
+@dataclass(frozen=True)
+class AssetParams:
+    """One row of ``assets.csv``: an asset and its parameters (column key -> value, keys as
+    :func:`param_key` makes them; an empty value is kept as "")."""
+
+    asset: str
+    params: dict[str, str] = field(default_factory=dict)
+    line: int = 0
+
+
+VERDICTS = ("pass", "fail", "error", "unconfigured", "untrusted", "not_applicable")
+DEFINITIVE = ("pass", "fail")
+
+
+class EvidenceRecord(NamedTuple):
+    """What is stored for one asset × check: the latest definitive verdict (``verdict`` pass or
+    fail, with what was seen, a link, when, until when it answers and the fingerprint of the
+    definition and parameters it used; ``verdict`` "" when there was none yet) and the latest
+    run when it told nothing (``last_*``: error, unconfigured, untrusted...; "" when the latest
+    run was the definitive one)."""
+
+    asset: str
+    check: str
+    verdict: str = ""
+    detail: str = ""
+    link: str = ""
+    checked_at: str = ""
+    valid_until: str = ""
+    fingerprint: str = ""
+    last_verdict: str = ""
+    last_detail: str = ""
+    last_checked_at: str = ""
+
+
+class Override(NamedTuple):
+    """A person's answer to one check for one asset, standing in for its evidence until
+    ``until`` (ISO date, "" for none) or until cleared (``cleared_at`` set)."""
+
+    asset: str
+    check: str
+    answer: str  # "yes" | "no"
+    reason: str
+    by: str
+    at: str
+    until: str = ""
+    cleared_at: str = ""

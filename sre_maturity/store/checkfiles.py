@@ -12,10 +12,10 @@ from __future__ import annotations
 import shlex
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sre_maturity.rules import checkspec
+from sre_maturity.rules.checkspec import AssetParams, CheckRow
 from sre_maturity.store.csvfiles import FlowRow, ModelRow, _Problems, name_problem, read_rows
 from sre_maturity.support.names import unknown_message
 
@@ -37,40 +37,8 @@ CHECK_COLUMNS = {
 ASSET_COLUMNS = {"asset name": True}
 MAX_VALID_DAYS = 3660  # ten years: a longer validity is a typo, not a policy
 
-
-@dataclass(frozen=True)
-class CheckRow:
-    """One check: which question it answers (``question`` is its 1-based number within the
-    level), what it looks at and how long its evidence stays valid. ``applies_to`` holds
-    asset names, ``team:<Team>`` and ``flow:<Flow>`` (empty: every asset)."""
-
-    name: str
-    capability: str
-    level: int
-    question: int
-    kind: str
-    target: str
-    expect: str = ""
-    valid_days: int = checkspec.DEFAULT_VALID_DAYS
-    applies_to: tuple[str, ...] = ()
-    mode: str = "gate"
-    line: int = 0
-
-    @property
-    def fingerprint(self) -> str:
-        """The hash of the definition (what it looks at and answers)."""
-        return checkspec.fingerprint(self.capability, self.level, self.question, self.kind,
-                                     self.target, self.expect)
-
-
-@dataclass(frozen=True)
-class AssetParams:
-    """One row of ``assets.csv``: an asset and its parameters (column key -> value, keys as
-    :func:`checkspec.param_key` makes them; an empty value is kept as "")."""
-
-    asset: str
-    params: dict[str, str] = field(default_factory=dict)
-    line: int = 0
+__all__ = ["ASSETS_FILE", "CHECKS_FILE", "AssetParams", "CheckRow", "param_columns",
+           "read_assets", "read_checks"]
 
 
 def read_assets(path: Path, flows: list[FlowRow]) -> list[AssetParams]:

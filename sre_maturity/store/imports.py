@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from database import Database, history_entry
 from sre_maturity.rules import maturity as mt
+from sre_maturity.rules.checkspec import AssetParams, CheckRow
 from sre_maturity.store import schema
 from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
 from sre_maturity.support.errors import InputError
 from sre_maturity.support.names import unknown_message
 
-__all__ = ["ImportReport", "import_assessments", "import_definitions"]
+__all__ = ["ImportReport", "import_assessments", "import_checks", "import_definitions"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ _CAPABILITIES = _Definitions("capabilities", ("capability",), ("category", "posi
 _QUESTION_TEXT = ("criteria", "question", "owner", "priority", "go_live", "milestone")
 _QUESTIONS = _Definitions("questions", ("capability", "level", "seq"), _QUESTION_TEXT,
                           _QUESTION_TEXT)
+
+_CHECK_TEXT = ("capability", "level", "question", "kind", "target", "expect", "valid_days",
+               "applies_to", "mode", "fingerprint")
+_CHECKS = _Definitions("checks", ("name",), (*_CHECK_TEXT, "position"), _CHECK_TEXT)
+_PARAMS = _Definitions("asset_params", ("asset", "name"), ("value",), ("value",))
 
 
 @dataclass
@@ -115,6 +121,31 @@ def import_definitions(
     if report.changed:
         # The merge driver follows the side whose definitions were imported last.
         db.set_meta("definitions_imported_at", now)
+    return report
+
+
+def import_checks(db: Database, checks: list[CheckRow], assets: list[AssetParams],
+                  now: str) -> ImportReport:
+    """Bring the checks and the assets' parameters in line with checks.csv and assets.csv
+    (empty lists when a file is absent: everything it held is archived). Runs inside the
+    caller's transaction; the evidence already taken is kept (a changed definition voids it
+    through its fingerprint, not by deletion)."""
+    import json
+
+    report = ImportReport()
+    wanted = {(c.name,): (c.capability, c.level, c.question, c.kind, c.target, c.expect,
+                          c.valid_days, json.dumps(list(c.applies_to), ensure_ascii=False),
+                          c.mode, c.fingerprint, c.line) for c in checks}
+    report.note(_sync_definitions(db, _CHECKS, wanted, now), lambda k: f"check {k[0]}")
+    params = {(a.asset, name): (value,) for a in assets for name, value in a.params.items()}
+    result = _sync_definitions(db, _PARAMS, params, now)
+    # One line per asset, not per parameter: "parameters of web" says where to look.
+    for attr in ("added", "updated", "archived"):
+        keys = [k[0] if attr == "added" else k for k in getattr(result, attr)]
+        assets_named = dict.fromkeys(k[0] for k in keys)
+        getattr(report, attr).extend(f"parameters of {a}" for a in assets_named)
+    if report.changed:
+        db.set_meta("definitions_imported_at", now)  # the merge driver's stamp, as above
     return report
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sre_maturity.support.errors import DatabaseError, NewerSchema
 
 APPLICATION_ID = 0x53524554  # "SRET": marks the file as ours
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # A migration that frees more pages than this is followed by VACUUM, so the file git commits
 # shrinks with it (VACUUM rewrites the whole file: not worth it for a few pages).
 VACUUM_FREE_PAGES = 256
@@ -193,7 +193,61 @@ DROP TABLE items;
 ALTER TABLE items_v3 RENAME TO items
 """
 
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# Version 4, automated evidence (SPEC §12): the checks of checks.csv and the parameters of
+# assets.csv (definitions: archived, never deleted, like the model's rows), the latest evidence
+# per asset × check (the latest definitive verdict, and the latest run when it told nothing)
+# and the overrides people record. Keys are names, not ids, so two clones' rows merge by key.
+_SCHEMA_V4 = """
+CREATE TABLE checks (
+    name TEXT PRIMARY KEY,
+    capability TEXT NOT NULL,
+    level INTEGER NOT NULL CHECK (level BETWEEN 1 AND 5),
+    question INTEGER NOT NULL DEFAULT 1,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    expect TEXT NOT NULL DEFAULT '',
+    valid_days INTEGER NOT NULL DEFAULT 7,
+    applies_to TEXT NOT NULL DEFAULT '[]',
+    mode TEXT NOT NULL DEFAULT 'gate' CHECK (mode IN ('gate', 'advisory')),
+    fingerprint TEXT NOT NULL,
+    position INTEGER NOT NULL DEFAULT 0,
+    archived_at TEXT
+) WITHOUT ROWID;
+CREATE TABLE asset_params (
+    asset TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT '',
+    archived_at TEXT,
+    PRIMARY KEY (asset, name)
+) WITHOUT ROWID;
+CREATE TABLE evidence (
+    asset TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    verdict TEXT NOT NULL DEFAULT '' CHECK (verdict IN ('', 'pass', 'fail')),
+    detail TEXT NOT NULL DEFAULT '',
+    link TEXT NOT NULL DEFAULT '',
+    checked_at TEXT NOT NULL DEFAULT '',
+    valid_until TEXT NOT NULL DEFAULT '',
+    fingerprint TEXT NOT NULL DEFAULT '',
+    last_verdict TEXT NOT NULL DEFAULT '',
+    last_detail TEXT NOT NULL DEFAULT '',
+    last_checked_at TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, check_name)
+) WITHOUT ROWID;
+CREATE TABLE overrides (
+    asset TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    answer TEXT NOT NULL CHECK (answer IN ('yes', 'no')),
+    reason TEXT NOT NULL,
+    set_by TEXT NOT NULL DEFAULT '',
+    set_at TEXT NOT NULL,
+    until TEXT NOT NULL DEFAULT '',
+    cleared_at TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (asset, check_name)
+) WITHOUT ROWID
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 def now_iso() -> str:
@@ -459,7 +513,8 @@ def active_names(conn: sqlite3.Connection, table: str, column: str) -> list[str]
     return [r[0] for r in conn.execute(f"SELECT {column} FROM {table} WHERE archived_at IS NULL")]
 
 
-_DEFINITION_TABLES = frozenset({"assets", "flows", "capabilities", "questions"})
+_DEFINITION_TABLES = frozenset({"assets", "flows", "capabilities", "questions", "checks",
+                                "asset_params"})
 
 
 def _definitions_table(table: str) -> None:

@@ -22,7 +22,6 @@ class GateOptions(CommandOptions):
 def run(opts: GateOptions, ctx: Context) -> int:
     """Exit 4 when the flow (or asset) has open go-live-required items or go-live capabilities
     nobody assessed (unless --allow-unassessed), else 0."""
-    from database import now_iso
     from sre_maturity.render.reports import counted
     from sre_maturity.rules import maturity as mt
     from sre_maturity.rules import views
@@ -30,7 +29,6 @@ def run(opts: GateOptions, ctx: Context) -> int:
 
     with ctx.open_db() as db:
         assets = db.load_assets()
-        model = db.load_model()
         if opts.flow:
             flow = resolve("flow", opts.flow, {f for i in assets.values() for f in i.flows})
             names = {a for a, info in assets.items() if flow in info.flows}
@@ -39,23 +37,22 @@ def run(opts: GateOptions, ctx: Context) -> int:
             assert opts.asset is not None  # argparse requires --flow or --asset
             asset = resolve("asset", opts.asset, assets)
             names, scope = {asset}, f"asset {asset}"
-        cells = {(r[0], r[1]): mt.Cell(*r) for r in db.matrix_cells(names)}
-        blocking = [it for it in views.items(db, (mt.OPEN, mt.DONE), names) if it["go_live"]]
-    unassessed = mt.unassessed_go_live(model, names, cells, now_iso()[:10])
+        verdict = views.gate(db, names, allow_unassessed=opts.allow_unassessed)
     allowed = ""
-    if opts.allow_unassessed and unassessed:
-        allowed = (f" ({counted(len(unassessed), 'go-live capability', 'go-live capabilities')}"
+    if verdict.allowed:
+        allowed = (f" ({counted(verdict.allowed, 'go-live capability', 'go-live capabilities')}"
                    " not assessed, allowed by --allow-unassessed)")
-        unassessed = []
-    if not blocking and not unassessed:
+    if not verdict.closed:
         ctx.print(f"gate open: {scope} has no open go-live item{allowed}")
         return EXIT_OK
+    blocking, unassessed = verdict.blocking, verdict.unassessed
     reasons = []
     if blocking:
         reasons.append(counted(len(blocking), "open go-live item", "open go-live items"))
     if unassessed:
         reasons.append(counted(len(unassessed), "go-live capability", "go-live capabilities")
                        + " not assessed")
+    # A closed gate says why even with -q: on stderr, where a pipeline's log keeps it.
     ctx.print(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
     for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
         status = mt.display_status(it["work_status"], it["state"])
@@ -63,8 +60,8 @@ def run(opts: GateOptions, ctx: Context) -> int:
         story = f", {it['rally_id']}" if it["rally_id"] else ""
         ctx.print(f"  {it['priority']}  {it['asset']}  {task}  [{status}{story}]  {it['why']}")
     by_asset: dict[str, list[str]] = {}
-    for asset, cap in unassessed:
-        by_asset.setdefault(asset, []).append(f"{cap.name} (L{cap.go_live_level})")
+    for asset, cap, level in unassessed:
+        by_asset.setdefault(asset, []).append(f"{cap} (L{level})")
     for asset, caps in by_asset.items():
         ctx.print(f"  not assessed  {asset}  {', '.join(caps)}")
     if unassessed:

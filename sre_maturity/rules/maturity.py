@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 ASSESSED = "Assessed"
 NOT_ASSESSED = "Not Assessed"
@@ -291,6 +291,12 @@ def rollup(entries: Iterable[tuple[Cell, str | None]]) -> tuple[int | None, str 
     return (min(levels) if levels else None), worst_rag(rags), not_assessed
 
 
+def flow_rag_shown(rag: str | None, not_assessed: bool) -> str | None:
+    """The RAG a flow's weakest-link cell shows: its worst RAG, except that a cell with a Not
+    Assessed asset is never Green (what nobody assessed is not known to be on target)."""
+    return None if not_assessed and rag == GREEN else rag
+
+
 def is_open(state: str) -> bool:
     """Open and done-awaiting-re-assessment items still count as gaps."""
     return state in (OPEN, DONE)
@@ -407,26 +413,61 @@ def display_status(work_status: str, state: str) -> str:
     return work_status
 
 
-def unassessed_go_live(
-    model: Mapping[str, Capability],
-    asset_names: Iterable[str],
-    cells: Mapping[tuple[str, str], Cell],
-    today: str,
-) -> list[tuple[str, Capability]]:
-    """(asset, capability) pairs that close the go-live gate for want of an assessment.
+@dataclass(frozen=True)
+class Gate:
+    """The go-live gate of a scope (a flow, or one asset): what keeps it closed.
 
-    A capability with a go-live level of 1 or more that is Not Assessed on the asset today
-    (never assessed, or Not Applicable past its expiry) is a gate nobody has checked.
+    ``blocking``: the open go-live-required items (open, or done awaiting re-assessment);
+    ``unassessed``: (asset, capability, go-live level) of every capability with a go-live level
+    that is Not Assessed on an asset of the scope; ``allowed``: how many of those
+    ``--allow-unassessed`` left out (they are then not in ``unassessed``).
     """
-    found = []
-    for asset in sorted(asset_names):
-        for cap in model.values():
-            if cap.go_live_level < 1:
-                continue
-            cell = effective_cell(cells.get((asset, cap.name)) or Cell(asset, cap.name), today)
-            if cell.state == NOT_ASSESSED:
-                found.append((asset, cap))
-    return found
+
+    blocking: tuple[Mapping[str, Any], ...] = ()
+    unassessed: tuple[tuple[str, str, int], ...] = ()
+    allowed: int = 0
+
+    @property
+    def closed(self) -> bool:
+        """Closed while a go-live item is open or a go-live capability is not assessed."""
+        return bool(self.blocking or self.unassessed)
+
+
+def go_live_gate(rows: Iterable[MatrixRow], items: Iterable[Mapping[str, Any]], *,
+                 allow_unassessed: bool = False) -> Gate:
+    """The go-live gate of the assets whose matrix ``rows`` are given: the one decision that
+    ``gate`` and every page showing "ready" or "blocked" make.
+
+    ``rows`` are the scope's :class:`MatrixRow` entries (their ``state`` already today's: a
+    Not Applicable mark past its expiry is Not Assessed); ``items`` the scope's items (only
+    go-live-required ones that are open or done awaiting re-assessment count). A capability
+    whose go-live level is 1 or more and that is Not Assessed closes the gate unless
+    ``allow_unassessed``; so does every open go-live item.
+    """
+    blocking = tuple(it for it in items if it["go_live"] and is_open(str(it["state"])))
+    unassessed = tuple(sorted(((r.asset, r.capability, r.go_live_level) for r in rows
+                               if r.go_live_level >= 1 and r.state == NOT_ASSESSED),
+                              key=lambda u: u[0]))  # by asset, model order within one
+    if allow_unassessed:
+        return Gate(blocking, (), len(unassessed))
+    return Gate(blocking, unassessed, 0)
+
+
+def flow_gates(rows: Iterable[MatrixRow], items: Iterable[Mapping[str, Any]]
+               ) -> dict[str, Gate]:
+    """:func:`go_live_gate` of every flow of ``rows`` (an asset in two flows counts in both),
+    by flow name; ``items`` carry their ``asset``."""
+    rows_of: dict[str, list[MatrixRow]] = {}
+    flows_of: dict[str, list[str]] = {}
+    for r in rows:
+        for flow in r.flows:
+            rows_of.setdefault(flow, []).append(r)
+        flows_of.setdefault(r.asset, r.flows)
+    items_of: dict[str, list[Mapping[str, Any]]] = {flow: [] for flow in rows_of}
+    for it in items:
+        for flow in flows_of.get(str(it["asset"]), ()):
+            items_of[flow].append(it)
+    return {flow: go_live_gate(rows_of[flow], items_of[flow]) for flow in sorted(rows_of)}
 
 
 class MatrixRow(NamedTuple):
@@ -575,9 +616,9 @@ def category_grid(
     any order (others than ``assets``' and the model's are left out); ``counts`` as for
     :func:`matrix_view`. Returns ``(assets, flows)``: ``{asset: (target, flows, {category:
     (capabilities, assessed, not applicable, lowest level, worst RAG)})}`` in ``assets`` and
-    model order (``flows`` sorted), and ``{flow: {category: (lowest level, worst RAG)}}``
-    (the weakest link of the flow's assets) by flow name; a lowest level and worst RAG are
-    None when no capability counted is assessed.
+    model order (``flows`` sorted), and ``{flow: {category: (lowest level, worst RAG, some
+    capability Not Assessed on some asset)}}`` (the weakest link of the flow's assets) by flow
+    name; a lowest level and worst RAG are None when no capability counted is assessed.
     """
     if not model:  # no capability: no entry, so no asset and no flow either
         return {}, {}
@@ -611,9 +652,12 @@ def category_grid(
     for asset, info in assets.items():
         of_asset = grid[asset]
         flows = sorted(set(info.flows))  # type: ignore[attr-defined]
-        flow_accs = [per_flow.setdefault(flow, {category: [-1, -1] for category in sizes})
+        flow_accs = [per_flow.setdefault(flow, {category: [-1, -1, 0] for category in sizes})
                      for flow in flows]
-        for category, (_assessed, _na, low, worst) in of_asset.items():
+        for category, (assessed, na, low, worst) in of_asset.items():
+            if assessed + na < sizes[category]:  # some capability Not Assessed
+                for flow_acc in flow_accs:
+                    flow_acc[category][2] = 1
             if low < 0:
                 continue
             for flow_acc in flow_accs:
@@ -626,6 +670,6 @@ def category_grid(
             category: (sizes[category], assessed, na, low if low >= 0 else None,
                        rag_names.get(worst))
             for category, (assessed, na, low, worst) in of_asset.items()})
-    return out, {flow: {category: (low if low >= 0 else None, rag_names.get(worst))
-                        for category, (low, worst) in per_flow[flow].items()}
+    return out, {flow: {category: (low if low >= 0 else None, rag_names.get(worst), bool(na))
+                        for category, (low, worst, na) in per_flow[flow].items()}
                  for flow in sorted(per_flow)}

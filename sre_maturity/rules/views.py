@@ -70,16 +70,31 @@ def matrix(db, today: str | None = None, assets: Iterable[str] | None = None
                               counts=open_counts(db, model, assets))
 
 
-def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None
-                ) -> tuple[list[mt.MatrixRow], list[dict]]:
+def matrix_rows(db, today: str | None = None, *, levels: Sequence | None = None,
+                assets: Iterable[str] | None = None) -> tuple[list[mt.MatrixRow], list[dict]]:
     """As :func:`matrix`, the entries as :class:`maturity.MatrixRow` tuples, for what goes
     through every entry (the JSON and CSV of ``status``, export, the report's summary and
-    sre_matrix.html); ``levels`` as :func:`open_counts` takes them."""
+    sre_matrix.html); ``levels`` as :func:`open_counts` takes them; ``assets``: only those
+    assets' entries (and their flows' roll-ups of them)."""
     from sre_maturity.rules import maturity as mt
     model, active = db.load_model(), db.load_assets()
-    cells = {(r[0], r[1]): r for r in db.matrix_cells()}
+    if assets is not None:
+        wanted = set(assets)
+        active = {a: info for a, info in active.items() if a in wanted}
+    cells = {(r[0], r[1]): r for r in db.matrix_cells(assets)}
     return mt.matrix_rows(model, active, cells, _today(today),
-                          open_counts(db, model, levels=levels))
+                          open_counts(db, model, assets, levels=levels))
+
+
+def gate(db, assets: Iterable[str], *, allow_unassessed: bool = False,
+         today: str | None = None) -> mt.Gate:
+    """The go-live gate of ``assets`` (a flow's, or one): :func:`maturity.go_live_gate` over
+    their matrix rows and their open and done items, as ``gate`` shows it."""
+    from sre_maturity.rules import maturity as mt
+    names = set(assets)
+    rows, _flows = matrix_rows(db, today, assets=names)
+    return mt.go_live_gate(rows, items(db, (mt.OPEN, mt.DONE), names),
+                           allow_unassessed=allow_unassessed)
 
 
 def category_grid(db, today: str | None = None, *, levels: Iterable[tuple] | None = None

@@ -456,6 +456,22 @@ def test_status_table_lists_assets_flows_and_counts(ready, run):
     assert "[Checkout]" in out and "payment-api" in out and "still to assess" in out
 
 
+def test_a_flow_cell_with_an_asset_not_assessed_has_a_star_and_is_never_green(ready, run):
+    # web at L3 on Dashboards (on target, Green); auth (Login) not assessed on it.
+    run(ready, "assess", "--asset", "web", "--capability", "Dashboards", "--level", "3")
+    run(ready, "assess", "--asset", "payment-api", "--capability", "Dashboards", "--level", "4")
+    code, out, _err = run(ready, "status")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert code == 0
+    assert rows["web"][:2] == ["3", "3G"]  # the asset itself is on target: Green
+    assert rows["[Login]"][0] == "3*"  # auth not assessed: a star and no G
+    assert rows["[Checkout]"][0] == "3G"  # both assets assessed, both Green
+    assert "never Green" in out
+    flows = status_json(run, ready)["flows"]
+    login = next(f for f in flows if (f["flow"], f["capability"]) == ("Login", "Dashboards"))
+    assert (login["level"], login["rag"], login["not_assessed"]) == (3, "Green", 1)
+
+
 def test_status_filters(ready, run):
     data = status_json(run, ready, "--flow", "Login")
     code, out, _err = run(ready, "status", "--asset", "web")

@@ -8,6 +8,7 @@ installed (Debian/Ubuntu: ``apt-get install chromium``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -19,13 +20,20 @@ import pytest
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
                              shutil.which("google-chrome")) if p), None)
+# .ci/run installs Chromium and sets this, so a CI run without a browser fails, never skips.
+NEEDED = os.environ.get("SRE_TRACKER_TESTS_NEED_CHROMIUM") == "1"
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no headless Chromium on this machine (apt-get install chromium)")
+    CHROMIUM is None and not NEEDED,
+    reason="no headless Chromium on this machine (apt-get install chromium)")
+
+
+def test_chromium_is_there_when_the_run_needs_it():
+    assert CHROMIUM is not None, "SRE_TRACKER_TESTS_NEED_CHROMIUM=1 but no chromium on PATH"
 
 MEASURE = """<script>
 window.addEventListener('load', function () {
   var r = {};
-  var tables = document.querySelectorAll('table.heat');
+  var tables = document.querySelectorAll('section.flow table.heat');
   r.boxes = Array.prototype.map.call(tables, function (t) {
     var b = t.getBoundingClientRect(); return [b.width, b.height]; });
   r.overflow = [];
@@ -38,6 +46,20 @@ window.addEventListener('load', function () {
     var el = document.querySelector('table.heat td.l.' + k);
     if (el) { var s = getComputedStyle(el);
       r.colours[k] = [s.color, s.backgroundColor, s.backgroundImage]; } });
+  r.scroll = Array.prototype.map.call(document.querySelectorAll('.scroll'), function (s) {
+    return [s.clientWidth, s.scrollWidth]; });
+  r.overview = Array.prototype.map.call(document.querySelectorAll('table.gates tbody tr'),
+    function (tr) { var v = tr.querySelector('td');
+      return [tr.querySelector('th').textContent, v.textContent,
+              getComputedStyle(v).backgroundColor, getComputedStyle(v).color]; });
+  r.overviewShown = Array.prototype.map.call(document.querySelectorAll('nav.overview'),
+    function (n) { var b = n.getBoundingClientRect(); return [b.width, b.height]; });
+  r.verdicts = Array.prototype.map.call(document.querySelectorAll('section.flow'),
+    function (s) { var p = s.querySelector('p.verdict');
+      return [s.querySelector('h2').textContent, p.className, p.textContent,
+              getComputedStyle(s).display]; });
+  r.unknown = Array.prototype.map.call(document.querySelectorAll('td.l.unknown'),
+    function (c) { var s = getComputedStyle(c); return [c.textContent, s.backgroundImage]; });
   r.svg = Array.prototype.map.call(document.querySelectorAll('figure.trend svg'), function (s) {
     var b = s.getBoundingClientRect(); return [b.width, b.height]; });
   document.body.setAttribute('data-measure', JSON.stringify(r));
@@ -54,11 +76,11 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
         capture_output=True, text=True, timeout=120)
 
 
-def measure(page: Path, tmp_path: Path, fragment: str = "") -> dict:
+def measure(page: Path, tmp_path: Path, fragment: str = "", width: int = 1280) -> dict:
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"),
                      encoding="utf-8")
-    done = chromium("--window-size=1280,900", "--dump-dom", probe.as_uri() + fragment,
+    done = chromium(f"--window-size={width},900", "--dump-dom", probe.as_uri() + fragment,
                     profile=tmp_path / "profile")
     match = re.search(r'data-measure="([^"]*)"', done.stdout)
     assert match, done.stderr[-2000:]
@@ -138,3 +160,54 @@ def test_screenshot_is_not_blank(page, tmp_path):
     width, height, pixels = png_pixels(shot)
     assert (width, height) == (1000, 700)
     assert len(set(pixels)) > 50  # text, cell colours and lines, not one flat colour
+
+
+def test_the_page_opens_with_every_flow_ready_or_blocked_as_the_gate_says(page, tmp_path, ready,
+                                                                           run):
+    result = measure(page, tmp_path)
+    gates = {flow: run(ready, "gate", "--flow", flow)[0] for flow in ("Checkout", "Login")}
+    assert gates == {"Checkout": 4, "Login": 4}
+    assert [row[:2] for row in result["overview"]] == [["Checkout", "blocked"],
+                                                       ["Login", "blocked"]]
+    for _flow, _verdict, background, ink in result["overview"]:
+        assert contrast(ink, background) >= 4.5
+    width, height = result["overviewShown"][0]
+    assert width > 300 and height > 100
+    # A blocked flow says so under its title, in the gate's words, never "no open item".
+    checkout = result["verdicts"][0]
+    assert checkout[:2] == ["Checkout", "verdict blocked"]
+    assert "Go-live blocked (gate closed): 1 open go-live item and" in checkout[2]
+    # Login: auth Dashboards L5 and web On-call L3 are Green, but web is not assessed on
+    # Dashboards nor on Alerts, so the flow's weakest-link cells (in its section and in the
+    # overview's heatmap) are hatched, not Green.
+    assert [text for text, _image in result["unknown"]] == ["5*", "3*", "5*", "3*"]
+    assert all("repeating-linear-gradient" in image for _text, image in result["unknown"])
+
+
+def test_picking_a_blocked_flow_keeps_the_overview_and_shows_its_reasons(page, tmp_path):
+    result = measure(page, tmp_path, "#flow-1")
+    assert [v[3] for v in result["verdicts"]] == ["block", "none"]
+    assert result["overviewShown"][0][1] > 100  # the overview stays on top
+    assert result["verdicts"][0][1] == "verdict blocked"
+
+
+@pytest.fixture
+def example_page(tmp_path: Path, run) -> Path:
+    """The shipped example data (3 flows, 11 categories), reported."""
+    data = tmp_path / "example"
+    data.mkdir()
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for name in ("flows.csv", "assessments.csv"):
+        (data / name).write_bytes((examples / name).read_bytes())
+    assert run(data, "setup", "--from-csv")[0] == 0
+    assert run(data, "report")[0] == 0
+    return data / "sre_matrix.html"
+
+
+def test_at_800_pixels_every_column_of_every_heatmap_is_in_view(example_page, tmp_path):
+    result = measure(example_page, tmp_path, width=800)
+    assert len(result["scroll"]) == 5  # the overview's two tables and one heatmap per flow
+    for client, scrolled in result["scroll"]:
+        assert scrolled <= client + 1, result["scroll"]
+    assert result["overflow"] == []
+    assert [row[1] for row in result["overview"]] == ["blocked", "blocked", "blocked"]

@@ -287,6 +287,7 @@ def test_category_grid_is_what_the_matrix_entries_add_up_to(data):
         by_flow.setdefault(f["flow"], {}).setdefault(f["category"], []).append(f)
     assert flow_grid == {
         flow: {category: (min((f["level"] for f in of if f["level"] is not None), default=None),
-                          mt.worst_rag(f["rag"] for f in of))
+                          mt.worst_rag(f["rag"] for f in of),
+                          any(f["not_assessed"] for f in of))
                for category, of in cats.items()}
         for flow, cats in by_flow.items()}

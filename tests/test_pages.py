@@ -207,7 +207,67 @@ def test_matrix_page_shows_every_flow_asset_and_level(assessed, run):
     assert checkout["web"] == ["–", "3*G"]
     assert login["auth"] == ["–", "–"]
     assert checkout["Weakest link"] == ["2*A", "0*R"]
-    assert login["Weakest link"] == ["–", "3*G"]
+    # Login's Alerting: web L3 (Green) but auth not assessed: a '*' and never Green.
+    assert login["Weakest link"] == ["–", "3*"]
+    weakest = next(tr for tr in flows["Login"].iter("tr") if tr.get("class") == "weakest")
+    assert [td.get("class") for td in weakest.iter("td") if td.text_content()] == [
+        "l not-assessed", "l unknown"]
+
+
+def overview(folder: Path) -> dict[str, list[str]]:
+    """Flow -> [go-live, open go-live items, go-live capabilities not assessed, assets], from
+    the page's table of flows at a glance."""
+    doc = lxml_html.fromstring(matrix_html(folder))
+    table = next(t for t in doc.iter("table") if t.get("class") == "gates")
+    return {tr.find("th").text_content(): [td.text_content() for td in tr.iter("td")]
+            for tr in table.iter("tr") if tr.getparent().tag == "tbody"}
+
+
+def gate_says(run, folder: Path, flow: str) -> list[str]:
+    """[go-live, open go-live items, not assessed] as ``gate --flow`` says them."""
+    code, out, _err = run(folder, "gate", "--flow", flow)
+    first = out.splitlines()[0]
+    items = re.search(r"(\d+) open go-live items?", first)
+    missing = re.search(r"(\d+) go-live capabilit(?:y|ies) not assessed", first)
+    assert code == (4 if first.startswith("gate closed") else 0), out
+    return ["blocked" if code == 4 else "ready", items.group(1) if items else "0",
+            missing.group(1) if missing else "0"]
+
+
+def test_the_page_opens_with_every_flow_as_gate_decides_it(ready, run):
+    # Nothing assessed: every flow is blocked, and no section says "no open go-live item".
+    run(ready, "report")
+    assert {flow: row[:3] for flow, row in overview(ready).items()} == {
+        flow: gate_says(run, ready, flow) for flow in ("Checkout", "Login")}
+    assert overview(ready)["Checkout"] == ["blocked", "0", "6", "2"]
+    page = matrix_html(ready)
+    assert "No open go-live item" not in page
+    login = sections(page)["Login"]
+    assert "Go-live blocked (gate closed): 6 go-live capabilities not assessed." in \
+        login.text_content()
+    unassessed = next(t for t in login.iter("table") if "unassessed" in t.get("class"))
+    assert [tr[0].text_content() for tr in unassessed.iter("tr")][1:] == ["auth", "web"]
+    # Assess every go-live capability of auth and web to their go-live levels: Login is
+    # ready, Checkout (payment-api unassessed) is not; the page and the gate still agree.
+    for asset in ("auth", "web"):
+        for cap, level in (("Dashboards", "2"), ("Alerts", "1"), ("On-call", "3")):
+            assert run(ready, "assess", "--asset", asset, "--capability", cap,
+                       "--level", level)[0] == 0
+    run(ready, "assess", "--asset", "payment-api", "--capability", "Alerts", "--level", "0")
+    run(ready, "report")
+    seen = overview(ready)
+    assert {flow: row[:3] for flow, row in seen.items()} == {
+        flow: gate_says(run, ready, flow) for flow in ("Checkout", "Login")}
+    assert seen == {"Checkout": ["blocked", "1", "2", "2"], "Login": ["ready", "0", "0", "2"]}
+    assert "Ready to go live (gate open)" in sections(matrix_html(ready))["Login"].text_content()
+    # The flows x categories heatmap: one row per flow, the same cells as each section's
+    # weakest-link row.
+    doc = lxml_html.fromstring(matrix_html(ready))
+    flows_heat = next(t for t in doc.iter("table") if t.get("class") == "heat flows")
+    rows = {tr.find("th").text_content(): [td.text_content() for td in tr.iter("td")]
+            for tr in flows_heat.iter("tr") if tr.getparent().tag == "tbody"}
+    assert rows == {flow: heat_rows(section)["Weakest link"]
+                    for flow, section in sections(matrix_html(ready)).items()}
 
 
 def test_not_assessed_differs_from_level_0_and_not_applicable_is_marked(ready, run):

@@ -110,11 +110,15 @@ def rollup_mark(entries: Sequence[Mapping]) -> Mark:
     levels = [f["level"] for f in entries if f["level"] is not None]
     detail = "; ".join(
         f"{f['capability']}: " + (f"L{f['level']} {f['rag']}" if f["level"] is not None
-                                  else "nobody assessed") for f in entries)
+                                  else "nobody assessed")
+        + (f" ({f['not_assessed']} not assessed)" if f.get("not_assessed") else "")
+        for f in entries)
     if not levels:
         return Mark(NOT_ASSESSED_TEXT, None, "not-assessed", detail)
-    rag = mt.worst_rag(f["rag"] for f in entries)
     partial = any(f.get("not_assessed") for f in entries)
+    rag = mt.flow_rag_shown(mt.worst_rag(f["rag"] for f in entries), partial)
+    if rag is None:  # on target as far as assessed, but some asset is not assessed
+        return Mark(f"{min(levels)}*", None, "unknown", detail)
     return Mark(f"{min(levels)}{'*' if partial else ''}", rag,
                 "partial" if partial else "assessed", detail)
 
@@ -244,7 +248,17 @@ body:has(section.flow:target) section.flow:not(:target){display:none}
 figure.trend{margin:0}figure.trend svg{display:block}
 svg .frame{fill:#fafafa;stroke:#bbb}svg .mid{stroke:#ddd;stroke-dasharray:3 3}
 svg .line{fill:none;stroke:#1f4e9c;stroke-width:2}svg circle{fill:#1f4e9c}
-.scroll{overflow:auto;max-height:80vh;border:1px solid #ccc;margin:10px 0}
+.scroll{overflow:auto;max-height:80vh;border:1px solid #ccc;margin:10px 0;width:fit-content;
+max-width:100%;
+scrollbar-width:auto;scrollbar-color:#777 #e6e6e6}
+.scroll::-webkit-scrollbar{width:12px;height:12px;background:#e6e6e6}
+.scroll::-webkit-scrollbar-thumb{background:#777;border-radius:6px}
+@media (max-width:1000px){
+body{padding:8px;font-size:13px}
+table.heat th,table.heat td{padding:2px 3px}
+table.heat td.l{min-width:2.4em}
+table.heat tbody th{min-width:6em;max-width:11em}
+}
 table{border-collapse:collapse}
 table.heat{font-variant-numeric:tabular-nums}
 table.heat th,table.heat td{border:1px solid var(--grid);padding:3px 6px;white-space:nowrap}
@@ -257,6 +271,12 @@ td.amber,span.amber{background:var(--amber);color:var(--amber-ink)}
 td.green,span.green{background:var(--green);color:var(--green-ink)}
 td.not-assessed,span.not-assessed{color:var(--na-ink);font-weight:400;
 background:repeating-linear-gradient(135deg,#fff 0 4px,#e3e3e3 4px 8px)}
+td.unknown,span.unknown{color:var(--na-ink);
+background:repeating-linear-gradient(135deg,#fff 0 4px,#ececec 4px 8px)}
+table.gates th,table.gates td{border:1px solid #bbb;padding:3px 8px;text-align:left}
+table.gates td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.blocked,p.blocked strong{color:var(--red-ink)}td.blocked{background:var(--red);font-weight:600}
+td.ready,p.ready strong{color:var(--green-ink)}td.ready{background:var(--green);font-weight:600}
 td.not-applicable,span.not-applicable{color:var(--na-ink);font-weight:400;font-style:italic;
 background:#fff;border-style:dashed}
 td.l small{font-size:.72em;font-weight:400;margin-left:2px}
@@ -303,6 +323,8 @@ def _legend(categories: Sequence[str], abbr: Mapping[str, str]) -> str:
         (f'<span class="cell not-applicable">{NOT_APPLICABLE_TEXT}</span>Not Applicable'),
         ('<span class="cell amber">2*<small>A</small></span>* some capabilities of the '
          "category still to assess"),
+        ('<span class="cell unknown">3*</span>a flow whose assessed assets are on target '
+         "while some are not assessed: not Green"),
     ]
     cats = ", ".join(f"<abbr title=\"{_e(c)}\">{_e(abbr[c])}</abbr> {_e(c)}"
                      for c in categories)
@@ -329,23 +351,100 @@ def _counts(cells: Sequence[mt.MatrixRow], items: Sequence[Mapping], assets: int
     return '<dl class="counts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
-def _go_live_items(items: Sequence[Mapping]) -> str:
+def gate_words(gate: mt.Gate) -> str:
+    """What keeps a gate closed, in the words ``gate`` prints (empty when it is open)."""
+    reasons = []
+    if gate.blocking:
+        reasons.append(reports.counted(len(gate.blocking), "open go-live item",
+                                       "open go-live items"))
+    if gate.unassessed:
+        reasons.append(reports.counted(len(gate.unassessed), "go-live capability",
+                                       "go-live capabilities") + " not assessed")
+    return " and ".join(reasons)
+
+
+def _overview(flow_names: Sequence[str], gates: Mapping[str, mt.Gate],
+              assets: Mapping[str, int], marks: Mapping[str, Sequence[str]],
+              categories: Sequence[str], abbr: Mapping[str, str]) -> str:
+    """Every flow at a glance: go-live ready or blocked (as ``gate --flow`` decides), the
+    counts, and the flows x categories heatmap of weakest links; each flow links its section
+    (CSS ``:target``: no script)."""
+    blocked = sum(1 for f in flow_names if gates[f].closed)
+    rows = []
+    for n, flow in enumerate(flow_names, 1):
+        gate = gates[flow]
+        verdict = ('<td class="blocked">blocked</td>' if gate.closed
+                   else '<td class="ready">ready</td>')
+        rows.append(f'<tr><th scope="row"><a href="#flow-{n}">{_e(flow)}</a></th>{verdict}'
+                    f'<td class="n">{len(gate.blocking)}</td>'
+                    f'<td class="n">{len(gate.unassessed)}</td>'
+                    f'<td class="n">{assets.get(flow, 0)}</td></tr>')
+    heat_head = ('<thead><tr><th scope="col">Flow</th>'
+                 + "".join(f'<th scope="col" title="{_e(c)}"><abbr title="{_e(c)}">'
+                           f"{_e(abbr[c])}</abbr></th>" for c in categories) + "</tr></thead>")
+    heat_rows = "".join(
+        f'<tr><th scope="row"><a href="#flow-{n}">{_e(flow)}</a></th>'
+        + "".join(marks[flow]) + "</tr>" for n, flow in enumerate(flow_names, 1))
+    return (
+        '<nav class="overview index" aria-label="Flows" id="overview">'
+        f"<h2>Flows at a glance</h2><p>{len(flow_names) - blocked} of {len(flow_names)} "
+        "flows ready to go live, as <code>gate --flow</code> decides: a flow is blocked while "
+        "a go-live item is open or a go-live capability of one of its assets is not assessed. "
+        "Pick a flow to show only that flow, or "
+        '<a href="#all">show all flows</a>.</p>'
+        '<div class="scroll"><table class="gates"><thead><tr><th scope="col">Flow</th>'
+        '<th scope="col">Go-live</th><th scope="col">Open go-live items</th>'
+        '<th scope="col">Go-live capabilities not assessed</th><th scope="col">Assets</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        "<h3>Weakest links: flows × categories</h3>"
+        '<div class="scroll"><table class="heat flows" aria-label="Flows by category: '
+        f'weakest links">{heat_head}<tbody>{heat_rows}</tbody></table></div></nav>\n')
+
+
+def _go_live_line(gate: mt.Gate) -> str:
+    """The verdict under a flow's title, in the words of ``gate --flow``."""
+    if not gate.closed:
+        return ('<p class="verdict ready"><strong>Ready to go live</strong> (gate open): no '
+                "open go-live item, every go-live capability assessed.</p>")
+    return (f'<p class="verdict blocked"><strong>Go-live blocked</strong> (gate closed): '
+            f"{gate_words(gate)}.</p>")
+
+
+def _go_live(gate: mt.Gate, items: Sequence[Mapping]) -> str:
+    """A flow's go-live gate in detail: the open go-live items (the reason for each) and the
+    go-live capabilities not assessed; nothing when the gate is open."""
+    parts = []
     red = sorted((it for it in items if it["go_live"]), key=reports.sort_key)
-    if not red:
-        return '<p class="note">No open go-live item.</p>'
-    rows = "".join(
-        f"<tr><td>{_e(it['priority'])}</td><td>{_e(it['asset'])}</td>"
-        + _level_cells(it["capability"], it["level"], it["owner"], it["milestone"] or "")
-        + _status_td(it["work_status"], it["state"])
-        + f"<td>{_e(it.get('rally_id') or '')}</td>"
-        f"<td class=\"why\">{_e(it['why'] or it['criteria'])}</td></tr>"
-        for it in red)
-    # A long list starts folded, so the next flow stays within reach.
-    state = " open" if len(red) <= FOLD_ITEMS else ""
-    return (f"<details{state}><summary>Open go-live items ({len(red)})</summary>"
+    if red:
+        rows = "".join(
+            f"<tr><td>{_e(it['priority'])}</td><td>{_e(it['asset'])}</td>"
+            + _level_cells(it["capability"], it["level"], it["owner"], it["milestone"] or "")
+            + _status_td(it["work_status"], it["state"])
+            + f"<td>{_e(it.get('rally_id') or '')}</td>"
+            f"<td class=\"why\">{_e(it['why'] or it['criteria'])}</td></tr>"
+            for it in red)
+        # A long list starts folded, so the next flow stays within reach.
+        state = " open" if len(red) <= FOLD_ITEMS else ""
+        parts.append(
+            f"<details{state}><summary>Open go-live items ({len(red)})</summary>"
             '<table class="items"><thead><tr><th>Priority</th><th>Asset</th><th>Task</th>'
             "<th>Owner</th><th>Milestone</th><th>Status</th><th>Rally</th><th>Why</th></tr>"
             f"</thead><tbody>{rows}</tbody></table></details>")
+    if gate.unassessed:
+        by_asset: dict[str, list[str]] = {}
+        for asset, capability, level in gate.unassessed:
+            by_asset.setdefault(asset, []).append(f"{capability} (L{level})")
+        rows = "".join(f"<tr><td>{_e(asset)}</td><td>{_e(', '.join(caps))}</td></tr>"
+                       for asset, caps in by_asset.items())
+        state = " open" if len(by_asset) <= FOLD_ITEMS // 5 else ""
+        parts.append(
+            f"<details{state}><summary>Go-live capabilities not assessed "
+            f"({len(gate.unassessed)})</summary>"
+            '<table class="items unassessed"><thead><tr><th>Asset</th>'
+            "<th>Capabilities (go-live level)</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table><p class=\"note\">Assess them, or mark them Not "
+            "Applicable.</p></details>")
+    return "".join(parts)
 
 
 @lru_cache(maxsize=4096)  # the same level recurs on every asset that misses it
@@ -380,13 +479,12 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
     for e in matrix:
         for flow in e.flows:
             by_flow_asset[flow].setdefault(e.asset, []).append(e)
-    rollups: dict[str, list[Mapping]] = defaultdict(list)
-    for f in flows:
-        rollups[f["flow"]].append(f)
     open_by_asset: dict[str, list[Mapping]] = defaultdict(list)
-    for it in items:
-        if mt.is_open(str(it["state"])):
-            open_by_asset[it["asset"]].append(it)
+    open_items = [it for it in items if mt.is_open(str(it["state"]))]
+    for it in open_items:
+        open_by_asset[it["asset"]].append(it)
+    # Ready or blocked: the decision `gate --flow` makes, from the same rows and items.
+    gates = mt.flow_gates(matrix, open_items)
     assets = len({e.asset for e in matrix})
     capabilities = len({e.capability for e in matrix})
     source = f"commit {_e(commit)}" if commit else "a folder without git history"
@@ -399,11 +497,16 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
     yield ("<header><h1>SRE maturity matrix</h1>"
            f'<p class="meta">Generated {_e(generated)} from {source} · {assets} assets × '
            f"{capabilities} capabilities in {len(flow_names)} flows</p></header>\n")
-    index = "".join(
-        f'<li><a href="#flow-{n}">{_e(flow)}</a> ({len(by_flow_asset.get(flow, {}))} assets)</li>'
-        for n, flow in enumerate(flow_names, 1))
-    yield ('<nav class="index" aria-label="Flows"><strong>Flows</strong> — pick one to show only '
-           f'that flow:<ul>{index}<li><a href="#all">all flows</a></li></ul></nav>\n')
+    per_flow_cat: dict[str, dict[str, list[Mapping]]] = {
+        flow: defaultdict(list) for flow in flow_names}
+    for f in flows:
+        per_flow_cat[f["flow"]][f["category"]].append(f)
+    weakest_cells = {flow: [_cell_td(rollup_mark(per_flow_cat[flow].get(c, [])), abbr[c])
+                            for c in categories] for flow in flow_names}
+    if flow_names:
+        yield _overview(flow_names, gates,
+                        {flow: len(by_flow_asset.get(flow, {})) for flow in flow_names},
+                        weakest_cells, categories, abbr)
     yield _legend(categories, abbr) + "\n"
     if not flow_names:
         yield '<p class="note">No flow is defined yet: run setup.</p>\n'
@@ -416,14 +519,11 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
         cells = [e for entries in flow_assets.values() for e in entries]
         flow_items = [it for a in flow_assets for it in open_by_asset.get(a, [])]
         yield (f'<section class="flow" id="flow-{n}" aria-labelledby="flow-{n}-h">'
-               f'<h2 id="flow-{n}-h">{_e(flow)}</h2><div class="summary">'
+               f'<h2 id="flow-{n}-h">{_e(flow)}</h2>'
+               + _go_live_line(gates[flow]) + '<div class="summary">'
                + _counts(cells, flow_items, len(flow_assets))
                + trend_svg(trend.get(flow, []), dates, flow) + "</div>\n")
-        per_cat: dict[str, list[Mapping]] = defaultdict(list)
-        for f in rollups.get(flow, []):
-            per_cat[f["category"]].append(f)
-        weakest = "".join(_cell_td(rollup_mark(per_cat.get(c, [])), abbr[c])
-                          for c in categories)
+        weakest = "".join(weakest_cells[flow])
         yield (f'<div class="scroll"><table class="heat" aria-label="{_e(flow)}: assets by '
                f'category">{head}<tbody><tr class="weakest"><th scope="row">Weakest link</th>'
                f"<td></td><td></td>{weakest}</tr>\n")
@@ -437,8 +537,9 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
                    f"<td>{_e(first.target_level)}</td>"
                    + "".join(_cell_td(category_mark(groups.get(c, [])), abbr[c])
                              for c in categories) + "</tr>\n")
-        yield "</tbody></table></div>\n" + _go_live_items(flow_items) + "</section>\n"
-    yield ("<footer>Generated by sre-tracker. Levels 0–5 per SPEC: the highest level whose "
+        yield ("</tbody></table></div>\n" + _go_live(gates[flow], flow_items)
+               + "</section>\n")
+    yield ("<footer>Generated by sre-tracker. A level (0–5) is the highest level whose "
            "questions were all answered yes; a flow is as mature as its weakest asset. "
            "This file has no scripts and loads nothing from elsewhere.</footer>\n"
            "</body>\n</html>\n")

@@ -394,12 +394,13 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
     flow_rows: dict[str, dict[str, list]] = {}
     for flow, cats in flows.items():
         row = flow_rows.setdefault(visible(flow), {})
-        for category, (low, rag) in cats.items():
-            acc = row.setdefault(show(category), [None, None])
+        for category, (low, rag, not_assessed) in cats.items():
+            acc = row.setdefault(show(category), [None, None, False])
             if low is not None and (acc[0] is None or low < acc[0]):
                 acc[0] = low
             if _RAG_RANK[rag] > _RAG_RANK[acc[1]]:
                 acc[1] = rag
+            acc[2] = acc[2] or not_assessed
     categories = list(dict.fromkeys(label for _target, row in rows.values() for label in row))
     abbr = abbreviations(categories)
 
@@ -423,7 +424,7 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
             if not assessed or low is None:
                 text, rag = ("n/a" if size and na == size else "-"), None
             else:
-                text = f"{low}{(rag or ' ')[0]}{'*' if assessed < size else ''}"
+                text = f"{low}{(rag or ' ')[0]}{'*' if assessed + na < size else ''}"
             line += paint(text, rag, col)
         out.append(line.rstrip())
     if flow_rows:
@@ -432,13 +433,16 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
         for flow, row in flow_rows.items():
             line = f"[{flow}]".ljust(width) + "".ljust(8)
             for cat in categories:
-                low, rag = row.get(cat) or (None, None)
-                text = f"{low}{(rag or ' ')[0]}" if low is not None else "-"
+                low, rag, not_assessed = row.get(cat) or (None, None, False)
+                rag = mt.flow_rag_shown(rag, not_assessed)
+                text = (f"{low}{rag[0] if rag else ''}{'*' if not_assessed else ''}"
+                        if low is not None else "-")
                 line += paint(text, rag, col)
             out.append(line.rstrip())
     out.append("")
     out.append("legend: level 0-5 + R/A/G (Red: go-live gap, Amber: below target, Green: on "
-               "target); '-' not assessed; '*' some capabilities not assessed")
+               "target); '-' not assessed; '*' some capabilities not assessed (a flow's "
+               "cell with '*' is never Green)")
     out.append("        " + ", ".join(f"{a} = {c}" for c, a in abbr.items()))
     out.append("")
     out.extend(summary_lines(summary))

@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from lxml import etree
 
@@ -62,6 +62,9 @@ DEFAULT_DC_USER = "jdoe"
 DEFAULT_DC_PASSWORD = "s3cret-DC-password"
 
 V2_PAGE = re.compile(r"^/wiki/api/v2/pages/([^/]+)$")
+V2_CHILDREN = re.compile(r"^/wiki/api/v2/pages/([^/]+)/(?:direct-)?children$")
+V1_CHILDREN = re.compile(r"^/rest/api/content/([^/]+)/child/page$")
+SPACE_ID, SPACE_KEY = "98310", "SRE"
 CLOUD_V1 = re.compile(r"^/wiki/rest/api/content/([^/]+)$")
 GONE_TEXT = "This deprecated endpoint has been removed"
 NS = {"ac": "http://www.atlassian.com/schema/confluence/4/ac/",
@@ -183,6 +186,7 @@ class FakeConfluence(FakeServer):
         self.auth_headers: list[str] = []
         self.lock = threading.RLock()
         self._ids = itertools.count(4521987)
+        self.page_limit = 250  # the most results one listing request returns
         self._faults: list[dict] = []
         self._edits: list[dict] = []
         self._after_put: list[dict] = []
@@ -209,12 +213,13 @@ class FakeConfluence(FakeServer):
     # --- pages ---
 
     def add_page(self, title: str, body: str, *, page_id: str | None = None,
-                 version: int = 1) -> str:
+                 version: int = 1, parent_id: str = "4519001", by: str = "seed") -> str:
         """Create a page directly (no HTTP); returns its id."""
         with self.lock:
             pid = page_id or str(next(self._ids))
             self.pages[pid] = {"id": pid, "title": title, "status": "current",
-                               "spaceId": "98310", "version": version, "body": body,
+                               "spaceId": SPACE_ID, "parentId": parent_id,
+                               "created_by": by, "version": version, "body": body,
                                "message": "", "minorEdit": False, "history": [
                                    {"number": version, "body": body, "message": "",
                                     "minorEdit": False, "by": "seed"}]}
@@ -222,6 +227,88 @@ class FakeConfluence(FakeServer):
 
     def body(self, page_id: str) -> str:
         return self.pages[page_id]["body"]
+
+    def children(self, page_id: str) -> list[dict[str, Any]]:
+        """The pages whose parent is ``page_id``, in creation order."""
+        with self.lock:
+            return [p for p in self.pages.values() if p["parentId"] == page_id]
+
+    def page_by_title(self, title: str) -> dict[str, Any] | None:
+        with self.lock:
+            return next((p for p in self.pages.values()
+                         if p["title"].casefold() == title.casefold()), None)
+
+    def creates(self) -> list[Any]:
+        """The JSON bodies of all POST (create) requests, in order."""
+        return [b for m, _p, _q, b in list(self.requests) if m == "POST"]
+
+    def _create(self, flavour: str, space: object, parent: object, title: object,
+                body: object) -> Reply:
+        """A create (v2 or v1) under the lock: checks as Confluence does
+        (confluence-create.md §1-§4), then stores the page with version 1."""
+        v2 = flavour == "cloud"
+
+        def refuse(status: int, text: str) -> Reply:
+            return v2_error(status, "INVALID_REQUEST_PARAMETER" if status == 400 else text,
+                            text) if v2 else v1_error(status, text)
+
+        if space != (SPACE_ID if v2 else SPACE_KEY):
+            return refuse(400 if v2 else 404, f"No space with key : {space}")
+        if not isinstance(title, str) or not title.strip():
+            return refuse(400, "Title is required for a non-draft page")
+        if parent is not None and (str(parent) not in self.pages
+                                   or str(parent) in self.hidden):
+            return refuse(400 if v2 else 404, f"parent page {parent} not found")
+        if not isinstance(body, str):
+            return refuse(400, "Unsupported body representation")
+        if self.page_by_title(title) is not None:
+            text = ("A page with this title already exists: A page already exists with the "
+                    f"{'same TITLE in this space' if v2 else f'title {title} in the space with key {SPACE_KEY}'}")
+            if v2:
+                return Reply(400, {"errors": [{"status": 400, "code": "BAD_REQUEST",
+                                               "title": text, "detail": None}]})
+            return v1_error(400, text)
+        error = xhtml_error(body)
+        if error:
+            return refuse(400, error)
+        stored = normalise(body, flavour) if self.normalise_bodies else body
+        pid = self.add_page(title, stored, parent_id=str(parent or "4519001"), by="api")
+        page = self.pages[pid]
+        return Reply(200, self._v2_page(page, True) if v2 else
+                     self._v1_page(page, {"body.storage", "version", "space", "ancestors"}))
+
+    def _search(self, space: bool, query: dict) -> list[dict]:
+        """The visible pages of the space (none for another space) whose title is the
+        ``title`` asked for, if any."""
+        return [p for p in self.pages.values() if space and p["id"] not in self.hidden
+                and ("title" not in query or p["title"] == query["title"])]
+
+    def _listing(self, flavour: str, pages: list[dict], query: dict, path: str) -> Reply:
+        """One page of a listing: v2 by ``cursor`` (an offset here), v1 by ``start``; the next
+        one's address in ``_links.next`` (and v2's ``Link`` header)."""
+        v2 = flavour == "cloud"
+        start = int(query.get("cursor" if v2 else "start") or 0)
+        limit = min(int(query.get("limit") or 25), self.page_limit)
+        chunk = pages[start:start + limit]
+        results = [({"id": p["id"], "status": p["status"], "title": p["title"],
+                     "spaceId": p["spaceId"], "parentId": p["parentId"],
+                     "childPosition": i} if v2 else
+                    {"id": p["id"], "type": "page", "status": p["status"], "title": p["title"],
+                     "ancestors": [{"id": p["parentId"], "type": "page"}]})
+                   for i, p in enumerate(chunk, start)]
+        links: dict[str, str] = {}
+        headers = {}
+        if start + limit < len(pages):
+            rest = {k: v for k, v in query.items() if k not in ("cursor", "start")}
+            rest["cursor" if v2 else "start"] = str(start + limit)
+            nxt = path + "?" + "&".join(f"{k}={quote(str(v))}" for k, v in rest.items())
+            links["next"] = nxt
+            if v2:
+                headers["Link"] = f'<{nxt}>; rel="next"'
+        data: dict[str, Any] = {"results": results, "_links": links}
+        if not v2:
+            data.update(start=start, limit=limit, size=len(chunk))
+        return Reply(200, data, headers=headers)
 
     def version(self, page_id: str) -> int:
         return self.pages[page_id]["version"]
@@ -358,8 +445,30 @@ class FakeConfluence(FakeServer):
                           "information, see: https://developer.atlassian.com/cloud/confluence/"
                           "deprecation-notice-basic-auth/", "text/plain;charset=UTF-8",
                           {"WWW-Authenticate": 'Basic realm="protected-area"'})
-        if CLOUD_V1.match(path):
+        if CLOUD_V1.match(path) or path.startswith("/wiki/rest/api/content"):
             return v1_error(410, GONE_TEXT)
+        if path == "/wiki/api/v2/pages":
+            with self.lock:
+                if method == "POST":
+                    if not isinstance(body, dict):
+                        return v2_error(400, "INVALID_REQUEST_PARAMETER",
+                                        "Request body is not JSON")
+                    storage = body.get("body") or {}
+                    if isinstance(storage.get("storage"), dict):  # apa's nested form
+                        storage = storage["storage"]
+                    return self._create("cloud", str(body.get("spaceId") or ""),
+                                        body.get("parentId"), body.get("title"),
+                                        storage.get("value"))
+                space = query.get("space-id", SPACE_ID) == SPACE_ID
+                return self._listing("cloud", self._search(space, query), query, path)
+        m = V2_CHILDREN.match(path)
+        if m:
+            with self.lock:
+                pid = unquote(m.group(1))
+                if pid not in self.pages or pid in self.hidden:
+                    return v2_error(404, "Not Found", None)
+                kids = [p for p in self.children(pid) if p["id"] not in self.hidden]
+                return self._listing("cloud", kids, query, path)
         m = V2_PAGE.match(path)
         if not m:
             return v2_error(404, "Not Found", f"No endpoint {path}")
@@ -398,7 +507,7 @@ class FakeConfluence(FakeServer):
 
     def _v2_page(self, page: dict, with_body: bool) -> dict:
         data = {"id": page["id"], "status": page["status"], "title": page["title"],
-                "spaceId": page["spaceId"], "parentId": "4519001", "parentType": "page",
+                "spaceId": page["spaceId"], "parentId": page["parentId"], "parentType": "page",
                 "position": 4, "authorId": "5b10ac8d82e05b22cc7d4ef5",
                 "ownerId": "5b10ac8d82e05b22cc7d4ef5", "lastOwnerId": None,
                 "createdAt": "2025-11-03T09:12:44.120Z",
@@ -442,6 +551,30 @@ class FakeConfluence(FakeServer):
                                                                "anonymous.svg"}})
             return Reply(200, {"type": "known", "username": self.dc_user,
                                 "userKey": "8a7f80c2fake", "displayName": "Jane Doe"})
+        if path in ("/rest/api/content", "/rest/api/content/"):
+            with self.lock:
+                if who == "anonymous":
+                    return v1_error(403, "Cannot create a page in space")
+                if method == "POST":
+                    if not isinstance(body, dict) or body.get("type") != "page":
+                        return v1_error(400, "Could not parse the request body as JSON")
+                    ancestors = body.get("ancestors") or [{}]
+                    storage = (body.get("body") or {}).get("storage") or {}
+                    if storage.get("representation") != "storage":
+                        return v1_error(400, "Unsupported body representation")
+                    return self._create("datacenter", (body.get("space") or {}).get("key"),
+                                        ancestors[-1].get("id"), body.get("title"),
+                                        storage.get("value"))
+                space = query.get("spaceKey", SPACE_KEY) == SPACE_KEY
+                return self._listing("datacenter", self._search(space, query), query, path)
+        m = V1_CHILDREN.match(path)
+        if m:
+            with self.lock:
+                pid = unquote(m.group(1))
+                if pid not in self.pages or pid in self.hidden or who == "anonymous":
+                    return v1_error(404, f"No content found with id: ContentId{{id={pid}}}")
+                kids = [p for p in self.children(pid) if p["id"] not in self.hidden]
+                return self._listing("datacenter", kids, query, path)
         m = re.match(r"^/rest/api/content/([^/]+)$", path)
         if not m:
             return Reply(404, "<html><body><h1>Not Found</h1></body></html>", "text/html")
@@ -488,6 +621,10 @@ class FakeConfluence(FakeServer):
                                "when": _now(), "message": page["message"],
                                "number": page["version"], "minorEdit": page["minorEdit"],
                                "hidden": False}
+        if "space" in expand:
+            data["space"] = {"key": SPACE_KEY, "name": "Site Reliability", "type": "global"}
+        if "ancestors" in expand:
+            data["ancestors"] = [{"id": page["parentId"], "type": "page"}]
         if "body.storage" in expand:
             data["body"] = {"storage": {"value": page["body"], "representation": "storage",
                                         "_expandable": {"content": ""}},

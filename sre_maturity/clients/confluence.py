@@ -53,6 +53,11 @@ ANONYMOUS = ("Confluence treated the request as anonymous, so the token was not 
              "create a new CONFLUENCE_PAT")
 
 
+class TitleTaken(ConfluenceError):
+    """A create was refused: the space holds a page with that title (titles are unique per
+    space, confluence-create.md §4)."""
+
+
 class WriteOutcomeUnknown(ConfluenceError):
     """A write got a 5xx answer, timed out or lost its connection: it may have been saved."""
 
@@ -105,6 +110,24 @@ class _CloudApi:
                 "body": {"representation": "storage", "value": body},
                 "version": {"number": version, "message": message}}
 
+    def space(self, data: Mapping[str, Any]) -> str:
+        return str(data.get("spaceId") or "")
+
+    def children(self, page_id: str) -> tuple[str, dict[str, str]]:
+        return f"/api/v2/pages/{quote(page_id, safe='')}/children", {"limit": "250"}
+
+    def by_title(self, space: str, title: str) -> tuple[str, dict[str, str]]:
+        return "/api/v2/pages", {"space-id": space, "title": title, "limit": "25"}
+
+    def create_path(self) -> str:
+        return "/api/v2/pages"
+
+    def create_payload(self, space: str, parent_id: str, title: str, body: str
+                       ) -> dict[str, Any]:
+        # confluence-create.md §1: numeric spaceId, parentId, the storage body.
+        return {"spaceId": space, "status": "current", "title": title, "parentId": parent_id,
+                "body": {"representation": "storage", "value": body}}
+
 
 class _DataCenterApi:
     """Confluence Data Center / Server, REST v1 content API (§1-§3)."""
@@ -115,7 +138,7 @@ class _DataCenterApi:
         return f"/rest/api/content/{quote(page_id, safe='')}"
 
     def get_params(self) -> dict[str, str]:
-        return {"expand": "body.storage,version"}
+        return {"expand": "body.storage,version,space"}
 
     def read(self, data: Mapping[str, Any]) -> dict[str, Any]:
         body = ((data.get("body") or {}).get("storage") or {}).get("value")
@@ -128,6 +151,35 @@ class _DataCenterApi:
                 "version": {"number": version, "message": message, "minorEdit": True},
                 "body": {"storage": {"value": body, "representation": "storage"}}}
 
+    def space(self, data: Mapping[str, Any]) -> str:
+        return str((data.get("space") or {}).get("key") or "")
+
+    def children(self, page_id: str) -> tuple[str, dict[str, str]]:
+        return f"/rest/api/content/{quote(page_id, safe='')}/child/page", {"limit": "200"}
+
+    def by_title(self, space: str, title: str) -> tuple[str, dict[str, str]]:
+        return "/rest/api/content", {"spaceKey": space, "title": title,
+                                     "expand": "ancestors"}
+
+    def create_path(self) -> str:
+        return "/rest/api/content"
+
+    def create_payload(self, space: str, parent_id: str, title: str, body: str
+                       ) -> dict[str, Any]:
+        # confluence-create.md §2: the space key, the parent as the one ancestor.
+        return {"type": "page", "title": title, "space": {"key": space},
+                "ancestors": [{"type": "page", "id": parent_id}],
+                "body": {"storage": {"value": body, "representation": "storage"}}}
+
+
+def _parent(data: Mapping[str, Any]) -> str:
+    """The parent page id of a page as v2 (``parentId``) or v1 (last of ``ancestors``) gives
+    it; "" when not said."""
+    if data.get("parentId"):
+        return str(data["parentId"])
+    ancestors = data.get("ancestors") or []
+    return str(ancestors[-1].get("id") or "") if ancestors else ""
+
 
 def _page(data: Mapping[str, Any], body: Any) -> dict[str, Any]:
     version = (data.get("version") or {}).get("number")
@@ -135,7 +187,7 @@ def _page(data: Mapping[str, Any], body: Any) -> dict[str, Any]:
         raise ConfluenceError("Confluence answered without a page version; check "
                               "CONFLUENCE_BASE_URL and CONFLUENCE_API")
     return {"id": str(data.get("id", "")), "title": str(data.get("title") or ""),
-            "version": version, "body": body}
+            "version": version, "body": body, "parent": _parent(data)}
 
 
 # ---------------------------------------------------------------------------- the client
@@ -222,6 +274,7 @@ class ConfluenceClient:
                 raise self._error(ANONYMOUS) from exc
             raise
         page = self.api.read(data)
+        page["space"] = self.api.space(data)
         if not isinstance(page["body"], str):
             raise ConfluenceError(f"page {page_id} came without its storage body; is it a "
                                   "Confluence page (not a whiteboard or database)?")
@@ -243,6 +296,62 @@ class ConfluenceClient:
         if not isinstance(saved["body"], str):
             saved["body"] = body
         return saved
+
+    def child_pages(self, page_id: str | int) -> list[dict[str, str]]:
+        """The direct child pages of a page: ``[{"id", "title"}]``, every page of the listing
+        followed (v2 cursor, v1 offset: both through ``_links.next``)."""
+        page_id = str(page_id).strip()
+        path, first = self.api.children(page_id)
+        params: dict[str, str] | None = first
+        out: list[dict[str, str]] = []
+        for _ in range(1000):  # a bound, not a limit anyone reaches: 250 children a request
+            data = self._json(self._request("GET", path, page_id, params=params), page_id)
+            out += [{"id": str(r.get("id", "")), "title": str(r.get("title") or "")}
+                    for r in data.get("results") or [] if isinstance(r, dict)]
+            nxt = str((data.get("_links") or {}).get("next") or "")
+            if not nxt:
+                break
+            path, params = self._next_path(nxt), None
+        return out
+
+    def _next_path(self, nxt: str) -> str:
+        """A ``_links.next`` (relative to the site, or to the API base) as a path under
+        :attr:`base_url`."""
+        split = urlsplit(nxt)
+        path = split.path + (f"?{split.query}" if split.query else "")
+        prefix = urlsplit(self.base_url).path.rstrip("/")
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix):]
+        return path
+
+    def find_page(self, space: str, title: str) -> dict[str, str] | None:
+        """The page titled ``title`` in the space (``{"id", "title", "parent"}``), or None."""
+        path, params = self.api.by_title(space, title)
+        data = self._json(self._request("GET", path, None, params=params), None)
+        for r in data.get("results") or []:
+            if isinstance(r, dict) and str(r.get("title") or "").casefold() == title.casefold():
+                return {"id": str(r.get("id", "")), "title": str(r.get("title") or ""),
+                        "parent": _parent(r)}
+        return None
+
+    def create_page(self, space: str, parent_id: str | int, title: str, body: str
+                    ) -> dict[str, Any]:
+        """Create a child page of ``parent_id`` in ``space`` (v2: the space id, v1: its key).
+
+        :returns: ``{"id", "title", "version": int, "body": str, "parent"}`` as created
+        :raises TitleTaken: a page with this title exists in the space already
+        :raises WriteOutcomeUnknown: 5xx, timeout or lost connection: it may have been made
+        """
+        parent_id = str(parent_id).strip()
+        payload = self.api.create_payload(space, parent_id, title, body)
+        resp = self._request("POST", self.api.create_path(), None, json=payload)
+        if resp.status_code == 400 and "already exists" in _server_text(resp).lower():
+            raise self._error(f"a page titled '{title}' already exists in the space",
+                              TitleTaken)
+        created = self.api.read(self._json(resp, None))
+        if not isinstance(created["body"], str):
+            created["body"] = body
+        return created
 
     def current_user(self) -> dict[str, Any] | None:
         """Data Center: who the token authenticates as (None where not available).

@@ -157,28 +157,31 @@ def update_pages(ctx: Context) -> int:
     return code
 
 
-def push_page(ctx: Context, items: list[dict] | None = None) -> int:
-    """Bring the Confluence to-do table up to date (from ``items`` when the caller already
-    has them), or say why the page is skipped."""
+def push_page(ctx: Context) -> int:
+    """Bring the Confluence to-do list up to date, or say why the page is skipped: one table
+    on ``CONFLUENCE_PAGE_ID`` while the list fits one page, else child pages with an index on
+    it (:mod:`todo_parts`)."""
     settings: Settings = ctx.settings
     missing = settings.confluence_missing()
     if missing:
         ctx.notice(f"Confluence page skipped: {', '.join(missing)} not set")
         return EXIT_OK
     from sre_maturity.clients import confluence
-    from sre_maturity.rules import maturity as mt
+    from sre_maturity.render import todo_parts
     from sre_maturity.rules import views
-    with ctx.open_db() as db:
-        if items is None:
-            items = views.items(db, states=(mt.OPEN, mt.DONE))
-        known = views.item_keys(db)  # closed items too: their rows leave the page
-    rows = reports.todo_rows(items)
+    page_id = settings.text("CONFLUENCE_PAGE_ID")
+    title = settings.text("CONFLUENCE_TABLE_TITLE")
     client = confluence.client_from_settings(settings)
     try:
-        result = confluence.update_todo_table(
-            client, settings.text("CONFLUENCE_PAGE_ID"), settings.text("CONFLUENCE_TABLE_TITLE"),
-            rows, known,
-        )
+        with ctx.open_db() as db:
+            known = views.item_keys(db)  # closed items too: their rows leave the page
+            plan = todo_parts.layout(db)
+            if plan.split:
+                return _push_parts(ctx, client, page_id, title, plan, known)
+            rows = reports.todo_rows(plan.items)
+        result = confluence.update_page(client, page_id, _whole_list_edit(title, rows, known))
+        if result["summary"] == ONE_PAGE_AGAIN:
+            _empty_children(ctx, client, page_id, title, known, keep=set())
     finally:
         client.close()
     if result["changed"]:
@@ -189,3 +192,113 @@ def push_page(ctx: Context, items: list[dict] | None = None) -> int:
     return EXIT_OK
 
 
+ONE_PAGE_AGAIN = "the to-do list fits one page again: the index became the table"
+
+
+def _whole_list_edit(title: str, rows: list[dict], known):
+    """The main page's edit while the list fits one page: the to-do table's update (SPEC §6),
+    or, where the page still holds the index of a split list, the table in its place."""
+    from sre_maturity.render import storage_format, storage_page, todo_parts
+
+    def apply(body: str) -> tuple[str, bool, str]:
+        found = storage_page.locate(storage_page.load(body), title, todo_parts.either_is_ours)
+        if found.table is not None and todo_parts.INDEX_IS_OURS(
+                storage_page.header_texts(found.page, found.table) or []):
+            markup = storage_format.render_table(rows)
+            new = storage_page.replace_table(body, title, todo_parts.either_is_ours, markup)
+            return new.body, True, ONE_PAGE_AGAIN
+        return storage_format.update_table(body, title, rows, known)
+
+    return apply
+
+
+def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> int:
+    """A split list: each part's child page created or updated (the splice, no-op and 409
+    rules of one page), children left over from an earlier split emptied of the tool's rows,
+    then the index on the main page."""
+    from sre_maturity.clients import confluence
+    from sre_maturity.render import storage_format, storage_page, todo_parts
+
+    main = client.get_page(page_id)
+    children = {c["title"].casefold(): c for c in client.child_pages(page_id)}
+
+    def make(it) -> tuple[dict, int]:
+        row = reports.todo_row(it)
+        return row, len(storage_format.render_row(row).encode())
+
+    index, done, created, updated = [], set(), 0, 0
+    for part in todo_parts.split(plan.items, plan.flow_of, make):
+        child = todo_parts.child_title(title, part.name)
+        done.add(child.casefold())
+        index.append(todo_parts.index_row(part, title))
+        rows = part.entries
+        existing = children.get(child.casefold())
+        if existing is None:
+            existing = _create_child(client, main, child, title, rows, known)
+            if existing.get("created"):
+                created += 1
+                ctx.print(f"confluence: page '{child}' created ({len(rows)} rows)")
+                continue
+        result = confluence.update_todo_table(client, existing["id"], title, rows, known)
+        if result["changed"]:
+            updated += 1
+            ctx.print(f"confluence: page '{child}' updated to version {result['version']} "
+                      f"({result['summary']})")
+    emptied = _empty_children(ctx, client, page_id, title, known, keep=done,
+                              children=list(children.values()))
+    edit = storage_page.table_edit(title, todo_parts.either_is_ours,
+                                   todo_parts.index_storage(index), "index of the parts")
+    result = confluence.update_page(client, page_id, edit)
+    kept = len(index) - created - updated
+    ctx.print(f"confluence: the to-do list is {len(index)} child pages ({created} created, "
+              f"{updated} updated, {kept} already up to date"
+              + (f", {emptied} left over emptied" if emptied else "") + "); index "
+              + (f"updated to version {result['version']}" if result["changed"]
+                 else "already up to date (no new version)"))
+    return EXIT_OK
+
+
+def _create_child(client, main: dict, child: str, title: str, rows: list[dict], known
+                  ) -> dict:
+    """Create a part's child page under ``main`` holding the heading and the table; a page
+    of that title already under ``main`` (a create whose answer was lost, or made by hand) is
+    returned to be updated instead. ``{"id", ..., "created": bool}``."""
+    from sre_maturity.clients import confluence
+    from sre_maturity.render import storage_format
+    body, _changed, _summary = storage_format.update_table("", title, rows, known)
+    try:
+        page = client.create_page(main["space"], main["id"], child, body)
+        return {**page, "created": True}
+    except (confluence.TitleTaken, confluence.WriteOutcomeUnknown) as exc:
+        found = client.find_page(main["space"], child)
+        if found is None:
+            raise
+        if found["parent"] and found["parent"] != main["id"]:
+            raise ConfluenceError(
+                f"a page titled '{child}' already exists elsewhere in the space (page "
+                f"{found['id']}); move it under page {main['id']} ('{main['title']}') or rename "
+                "it, then run the command again") from exc
+        return {**found, "created": False}
+
+
+def _empty_children(ctx: Context, client, page_id: str, title: str, known, *,
+                    keep: set[str], children: list[dict] | None = None) -> int:
+    """Child pages of an earlier split that hold no part now (their flow left, or the list
+    fits one page again): the tool's rows taken off their table, people's rows kept.
+    Returns how many changed."""
+    from sre_maturity.clients import confluence
+    from sre_maturity.render import todo_parts
+    prefix = todo_parts.child_title(title, "").casefold()
+    if children is None:
+        children = client.child_pages(page_id)
+    changed = 0
+    for child in children:
+        name = child["title"].casefold()
+        if not name.startswith(prefix) or name in keep:
+            continue
+        result = confluence.update_todo_table(client, child["id"], title, [], known)
+        if result["changed"]:
+            changed += 1
+            ctx.print(f"confluence: page '{child['title']}' holds no part now: its rows were "
+                      f"taken off (version {result['version']})")
+    return changed

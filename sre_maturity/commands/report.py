@@ -8,6 +8,7 @@ The text itself is rendered by :mod:`reports` (the to-do table, wiki markup, sta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +70,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     one sorted pass over the open items), the Rulebook files and sre_matrix.html, then a
     summary."""
     from database import now_iso
-    from sre_maturity.render import pages, reports, storage_format, stories
-    from sre_maturity.rules import maturity as mt
+    from sre_maturity.render import pages, reports, storage_format, stories, todo_parts
     from sre_maturity.rules import views
 
     out_dir = Path(opts.output_dir).expanduser() if opts.output_dir else ctx.data_dir
@@ -78,30 +78,42 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
         raise InputError(f"--output-dir {out_dir} does not exist; create it first")
     tag = ctx.settings.text("RALLY_TAG")
     title = ctx.settings.text("CONFLUENCE_TABLE_TITLE")
+    generated = now_iso()[:10]
     selected = 0
     todo_items: list[dict] = []
+
+    def seen(it: Mapping) -> None:
+        nonlocal selected
+        if stories.wants_story(it, opts.include_amber):
+            rally_file.write(stories.rally_import_record(it, tag))
+            selected += 1
+        # sre_matrix.html counts them and lists the go-live ones: keep what it reads.
+        kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
+        todo_items.append({k: it[k] for k in kept})
+
+    parts: list[todo_parts.IndexRow] = []
     with ctx.open_db() as db:
-        fields = views.REPORT_ITEM_FIELDS
-        rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order, fields=fields)
-        count = len(rows)
+        plan = todo_parts.layout(db)
+        count = plan.count
         with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
                 views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
                 views.atomic_stream(out_dir / "confluence_page.html") as html_file:
             rally_file.write(stories.rally_import_header())
-            wiki_file.write(reports.wiki_page_head(title, now_iso()[:10], count))
-            wiki_file.write(reports.wiki_header() + "\n")
-            html_file.write(storage_format.table_start())
-            for it in views.item_dicts(db, rows, fields):
-                if stories.wants_story(it, opts.include_amber):
-                    rally_file.write(stories.rally_import_record(it, tag))
-                    selected += 1
-                wiki_file.write(reports.wiki_todo_row(it) + "\n")
-                html_file.write(storage_format.render_todo_row(it))
-                # sre_matrix.html counts them and lists the go-live ones: keep what it reads.
-                kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
-                todo_items.append({k: it[k] for k in kept})
-            html_file.write(storage_format.TABLE_END + "\n")
-        rows = []  # let the sorted rows go before the matrix is built
+            if not plan.split:
+                wiki_file.write(reports.wiki_page_head(title, generated, count))
+                wiki_file.write(reports.wiki_header() + "\n")
+                html_file.write(storage_format.table_start())
+                for it in plan.items:
+                    seen(it)
+                    wiki_file.write(reports.wiki_todo_row(it) + "\n")
+                    html_file.write(storage_format.render_todo_row(it))
+                html_file.write(storage_format.TABLE_END + "\n")
+            else:
+                parts = write_parts(out_dir, title, generated, plan, seen)
+                wiki_file.write(todo_parts.index_wiki_page(parts, title, generated, count))
+                html_file.write(todo_parts.index_storage(parts) + "\n")
+        remove_stale_parts(out_dir, {r.file for r in parts})
+        del plan  # let the sorted rows go before the matrix is built
         levels = views.open_levels(db)  # counted for the matrix and for the summary
         matrix, flows = views.matrix_rows(db, levels=levels)
         summary = views.summary(db, matrix, levels=levels)
@@ -109,8 +121,52 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
         ctx.print(line)
     kind = "Red and Amber" if opts.include_amber else "Red"
     ctx.print(f"rally_import.csv: {selected} {kind} items without a Rally story")
-    ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
-              "wiki); confluence_page.html: the same table in storage format")
+    if parts:
+        first = parts[0]
+        ctx.print(f"confluence_page.txt: {count} rows, too many for one page: an index of "
+                  f"{len(parts)} parts (paste it into the to-do page); each part's table is "
+                  f"in its own file, e.g. {first.file}.txt for the child page "
+                  f"'{first.title}' (.html: the same in storage format)")
+    else:
+        ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
+                  "wiki); confluence_page.html: the same table in storage format")
     for line in pages.write_files(ctx, out_dir, matrix, flows, todo_items):
         ctx.print(line)
     ctx.print(f"written to {out_dir}")
+
+
+def write_parts(out_dir: Path, title: str, generated: str, plan, seen) -> list:
+    """A split to-do list's part files (wiki and storage format, one pair per part, each
+    under ``todo_parts.PAGE_BYTES``); ``seen(item)`` is called for every item. Returns the
+    index rows, with the file each part is in."""
+    from sre_maturity.render import reports, storage_format, todo_parts
+    from sre_maturity.rules import views
+
+    def make(it: Mapping) -> tuple[tuple[str, str], int]:
+        seen(it)
+        html = storage_format.render_todo_row(it)
+        return (reports.wiki_todo_row(it), html), len(html.encode())
+
+    index = []
+    for number, part in enumerate(todo_parts.split(plan.items, plan.flow_of, make), 1):
+        stem = todo_parts.file_stem(number, part.name)
+        with views.atomic_stream(out_dir / f"{stem}.txt") as wiki_file, \
+                views.atomic_stream(out_dir / f"{stem}.html") as html_file:
+            wiki_file.write(todo_parts.part_wiki_head(title, part, generated))
+            wiki_file.write(reports.wiki_header() + "\n")
+            html_file.write(storage_format.table_start())
+            for wiki_row, html_row in part.entries:
+                wiki_file.write(wiki_row + "\n")
+                html_file.write(html_row)
+            html_file.write(storage_format.TABLE_END + "\n")
+        index.append(todo_parts.index_row(part, title, stem))
+    return index
+
+
+def remove_stale_parts(out_dir: Path, keep: set[str]) -> None:
+    """Remove part files an earlier ``report`` wrote that this one did not (a flow that left,
+    or a list that fits one page again): pasting a stale part would undo work."""
+    from sre_maturity.render import todo_parts
+    for path in out_dir.glob(todo_parts.FILE_PREFIX + "*"):
+        if todo_parts.is_part_file(path.name) and path.name.rsplit(".", 1)[0] not in keep:
+            path.unlink(missing_ok=True)

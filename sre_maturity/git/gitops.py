@@ -33,6 +33,8 @@ GITIGNORE = (
     "rally_import.csv\n"
     "confluence_page.txt\n"
     "confluence_page.html\n"
+    "confluence_page.*.txt\n"
+    "confluence_page.*.html\n"
     "confluence_rulebook.txt\n"
     "confluence_rulebook.html\n"
     "sre_matrix.html\n"

@@ -1,0 +1,246 @@
+"""A to-do list larger than a page (SPEC §11): when one part, when several, and what each
+part and the index hold.
+
+The list stays one page while its storage-format table is under :data:`PAGE_BYTES` and
+:data:`PAGE_ROWS`. Beyond either, it is split **per flow**: one part per flow (an asset in
+several flows sits in the part of the first of them, by name), and a flow too large for one
+page is cut into ``"<flow> (part 2)"`` and so on. Per flow, not per team, because every asset
+has a flow (Team is optional in flows.csv and often blank), because the go-live gate and the
+people who push a flow to go-live look at one flow, and because the table is already sorted
+by flow after priority.
+
+A part's page is the child page titled :func:`child_title` under ``CONFLUENCE_PAGE_ID``; the
+main page then holds the index (:data:`INDEX_COLUMNS`: part, open, Red, Amber, and a link
+to the part's page by its title). Offline, a part is the pair of files :func:`file_stem`
+``.txt``/``.html`` whose names start with the part's number and flow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sre_maturity.render import storage_page as sp
+from sre_maturity.render.reports import wiki_escape
+from sre_maturity.render.storage_page import xml_attr, xml_text
+from sre_maturity.rules import maturity as mt
+
+# reference/confluence.md §8: Data Center refuses to edit a page whose editing snapshot is over
+# 16 MiB and Cloud answers 500 to very large bodies; SPEC §11 caps a page at 5 MiB. One part's
+# table stays under 4 MiB, leaving 1 MiB for what Confluence adds on save (macro and table
+# ids, some 70 bytes a row) and what people add to the page (columns, comments, text).
+PAGE_BYTES = 4 * 1024 * 1024
+# Far below the byte bound for short texts: a table of more rows does not read as a list.
+PAGE_ROWS = 5000
+
+INDEX_COLUMNS = ("Part", "Open", "Red", "Amber", "Page")
+INDEX_IS_OURS = sp.has_columns("Part", "Open", "Red", "Amber")
+TODO_IS_OURS = sp.has_columns("Asset Name", "Task")
+FILE_PREFIX = "confluence_page."
+_PART_FILE = re.compile(r"^confluence_page\.\d{2,}-.*\.(txt|html)$")
+
+E = TypeVar("E")
+
+
+def either_is_ours(header: Sequence[str]) -> bool:
+    """The main page's table under the heading is ours whether it is the index or the to-do
+    table (the list moves between one page and several)."""
+    return INDEX_IS_OURS(header) or TODO_IS_OURS(header)
+
+
+def needs_split(rows: int, storage_bytes: Callable[[], int]) -> bool:
+    """Whether a to-do list of ``rows`` rows is split; ``storage_bytes`` (asked only when the
+    row count alone does not decide) is the size of its storage-format table."""
+    return rows > PAGE_ROWS or storage_bytes() > PAGE_BYTES
+
+
+def part_flow(flows: Iterable[str]) -> str:
+    """The flow whose part holds an asset's items: the first of its flows by name."""
+    return min(flows, default="")
+
+
+@dataclass
+class Part(Generic[E]):
+    """One part of a split to-do list: its flow, its number within the flow (0: the flow is
+    one part), what the caller made of each row, and the counts the index shows."""
+
+    flow: str
+    number: int = 0
+    entries: list[E] = field(default_factory=list)
+    open: int = 0
+    red: int = 0
+    amber: int = 0
+    size: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.flow if not self.number else f"{self.flow} (part {self.number})"
+
+    def add(self, it: Mapping[str, Any], entry: E, size: int) -> None:
+        self.entries.append(entry)
+        self.size += size
+        if it["state"] == mt.OPEN:
+            self.open += 1
+            if it["go_live"]:
+                self.red += 1
+            else:
+                self.amber += 1
+
+
+def split(items: Iterable[Mapping[str, Any]], flow_of: Mapping[str, str],
+          make: Callable[[Mapping[str, Any]], tuple[E, int]]) -> Iterator[Part[E]]:
+    """The parts of a to-do list, one at a time (only one part's rows are held).
+
+    ``items``: item dicts sorted by their part's flow (``flow_of[asset]``), then in table
+    order; ``make(item) -> (entry, storage bytes)`` is what a part keeps of a row. A flow
+    becomes several parts where its rows pass :data:`PAGE_ROWS` or :data:`PAGE_BYTES`.
+    """
+    current: Part[E] | None = None
+    for it in items:
+        flow = flow_of.get(it["asset"], "")
+        entry, size = make(it)
+        if current is not None and current.flow == flow and current.entries and (
+                len(current.entries) >= PAGE_ROWS or current.size + size > PAGE_BYTES):
+            current.number = current.number or 1
+            yield current
+            current = Part(flow, current.number + 1)
+        elif current is None or current.flow != flow:
+            if current is not None:
+                yield current
+            current = Part(flow)
+        current.add(it, entry, size)
+    if current is not None:
+        yield current
+
+
+def child_title(table_title: str, part: str) -> str:
+    """The title of a part's child page. Titles are unique in a whole space
+    (confluence-create.md §4), so the part's name alone would collide with other pages."""
+    return f"{table_title} – {part}"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a part's name (letters, digits, ``-``; lower case)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:60] or "part"
+
+
+def file_stem(number: int, part: str) -> str:
+    """``confluence_page.03-checkout-part-2``: the part files' name without ``.txt``/``.html``,
+    numbered in the index's order."""
+    return f"{FILE_PREFIX}{number:02d}-{slug(part)}"
+
+
+def is_part_file(name: str) -> bool:
+    """Whether ``name`` is a part file ``report`` writes (and may remove when stale)."""
+    return bool(_PART_FILE.match(name))
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One row of the index on the main page."""
+
+    part: str
+    open: int
+    red: int
+    amber: int
+    title: str  # the child page's title
+    file: str = ""  # offline: the file stem holding the part
+
+
+def index_row(part: Part, table_title: str, stem: str = "") -> IndexRow:
+    return IndexRow(part.name, part.open, part.red, part.amber,
+                    child_title(table_title, part.name), stem)
+
+
+def index_storage(rows: Sequence[IndexRow]) -> str:
+    """The index as a storage-format table; the Page cell links the child page by title."""
+    head = "".join(f"<th><p>{xml_text(c)}</p></th>" for c in INDEX_COLUMNS)
+    body = "".join(
+        f"<tr><td><p>{xml_text(r.part)}</p></td><td><p>{r.open}</p></td>"
+        f"<td><p>{r.red}</p></td><td><p>{r.amber}</p></td>"
+        f'<td><p><ac:link><ri:page ri:content-title="{xml_attr(r.title)}" />'
+        f"</ac:link></p></td></tr>"
+        for r in rows)
+    return f"<table><tbody><tr>{head}</tr>{body}</tbody></table>"
+
+
+def _wiki_link(title: str) -> str:
+    # [Title] links a page of the same space by title; a title with the link syntax's own
+    # characters cannot be written as a link, so it is shown as text.
+    if re.search(r"[\[\]|{}\n\r]", title):
+        return wiki_escape(title)
+    return f"[{title}]"
+
+
+def index_wiki(rows: Sequence[IndexRow]) -> str:
+    """The index as a wiki-markup table; the Page cell links the child page by title and,
+    offline, names the file to paste into it."""
+    lines = ["||" + "||".join(INDEX_COLUMNS) + "||"]
+    for r in rows:
+        page = _wiki_link(r.title)
+        if r.file:
+            page += " " + wiki_escape(f"(paste {r.file}.txt)")
+        lines.append(f"|{wiki_escape(r.part)}|{r.open}|{r.red}|{r.amber}|{page}|")
+    return "\n".join(lines) + "\n"
+
+
+def index_wiki_page(rows: Sequence[IndexRow], title: str, generated: str, count: int) -> str:
+    """confluence_page.txt of a split list: heading, how to use it, the index."""
+    return (f"h2. {wiki_escape(title)}\n\n"
+            f"_Generated by sre-tracker on {wiki_escape(generated)}: {count} items, more "
+            f"than one page holds, in {len(rows)} parts._ _Paste this index into the to-do "
+            f"page; under it, create one child page per part with the title shown and paste "
+            f"the part's file there._\n\n"
+            + index_wiki(rows))
+
+
+def part_wiki_head(table_title: str, part: Part, generated: str) -> str:
+    """A part file up to the table: the heading the tool looks for on the child page, and
+    which part it is."""
+    count = len(part.entries)
+    return (f"h2. {wiki_escape(table_title)}\n\n"
+            f"_Generated by sre-tracker on {wiki_escape(generated)}: part "
+            f"{wiki_escape(part.name)}, {count} items ({part.red} Red, {part.amber} Amber "
+            f"open). Paste into the page "
+            f"{wiki_escape(repr(child_title(table_title, part.name)))}._\n\n")
+
+
+@dataclass
+class Layout:
+    """The to-do list as :func:`layout` read it: split or not, its row count, its item dicts
+    (one pass; in table order, or by part then table order when split) and each asset's part
+    flow."""
+
+    split: bool
+    count: int
+    items: Iterator[dict]
+    flow_of: dict[str, str]
+
+
+def layout(db) -> Layout:
+    """Read the to-do list (open items and those awaiting re-assessment, with the stored
+    fields ``report`` uses) and decide whether it is split. The items are made one at a time
+    while the caller iterates, so ``db`` stays open until then; only a list short enough to
+    be measured (:data:`PAGE_ROWS`) is held whole."""
+    from sre_maturity.render import reports, storage_format
+    from sre_maturity.rules import views
+
+    fields = views.REPORT_ITEM_FIELDS
+    rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order, fields=fields)
+    flow_of = {a: part_flow(info.flows) for a, info in db.load_assets().items()}
+    held: list[dict] = []
+
+    def storage_bytes() -> int:
+        held.extend(views.item_dicts(db, rows, fields))
+        return sum(len(storage_format.render_todo_row(it).encode()) for it in held)
+
+    count = len(rows)
+    if not needs_split(count, storage_bytes):
+        return Layout(False, count, iter(held), flow_of)
+    if held:
+        held.sort(key=lambda it: flow_of.get(it["asset"], ""))  # stable: table order kept
+        return Layout(True, count, iter(held), flow_of)
+    rows.sort(key=lambda r: flow_of.get(r["asset"], ""))
+    return Layout(True, count, views.item_dicts(db, rows, fields), flow_of)

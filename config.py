@@ -16,7 +16,8 @@ from sre_maturity.support.errors import ConfigError
 
 __version__ = "0.1.0"
 
-SECRETS = frozenset({"RALLY_API_KEY", "CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT"})
+SECRETS = frozenset({"RALLY_API_KEY", "CONFLUENCE_API_TOKEN", "CONFLUENCE_PAT", "SPLUNK_TOKEN",
+                     "SPLUNK_PASSWORD", "PROMETHEUS_TOKEN", "PAGERDUTY_TOKEN"})
 
 # name -> (default, one-line meaning); the order is the order of `.env.example` and `check`.
 VARIABLES: dict[str, tuple[str | None, str]] = {
@@ -37,14 +38,31 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
                                           "'SRE Maturity Model')"),
     "CONFLUENCE_MATRIX_PAGE_ID": (None, "id of the matrix page (heatmap under heading "
                                         "'SRE Maturity Matrix')"),
+    "SPLUNK_URL": (None, "Splunk management endpoint for checks, e.g. "
+                         "https://splunk.example.com:8089"),
+    "SPLUNK_TOKEN": (None, "Splunk authentication token (sent as a bearer token)"),
+    "SPLUNK_USER": (None, "Splunk user name (basic auth; used when SPLUNK_TOKEN is not set)"),
+    "SPLUNK_PASSWORD": (None, "Splunk password of SPLUNK_USER"),
+    "PROMETHEUS_URL": (None, "Prometheus server for checks, e.g. https://prometheus.example.com"),
+    "PROMETHEUS_TOKEN": (None, "optional bearer token for a Prometheus behind a proxy"),
+    "PAGERDUTY_TOKEN": (None, "PagerDuty REST API key (read-only is enough)"),
+    "PAGERDUTY_URL": ("https://api.pagerduty.com", "PagerDuty REST API"),
     "SRE_TRACKER_DATA_DIR": (None, "data folder"),
     "SRE_TRACKER_GIT_COMMIT": ("true", "false turns the git commits off"),
 }
 
 # Settings of one service: a bad value blocks only the commands that talk to that service.
-SERVICE_PREFIXES = ("RALLY_", "CONFLUENCE_")
+SERVICE_PREFIXES = ("RALLY_", "CONFLUENCE_", "SPLUNK_", "PROMETHEUS_", "PAGERDUTY_")
 # Sent in HTTP headers: ZSESSIONID, basic auth, bearer token.
-HEADER_VALUES = SECRETS | {"CONFLUENCE_USER"}
+HEADER_VALUES = SECRETS | {"CONFLUENCE_USER", "SPLUNK_USER"}
+# Where the credential of a URL setting goes instead of the URL itself.
+_CREDENTIAL_SETTINGS = {
+    "RALLY_": "RALLY_API_KEY",
+    "CONFLUENCE_": "CONFLUENCE_USER and CONFLUENCE_API_TOKEN, or CONFLUENCE_PAT",
+    "SPLUNK_": "SPLUNK_TOKEN, or SPLUNK_USER and SPLUNK_PASSWORD",
+    "PROMETHEUS_": "PROMETHEUS_TOKEN",
+    "PAGERDUTY_": "PAGERDUTY_TOKEN",
+}
 
 RALLY_REQUIRED = ("RALLY_API_KEY", "RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "RALLY_PARENT_ID")
 
@@ -177,10 +195,11 @@ def _check_url(name: str, value: str) -> None:
     authority = value.split("//", 1)[-1].split("/", 1)[0]
     if "@" in authority:
         # Never echo it: what precedes the @ is a user name and often a password.
+        own = next((v for k, v in _CREDENTIAL_SETTINGS.items() if name.startswith(k)),
+                   "its own setting")
         raise ConfigError(
             f"{name} holds a user name or password (user:…@host); remove it and put the "
-            "credential in its own setting (RALLY_API_KEY, CONFLUENCE_USER and "
-            "CONFLUENCE_API_TOKEN, or CONFLUENCE_PAT)"
+            f"credential in its own setting ({own})"
         )
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -192,7 +211,7 @@ def _check_url(name: str, value: str) -> None:
 def validate(name: str, value: str) -> str:
     """Check one setting's value; return it normalised or raise ConfigError naming it."""
     value = value.strip()
-    if name.endswith("_BASE_URL"):
+    if name.endswith("_URL"):
         _check_url(name, value)
         return value.rstrip("/")
     if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID",
@@ -311,4 +330,7 @@ def env_example() -> str:
         lines.append(f"# {meaning}" + (f" (default: {default})" if default else ""))
         lines.append(f"{name}=")
         lines.append("")
+    lines += ["# SRE_TRACKER_TRUST_COMMANDS=1 (run every command check) is read only from the real",
+              "# environment or --trust-commands, never from this file: a shared data folder",
+              "# must not be able to switch it on.", ""]
     return "\n".join(lines)

@@ -45,10 +45,14 @@ Alerting,On-call,5,Load is balanced,Is on-call load balanced across teams?,SRE,,
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No settings leak in from the machine; commits work without a global git identity; the
-    database check stamps go to a cache of the test's own."""
+    database check stamps go to a cache of the test's own, trusted commands to a state folder
+    of its own."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    # Trusted command texts live in the user's state folder: each test gets an empty one.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     for name in list(os.environ):
-        if name.startswith(("RALLY_", "CONFLUENCE_", "SRE_TRACKER_")):
+        if name.startswith(("RALLY_", "CONFLUENCE_", "SRE_TRACKER_", "SPLUNK_", "PROMETHEUS_",
+                            "PAGERDUTY_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("NO_COLOR", "1")
     for var, value in (("GIT_AUTHOR_NAME", "Test Er"), ("GIT_AUTHOR_EMAIL", "t@example.com"),

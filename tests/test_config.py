@@ -122,3 +122,33 @@ def test_confluence_missing_lists_credentials(tmp_path):
 def test_env_example_lists_every_variable():
     text = (Path(__file__).parents[1] / ".env.example").read_text()
     assert all(f"\n{name}=" in text for name in config.VARIABLES)
+
+
+def test_evidence_source_settings_and_their_secrets(tmp_path):
+    s = config.load(data_dir=str(tmp_path), environ={
+        "SPLUNK_URL": "https://splunk.example.com:8089/", "SPLUNK_TOKEN": "_splunk_secret_",
+        "PROMETHEUS_TOKEN": "_prom_secret_", "PAGERDUTY_TOKEN": "_pd_secret_",
+        "SPLUNK_PASSWORD": "_pw_secret_"})
+    assert s.get("SPLUNK_URL") == "https://splunk.example.com:8089"
+    assert s.get("PAGERDUTY_URL") == "https://api.pagerduty.com"
+    shown = "\n".join(s.describe())
+    assert "_secret_" not in shown and shown.count("<hidden>") == 4
+
+
+@pytest.mark.parametrize(("name", "own"), [
+    ("SPLUNK_URL", "SPLUNK_TOKEN"), ("PROMETHEUS_URL", "PROMETHEUS_TOKEN"),
+    ("PAGERDUTY_URL", "PAGERDUTY_TOKEN")])
+def test_a_source_url_with_credentials_names_the_setting_they_belong_in(tmp_path, name, own):
+    s = config.load(data_dir=str(tmp_path), environ={name: "https://bot:_pw_@host:8089"})
+    with pytest.raises(ConfigError) as info:
+        s.get(name)
+    assert own in str(info.value) and "_pw_" not in str(info.value)
+    # Only the commands using that source stop: the others still load and run.
+    assert s.get("RALLY_BASE_URL") == "https://rally1.rallydev.com"
+
+
+def test_env_file_cannot_switch_command_trust_on(tmp_path):
+    (tmp_path / ".env").write_text("SRE_TRACKER_TRUST_COMMANDS=1\n")
+    s = config.load(data_dir=str(tmp_path), environ={})
+    assert "SRE_TRACKER_TRUST_COMMANDS" not in s.values
+    assert "never from this file" in config.env_example()

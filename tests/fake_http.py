@@ -1,4 +1,4 @@
-"""What the fake Rally and Confluence servers share: a threaded HTTP/1.1 server on 127.0.0.1
+"""What the fake servers (Rally, Confluence, the evidence sources) share: a threaded HTTP/1.1 server on 127.0.0.1
 (port chosen by the OS) that hands each request to the fake's ``respond`` and writes its reply.
 """
 
@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 
 class Reply:
@@ -127,3 +129,58 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+
+class FakeSource(FakeServer):
+    """A fake evidence source (Splunk, Prometheus, PagerDuty, a plain web site): requests are
+    counted and recorded, ``latency`` seconds are added to each, and faults are injected.
+
+    Subclasses implement ``serve(method, path, query, headers, body) -> Reply`` (``query``
+    maps each parameter to the list of its values, repeated ones included).
+    """
+
+    def __init__(self, latency: float = 0.0) -> None:
+        super().__init__()
+        self.latency = latency
+        self.lock = threading.RLock()
+        # (method, path, query, Authorization header or None)
+        self.requests: list[tuple[str, str, dict[str, list[str]], str | None]] = []
+        self._faults: list[dict[str, Any]] = []
+
+    def serve(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
+              body: bytes) -> Reply:
+        raise NotImplementedError
+
+    def fail_next(self, status: int = 500, *, times: int = 1, path: str | None = None,
+                  body: Any = None, content_type: str = "application/json",
+                  headers: dict | None = None, hang: float = 0.0) -> None:
+        """The next ``times`` requests (whose path starts with ``path``) get ``status`` and
+        ``body`` instead of the answer (``status=200`` with a broken body: malformed JSON),
+        after waiting ``hang`` seconds (longer than the client's timeout: a timeout)."""
+        with self.lock:
+            self._faults.append({"times": times, "status": status, "path": path,
+                                 "body": {"fault": status} if body is None else body,
+                                 "content_type": content_type, "headers": headers or {},
+                                 "hang": hang})
+
+    def count(self, path: str | None = None) -> int:
+        """Requests received (whose path starts with ``path``), faults included."""
+        with self.lock:
+            return sum(1 for r in self.requests if path is None or r[1].startswith(path))
+
+    def respond(self, method: str, raw_path: str, headers: Any, body: bytes) -> Reply:
+        split = urlsplit(raw_path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        with self.lock:
+            self.requests.append((method, split.path, query, headers.get("Authorization")))
+            fault = next((f for f in self._faults if f["times"] > 0 and
+                          (f["path"] is None or split.path.startswith(f["path"]))), None)
+            if fault is not None:
+                fault["times"] -= 1
+        if self.latency:
+            time.sleep(self.latency)
+        if fault is not None:
+            if fault["hang"]:
+                time.sleep(fault["hang"])
+            return Reply(fault["status"], fault["body"], fault["content_type"], fault["headers"])
+        return self.serve(method, split.path, query, headers, body)

@@ -50,7 +50,8 @@ def _decimal_seconds(value: str) -> float:
 
 def mount_retries(session: requests.Session, *, retries: int, backoff: float,
                   max_retry_after: float, allowed_methods: frozenset[str],
-                  retry_class: type[CappedRetry] = CappedRetry) -> None:
+                  retry_class: type[CappedRetry] = CappedRetry,
+                  adapter_class: type[HTTPAdapter] = HTTPAdapter) -> None:
     """Retry 429/5xx answers and connection failures on every request of ``session``:
     ``retries`` times, exponential ``backoff``, ``Retry-After`` honoured up to the cap."""
     retry = retry_class(
@@ -60,6 +61,6 @@ def mount_retries(session: requests.Session, *, retries: int, backoff: float,
         respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False,
         max_retry_after=max_retry_after,
     )
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter = adapter_class(max_retries=retry)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -304,16 +304,24 @@ def _url_value(target: str, m: re.Match[str], value: str) -> str:
     return quote(value, safe="")
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be probed as it is (None: it can): not http(s), no host, or a user
+    name or password in it (http checks send no credentials)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if "@" in parts.netloc:
+        return "the URL holds a user name or password; http checks send no credentials"
+    return None
+
+
 def _whole_url(value: str) -> str:
     value = value.strip()
     if _control(value) or any(c.isspace() for c in value):
         raise TargetRefused("the URL holds a space or a control character")
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise TargetRefused(f"{value!r} is not an http(s) URL")
-    if "@" in parts.netloc:
-        raise TargetRefused("the URL holds a user name or password; http checks send no "
-                            "credentials")
+    problem = url_problem(value)
+    if problem:
+        raise TargetRefused(problem)
     # Already-escaped parts stay as they are; anything else a URL cannot carry is escaped.
     return quote(value, safe=":/?#[]@!$&'()*+,;=%~")
 

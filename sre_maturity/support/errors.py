@@ -57,3 +57,9 @@ class PartialFailure(TrackerError):
     """Some of the work was done, some was not; a re-run finishes the rest."""
 
     exit_code = EXIT_PARTIAL
+
+
+class SourceError(TrackerError):
+    """An evidence source (Splunk, Prometheus, PagerDuty, a probed URL) refused or failed a
+    request, or answered something unreadable; the message names the setting to fix and
+    never carries a secret."""

@@ -76,7 +76,7 @@ def test_the_installed_wheel_sets_up_and_reports_from_another_folder(tmp_path):
         (ROOT / "maturity_model.csv").read_bytes()
     data = tmp_path / "elsewhere" / "data"
     data.mkdir(parents=True)
-    for name in ("flows.csv", "assessments.csv"):
+    for name in ("flows.csv", "assessments.csv", "checks.csv", "assets.csv"):
         shutil.copy(shipped / "examples" / name, data / name)
 
     tool = venv / "bin" / "sre-tracker"
@@ -84,6 +84,7 @@ def test_the_installed_wheel_sets_up_and_reports_from_another_folder(tmp_path):
     cwd = data.parent
     setup = _run(tool, "--data-dir", data, "setup", "--from-csv", cwd=cwd, env=env)
     assert "wrote the default maturity_model.csv" in setup.stdout
+    assert "added (checks.csv, assets.csv): check down-alert" in setup.stdout
     assert (data / "maturity_model.csv").read_bytes() == (ROOT / "maturity_model.csv").read_bytes()
     report = _run(tool, "--data-dir", data, "report", cwd=cwd, env=env)
     assert "rally_import.csv:" in report.stdout and (data / "confluence_page.txt").exists()

@@ -16,9 +16,15 @@ from database import BIG_IMPORT, DB_FILE, MATRIX_FILE, Database, Rollback, now_i
 from sre_maturity import HOME
 from sre_maturity.git import gitops
 from sre_maturity.render.reports import counted
-from sre_maturity.store import csvfiles
+from sre_maturity.rules.checkspec import AssetParams, CheckRow
+from sre_maturity.store import checkfiles, csvfiles
 from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
-from sre_maturity.store.imports import ImportReport, import_assessments, import_definitions
+from sre_maturity.store.imports import (
+    ImportReport,
+    import_assessments,
+    import_checks,
+    import_definitions,
+)
 from sre_maturity.support.context import CommandOptions, Context
 from sre_maturity.support.errors import EXIT_OK, InputError
 
@@ -99,11 +105,12 @@ def run(opts: SetupOptions, ctx: Context,
     assessments_path = folder / csvfiles.ASSESSMENTS_FILE
     rows = csvfiles.read_assessments(assessments_path) if assessments_path.exists() else []
     csvfiles.check_assessment_names(rows, flows, model)
+    evidence = read_evidence_files(folder, flows, model)
     assessor = gitops.user_name(folder)
     now = now_iso()
 
     if dry_run:
-        return _dry_run(ctx, flows, model, rows, assessor, now)
+        return _dry_run(ctx, flows, model, rows, evidence, assessor, now)
     ctx.require_identity(creating_repo=True)
 
     said: list[str] = []
@@ -128,8 +135,8 @@ def run(opts: SetupOptions, ctx: Context,
         db.on_commit = ctx.db_committed  # a Ctrl-C after the commit finishes it (interrupts.py)
         try:
             with db.transaction():
-                report, changed, skipped, changes = _import(db, flows, model, rows, assessor,
-                                                            now)
+                report, changed, skipped, changes = _import(db, flows, model, rows, evidence,
+                                                            assessor, now)
                 unchanged = not (report.changed or changed or changes)
                 if unchanged:
                     # Leave the file byte-identical: git sees no change, no commit is made.
@@ -148,24 +155,38 @@ def run(opts: SetupOptions, ctx: Context,
                   fresh=_skipped_news(folder, assessments_path, skipped))
     # The git files always go with setup's commit: the first one holds them, so a clone has
     # the merge drivers' attributes and the .env ignore from the start.
+    # The optional files go too when present (gitops.commit leaves out the missing ones).
     files = [csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, DB_FILE, MATRIX_FILE,
-             ".gitattributes", ".gitignore"]
-    if assessments_path.exists():
-        files.append(csvfiles.ASSESSMENTS_FILE)
+             ".gitattributes", ".gitignore", csvfiles.ASSESSMENTS_FILE,
+             checkfiles.CHECKS_FILE, checkfiles.ASSETS_FILE]
     ctx.commit(files, _message(report, changed, changes))
     return EXIT_OK
 
 
+def read_evidence_files(folder: Path, flows: list[FlowRow], model: list[ModelRow]
+                        ) -> tuple[list[CheckRow], list[AssetParams]]:
+    """checks.csv and assets.csv of ``folder`` validated against the flows and the model
+    (each an empty list when its file is absent)."""
+    assets_path = folder / checkfiles.ASSETS_FILE
+    assets = checkfiles.read_assets(assets_path, flows) if assets_path.exists() else []
+    checks_path = folder / checkfiles.CHECKS_FILE
+    checks = checkfiles.read_checks(checks_path, model, flows,
+                                    checkfiles.param_columns(assets)) \
+        if checks_path.exists() else []
+    return checks, assets
+
+
 def _import(db: Database, flows: list[FlowRow], model: list[ModelRow],
-            rows: list[AssessmentRow], assessor: str, now: str
-            ) -> tuple[ImportReport, set, list[str], list]:
-    """The import sequence, inside the caller's transaction: definitions, then assessments,
-    then the items they open or close. Returns (definitions report, cells assessed, skipped
-    rows, item changes)."""
+            rows: list[AssessmentRow], evidence: tuple[list[CheckRow], list[AssetParams]],
+            assessor: str, now: str) -> tuple[ImportReport, set, list[str], list]:
+    """The import sequence, inside the caller's transaction: definitions (the checks and the
+    assets' parameters with them), then assessments, then the items they open or close.
+    Returns (definitions report, cells assessed, skipped rows, item changes)."""
     from sre_maturity.rules.views import no_cycle_collection
 
     with no_cycle_collection():  # 10^4-10^5 rows, cells and items made; none holds a cycle
         report = import_definitions(db, flows, model, now)
+        report.checks = import_checks(db, *evidence, now)
         changed, skipped = import_assessments(db, rows, assessor, now,
                                               csvfiles.ASSESSMENTS_FILE)
         changes = db.refresh_items(now=now, reassessed=changed)
@@ -225,18 +246,20 @@ class _UndoOnFailure:
 
 
 def _message(report, changed: set, changes) -> str:
-    parts = []
-    if report.added:
-        parts.append(f"{len(report.added)} added")
-    if report.updated:
-        parts.append(f"{len(report.updated)} updated")
-    if report.archived:
-        parts.append(f"{len(report.archived)} archived")
+    parts = _counts(report)
+    if report.checks is not None and report.checks.changed:
+        parts.append("checks: " + ", ".join(_counts(report.checks)))
     if changed:
         parts.append(f"{counted(len(changed), 'assessment')} imported")
     if changes:  # the same words as the output: opened, reopened, verified, archived
         parts.append("items: " + _item_counts(changes))
     return "setup: " + (", ".join(parts) if parts else "refresh")
+
+
+def _counts(report: ImportReport) -> list[str]:
+    return [f"{len(entries)} {label}" for label, entries in (
+        ("added", report.added), ("updated", report.updated), ("archived", report.archived))
+        if entries]
 
 
 def _item_counts(changes) -> str:
@@ -252,12 +275,15 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes,
     assessments.csv (``fresh``), and listed with -v."""
     if not (report.changed or changed or changes):
         ctx.print("setup: nothing changed")
-    for label, entries in (("added", report.added), ("updated", report.updated),
-                           ("archived", report.archived)):
-        if entries:
-            shown = ", ".join(entries[:8]) + (f" (+{len(entries) - 8} more)"
-                                             if len(entries) > 8 else "")
-            ctx.print(f"{label}: {shown}")
+    for part, suffix in ((report, ""), (report.checks, " (checks.csv, assets.csv)")):
+        if part is None:
+            continue
+        for label, entries in (("added", part.added), ("updated", part.updated),
+                               ("archived", part.archived)):
+            if entries:
+                shown = ", ".join(entries[:8]) + (f" (+{len(entries) - 8} more)"
+                                                 if len(entries) > 8 else "")
+                ctx.print(f"{label}{suffix}: {shown}")
     if changed:
         ctx.print(f"imported {counted(len(changed), 'assessment')} from "
                   f"{csvfiles.ASSESSMENTS_FILE}")
@@ -272,7 +298,7 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes,
         ctx.print("items: " + _item_counts(changes))
 
 
-def _dry_run(ctx, flows, model, rows, assessor: str, now: str) -> int:
+def _dry_run(ctx, flows, model, rows, evidence, assessor: str, now: str) -> int:
     from sre_maturity.rules.views import load_view
 
     path = ctx.data_dir / DB_FILE
@@ -284,7 +310,8 @@ def _dry_run(ctx, flows, model, rows, assessor: str, now: str) -> int:
     try:
         before_matrix, _f, before_items = load_view(db)
         with db.transaction():
-            report, changed, skipped, changes = _import(db, flows, model, rows, assessor, now)
+            report, changed, skipped, changes = _import(db, flows, model, rows, evidence,
+                                                        assessor, now)
             after_matrix, _f, after_items = load_view(db)
             raise Rollback
     finally:

@@ -64,10 +64,13 @@ class ImportReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
+    # What the import of checks.csv and assets.csv did, told apart from the flows and model.
+    checks: ImportReport | None = None
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.archived)
+        return bool(self.added or self.updated or self.archived
+                    or (self.checks is not None and self.checks.changed))
 
     def note(self, result: _SyncResult, name: Callable[[tuple], str], *,
              updates: bool = True) -> None:

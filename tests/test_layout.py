@@ -108,6 +108,17 @@ def test_maturity_rules_stay_pure():
     assert used == set()
 
 
+@pytest.mark.parametrize("module", ["sre_maturity.rules.evidence", "sre_maturity.rules.targets"])
+def test_evidence_rules_stay_pure(module):
+    """The answer rules and the target quoting read no file, socket or process: only the other
+    rules and text functions (``urllib.parse`` quotes URL parts, it opens nothing)."""
+    rules = {name for name in project_modules() if name.startswith(f"{PACKAGE}.rules.")}
+    assert import_graph()[module] - rules - {PACKAGE, f"{PACKAGE}.rules"} == set()
+    io_libraries = {"sqlite3", "pandas", "requests", "subprocess", "os", "pathlib", "io", "csv",
+                    "socket", "shutil", "tempfile", "http", "urllib.request"}
+    assert imported_modules(project_modules()[module], io_libraries) == set()
+
+
 def test_sql_runs_only_in_the_database_module():
     """Only database.py (queries) and schema.py (the schema, its migrations, whole-table rows)
     call execute/executemany/executescript: SQL lives in the database modules."""

@@ -147,6 +147,9 @@ def test_other_braces_are_the_targets_own():
     ("command", "check 'unbalanced", {}, "cannot split"),
     ("command", "  ", {}, "empty"),
     ("file", "drills/{asset}.md", {}, "one file name"),
+    ("file", "/etc/passwd", {}, "leaves the data folder"),
+    ("file", "docs/../../x", {}, "leaves the data folder"),
+    ("file", "~/.ssh/id_rsa", {}, "leaves the data folder"),
     ("nope", "x", {}, "unknown kind"),
 ])
 def test_refusals_say_why(kind, target, params, reason):

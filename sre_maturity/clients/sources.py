@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -92,7 +92,7 @@ class SourceClient:
         mount_retries(self.session, retries=retries, backoff=backoff,
                       max_retry_after=max_retry_after, allowed_methods=methods)
 
-    def __enter__(self) -> SourceClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -76,7 +76,10 @@ def resolve(kind: str, target: str, asset: str, params: Mapping[str, str]) -> Re
         out.append(quoter(target, m, values[key]))
         last = m.end()
     out.append(target[last:])
-    return Resolved("".join(out), (), used_items)
+    text = "".join(out)
+    if kind == "file":
+        _inside_data_folder(text)
+    return Resolved(text, (), used_items)
 
 
 def _check_text(name: str, value: str) -> None:
@@ -338,6 +341,13 @@ def _path_value(target: str, m: re.Match[str], value: str) -> str:
         raise TargetRefused(f"{value!r} cannot be one file name (it holds a slash, a "
                             "control character, or is . or ..)")
     return re.sub(r"([*?\[])", r"[\1]", value)
+
+
+def _inside_data_folder(path: str) -> None:
+    """Refuse a ``file`` target that leaves the data folder (absolute, ``~`` or ``..``)."""
+    if path.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", path) or \
+            ".." in re.split(r"[/\\]", path):
+        raise TargetRefused(f"{path!r} leaves the data folder; give a path relative to it")
 
 
 def _command(target: str, values: Mapping[str, str]) -> tuple[str, ...]:

@@ -319,3 +319,33 @@ def test_pagerduty_and_rule_failures_say_what_was_seen(tmp_path, sources):
     assert got["oncall"].detail.startswith("nobody is on call at level 1 for a")
     assert got["missing"].detail == "no PagerDuty service named 'nope'"
     assert pagerduty.BATCH == 25
+
+
+# --------------------------------------------------------------------------- check
+def test_check_reaches_each_configured_source(ready, run, monkeypatch, sources):
+    s, p, d, _ = sources
+    s.add_alert("a")
+    p.add_rule("A")
+    d.add_service("svc")
+    for fake in (s, p, d):
+        for name, value in fake.settings().items():
+            monkeypatch.setenv(name, value)
+    code, out, _err = run(ready, "check")
+    assert "ok    splunk: credentials accepted, 1 saved search" in out
+    assert "ok    prometheus: answers, 1 alerting rule" in out
+    assert "ok    pagerduty: key accepted, 1 service" in out
+    monkeypatch.setenv("SPLUNK_TOKEN", "wrong-token-123")
+    monkeypatch.setenv("PROMETHEUS_URL", "prometheus:9090")
+    monkeypatch.delenv("PAGERDUTY_TOKEN")
+    code, out, _err = run(ready, "check")
+    assert code == 1
+    assert ("FAIL  splunk: Splunk rejected the credentials (HTTP 401); check SPLUNK_TOKEN (or "
+            "SPLUNK_USER and SPLUNK_PASSWORD)") in out
+    assert "FAIL  prometheus: PROMETHEUS_URL is not a valid URL" in out
+    assert "skip  pagerduty: not configured (PAGERDUTY_TOKEN is not set)" in out
+    assert "wrong-token-123" not in out
+
+
+def test_check_is_silent_about_sources_nobody_uses(ready, run):
+    code, out, _err = run(ready, "check")
+    assert "splunk" not in out and "prometheus" not in out and "pagerduty" not in out

@@ -27,7 +27,7 @@ from sre_maturity.clients.sources import mask
 from sre_maturity.rules import checkspec, targets
 from sre_maturity.rules import evidence as rules
 from sre_maturity.rules.targets import Resolved, TargetRefused
-from sre_maturity.support.errors import SourceError
+from sre_maturity.support.errors import ConfigError, SourceError
 from sre_maturity.support.trust import Trust
 
 if TYPE_CHECKING:
@@ -99,6 +99,38 @@ _SOURCE_UNCONFIGURED: dict[str, Callable[[Settings], str | None]] = {
     "prometheus_rule": prometheus.unconfigured, "prometheus_query": prometheus.unconfigured,
     "pagerduty_oncall": pagerduty.unconfigured,
 }
+
+
+_SOURCES: tuple[tuple[str, str, Any], ...] = (
+    ("splunk", "SPLUNK_", splunk), ("prometheus", "PROMETHEUS_", prometheus),
+    ("pagerduty", "PAGERDUTY_", pagerduty))
+
+
+def reach_sources(settings: Settings, kinds: Iterable[str] = ()) -> list[tuple[bool | None, str]]:
+    """For ``check``: one line per evidence source that is configured or that a check of
+    ``kinds`` needs — reached (ok), not configured (skip) or failing (the reason)."""
+    kinds = set(kinds)
+    out: list[tuple[bool | None, str]] = []
+    for name, prefix, module in _SOURCES:
+        needed = any(k.startswith(name) for k in kinds)
+        try:
+            touched = any(v.source not in ("default", "unset")
+                          for n, v in settings.values.items() if n.startswith(prefix))
+            missing = module.unconfigured(settings)
+        except ConfigError as exc:
+            out.append((False, f"{name}: {exc}"))
+            continue
+        if missing:
+            if needed or touched:
+                out.append((None, f"{name}: not configured ({missing}); its checks are "
+                                  "unconfigured"))
+            continue
+        try:
+            with module.client_from_settings(settings, retries=1) as client:
+                out.append((True, f"{name}: {client.reach()}"))
+        except SourceError as exc:
+            out.append((False, f"{name}: {exc}"))
+    return out
 
 
 def secrets_of(settings: Settings) -> list[str]:

@@ -73,6 +73,14 @@ class PagerDutyClient(SourceClient):
                 return out
             offset += len(items)
 
+    def reach(self) -> str:
+        """For ``check``: one small request proving the address and key work."""
+        data = self.json(self.request("GET", "/services", "the services", params={
+            "limit": 1, "total": "true"}), "the services")
+        total = data.get("total") if isinstance(data, dict) else None
+        return f"key accepted, {total if total is not None else '?'} service" + (
+            "" if total == 1 else "s")
+
     def services(self) -> list[Service]:
         """Every service the key may see."""
         return [Service(str(s.get("id", "")), str(s.get("name", "")),

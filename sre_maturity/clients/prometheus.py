@@ -89,6 +89,11 @@ class PrometheusClient(SourceClient):
                 return out
             params = {"type": "alert", "group_next_token": str(token)}
 
+    def reach(self) -> str:
+        """For ``check``: the alerting rules read once, counted."""
+        found = self.alert_rules()
+        return f"answers, {len(found)} alerting rule{'' if len(found) == 1 else 's'}"
+
     def query(self, promql: str) -> list[Sample]:
         """The instant query's samples (a scalar answer is one sample)."""
         data = self._data(self.request("GET", QUERY, "the query", params={"query": promql}),

@@ -92,6 +92,14 @@ class SplunkClient(SourceClient):
             if not entries or not isinstance(total, int) or offset >= total:
                 return out
 
+    def reach(self) -> str:
+        """For ``check``: one small request proving the address and credentials work."""
+        data = self.json(self.request("GET", SAVED, "the saved searches", params={
+            "output_mode": "json", "count": "1"}), "the saved searches")
+        total = ((data.get("paging") or {}) if isinstance(data, dict) else {}).get("total")
+        return (f"credentials accepted, {total if total is not None else '?'} saved "
+                f"search{'' if total == 1 else 'es'}")
+
     def export(self, search: str, *, earliest: str = EARLIEST) -> list[dict[str, Any]]:
         """Run ``search`` as an export search over ``earliest`` .. now: its result rows
         (field -> value; Splunk sends numbers as strings)."""

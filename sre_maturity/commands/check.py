@@ -1,5 +1,6 @@
-"""The ``check`` command: settings, database, git wiring, Rally and Confluence access, one
-line each (ok, skip or FAIL with the reason and the fix)."""
+"""The ``check`` command: settings, database, git wiring, Rally and Confluence access, the
+configured evidence sources (Splunk, Prometheus, PagerDuty), one line each (ok, skip or FAIL
+with the reason and the fix)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE
-from sre_maturity.clients import confluence, rally
+from sre_maturity.clients import confluence, evidence, rally
 from sre_maturity.git import gitops
 from sre_maturity.render import pages
 from sre_maturity.support.errors import (
@@ -31,10 +32,12 @@ def run(ctx: Context) -> int:
     results.append((True, f"settings: loaded{source}"))
     folder = settings.data_dir
     db_path = folder / DB_FILE
+    kinds: set[str] = set()
     if db_path.exists():
         try:
             with ctx.open_db() as db:
                 results.append((True, f"database: {db_path.name} schema {db.schema_version()}"))
+                kinds = {c.kind for c in db.load_checks()}
         except TrackerError as exc:
             results.append((False, f"database: {exc}"))
     else:
@@ -51,6 +54,7 @@ def run(ctx: Context) -> int:
             results.append((False, "git: .env is tracked; run git rm --cached .env"))
     results.extend(_check_rally(settings))
     results.extend(_check_confluence(settings))
+    results.extend(evidence.reach_sources(settings, kinds))
     results.extend(pages.check(settings))
     failed = 0
     for ok, text in results:

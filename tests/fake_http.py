@@ -146,6 +146,10 @@ class FakeSource(FakeServer):
         # (method, path, query, Authorization header or None)
         self.requests: list[tuple[str, str, dict[str, list[str]], str | None]] = []
         self._faults: list[dict[str, Any]] = []
+        # Requests being answered at once, counted before the reply is written (so a client
+        # cannot have its answer, and send the next request, while it is still counted).
+        self.busy = 0
+        self.busy_max = 0
 
     def serve(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
               body: bytes) -> Reply:
@@ -177,10 +181,17 @@ class FakeSource(FakeServer):
                           (f["path"] is None or split.path.startswith(f["path"]))), None)
             if fault is not None:
                 fault["times"] -= 1
-        if self.latency:
-            time.sleep(self.latency)
-        if fault is not None:
-            if fault["hang"]:
-                time.sleep(fault["hang"])
-            return Reply(fault["status"], fault["body"], fault["content_type"], fault["headers"])
-        return self.serve(method, split.path, query, headers, body)
+            self.busy += 1
+            self.busy_max = max(self.busy_max, self.busy)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            if fault is not None:
+                if fault["hang"]:
+                    time.sleep(fault["hang"])
+                return Reply(fault["status"], fault["body"], fault["content_type"],
+                             fault["headers"])
+            return self.serve(method, split.path, query, headers, body)
+        finally:
+            with self.lock:
+                self.busy -= 1

@@ -35,6 +35,7 @@ class FakePagerDuty(FakeSource):
         super().__init__(latency)
         self.token = token
         self.forbidden = False
+        self.totals = True  # False: answer total null even when asked (the client must walk)
         self.services: list[dict[str, Any]] = []
         self.oncalls: list[dict[str, Any]] = []
         self.policy_batches: list[list[str]] = []
@@ -92,7 +93,8 @@ class FakePagerDuty(FakeSource):
 
     def _page(self, key: str, found: list, limit: int, offset: int,
               query: dict[str, list[str]]) -> Reply:
-        total = len(found) if query.get("total", [""])[-1] == "true" else None
+        asked = query.get("total", [""])[-1] == "true" and self.totals
+        total = len(found) if asked else None
         return Reply(200, {key: found[offset:offset + limit], "limit": limit, "offset": offset,
                            "more": offset + limit < len(found), "total": total})
 

@@ -2,8 +2,8 @@
 
 ``page(path, body, status)`` serves a page; ``redirect(path, location, status)`` a redirect
 (to a path here or to any URL). Every request's credentials (``Authorization``, ``Cookie``)
-are kept in ``credentials_seen`` so a test can show that none were sent; ``max_concurrent``
-(from ``FakeServer``) shows how many requests were in flight at once.
+are kept in ``credentials_seen`` so a test can show that none were sent; ``busy_max`` (from
+``FakeSource``) shows how many requests were being answered at once.
 """
 
 from __future__ import annotations

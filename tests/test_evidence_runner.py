@@ -349,3 +349,18 @@ def test_check_reaches_each_configured_source(ready, run, monkeypatch, sources):
 def test_check_is_silent_about_sources_nobody_uses(ready, run):
     code, out, _err = run(ready, "check")
     assert "splunk" not in out and "prometheus" not in out and "pagerduty" not in out
+
+
+def test_rules_by_name_glob_and_by_selector_without_an_exact_label(tmp_path, sources):
+    _, p, *_ = sources
+    p.add_rule("PaymentApiDown", {"team": "payments"})
+    p.add_rule("PaymentApiLatency", {"team": "payments"}, health="unknown")
+    checks = [check("glob", "prometheus_rule", "paymentapi*"),
+              check("regex", "prometheus_rule", '{team=~"pay.*"}'),
+              check("none", "prometheus_rule", "Web*"),
+              check("bad", "prometheus_rule", '{team=~"("}')]
+    got = {v.check: v for v in run(tmp_path, checks, {}, ["a"], settings_of(tmp_path, p))}
+    assert got["glob"].detail == "alerting rule PaymentApiDown (group sre) has health ok"
+    assert got["regex"].verdict == "pass" and got["none"].verdict == "fail"
+    assert got["bad"].verdict == "unconfigured" and "bad regular expression" in got["bad"].detail
+    assert p.count() == 1

@@ -139,7 +139,7 @@ def test_each_url_once_with_a_bound_per_host(web):
     Prober(timeout=5, workers=8, per_host=3).probe_all(urls + urls, done)
     assert set(seen) == set(urls) and web.count() == 12
     assert all(isinstance(r, probe.ProbeAnswer) and r.status == 200 for r in seen.values())
-    assert 1 < web.max_concurrent <= 3
+    assert 1 < web.busy_max <= 3
 
 
 def test_refused_ip_rules():

@@ -251,3 +251,13 @@ def test_pagerduty_refuses_to_page_past_its_offset_limit(monkeypatch):
         with pagerduty.PagerDutyClient(fake.url, fake.token, **FAST) as client, \
                 pytest.raises(SourceError, match="at most 250 of the services"):
             client.services()
+
+
+def test_pagerduty_walks_the_pages_when_it_gets_no_total():
+    with FakePagerDuty() as fake:
+        fake.totals = False
+        for n in range(250):
+            fake.add_service(f"s{n}")
+        with pagerduty.PagerDutyClient(fake.url, fake.token, **FAST) as client:
+            assert len(client.services()) == 250
+        assert [r[2]["offset"] for r in fake.requests] == [["0"], ["100"], ["200"]]

@@ -186,3 +186,10 @@ def test_rule_name_globs_and_selectors():
         with pytest.raises(ValueError, match=why):
             targets.parse_selector(bad)
     assert targets.glob_match("Payment \\\\ *", "payment \\ errors")
+
+
+@given(st.text(alphabet="ab*\\AB", max_size=8), st.text(alphabet="abAB*\\", max_size=8))
+def test_every_name_a_glob_matches_starts_with_its_prefix(pattern, name):
+    if targets.glob_match(pattern, name):
+        assert name.casefold().startswith(targets.glob_prefix(pattern))
+    assert targets.glob_prefix("Pay\\*ment *api") == "pay*ment "

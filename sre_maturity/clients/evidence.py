@@ -11,6 +11,7 @@ that needed it; a missing setting makes its checks ``unconfigured``; an untruste
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections import defaultdict
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from config import SECRETS
 from sre_maturity.clients import local, pagerduty, prometheus, splunk
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from sre_maturity.rules.checkspec import CheckRow
 
 QUERY_WORKERS = 4  # concurrent searches and queries against one server
+T = TypeVar("T")
 
 
 class AssetScope(NamedTuple):
@@ -75,7 +77,7 @@ class RunOptions(NamedTuple):
     backoff: float = 0.5
     command_timeout: float = local.DEFAULT_TIMEOUT
     probe_workers: int = 16
-    per_host: int = 4
+    per_host: int = 8
 
 
 class _Job(NamedTuple):
@@ -263,9 +265,9 @@ class _Runner:
                 return
             request = client.sent[0] + (f" (+{len(client.sent) - 1} pages)"
                                         if len(client.sent) > 1 else "")
+        names = _ByName(saved, lambda s: s.name)
         for job in jobs:
-            pattern = targets.glob_regex(job.resolved.text)
-            found = [s for s in saved if pattern.fullmatch(s.name)]
+            found = names.matching(job.resolved.text)
             self.outcomes[job.at] = _alert_outcome(job.resolved.text, found, request)
 
     def _splunk_search(self, jobs: list[_Job]) -> None:
@@ -285,8 +287,9 @@ class _Runner:
                 self.fail_all(jobs, exc, "; ".join(client.sent))
                 return
             request = client.sent[0]
+        seen = _RuleIndex(rules_seen)
         for job in jobs:
-            self.outcomes[job.at] = _rule_outcome(job.resolved.text, rules_seen, request)
+            self.outcomes[job.at] = _rule_outcome(job.resolved.text, seen, request)
 
     def _prometheus_query(self, jobs: list[_Job]) -> None:
         with prometheus.client_from_settings(self.settings, **self.client_options()) as client:
@@ -414,17 +417,56 @@ def _rows_outcome(rows: list[dict[str, Any]], expect: checkspec.Expect, request:
                     request)
 
 
-def _rule_outcome(target: str, seen: list[prometheus.AlertRule], request: str) -> _Outcome:
-    if targets.is_selector(target):
-        try:
-            matchers = targets.parse_selector(target)
-        except ValueError as exc:
-            return _Outcome("unconfigured", str(exc), None, request)
-        found = [r for r in seen if targets.selector_matches(matchers,
-                                                             {**r.labels, "alertname": r.name})]
-    else:
-        pattern = targets.glob_regex(target)
-        found = [r for r in seen if pattern.fullmatch(r.name)]
+class _ByName(Generic[T]):
+    """Items found by a name glob without trying every item: names sorted (ignoring case),
+    candidates taken by the glob's literal prefix, then matched."""
+
+    def __init__(self, items: Iterable[T], name: Callable[[T], str]) -> None:
+        self.items = sorted(items, key=lambda item: name(item).casefold())
+        self.keys = [name(item).casefold() for item in self.items]
+        self.name = name
+
+    def matching(self, pattern: str) -> list[T]:
+        prefix = targets.glob_prefix(pattern)
+        start = bisect.bisect_left(self.keys, prefix)
+        regex = targets.glob_regex(pattern)
+        out = []
+        for key, item in zip(self.keys[start:], self.items[start:], strict=True):
+            if not key.startswith(prefix):
+                break
+            if regex.fullmatch(self.name(item)):
+                out.append(item)
+        return out
+
+
+class _RuleIndex:
+    """The alerting rules by name (for globs) and by label value (for selectors), so a run
+    with many assets does not match every rule against every selector."""
+
+    def __init__(self, rules_seen: list[prometheus.AlertRule]) -> None:
+        self.rules = rules_seen
+        self.by_name = _ByName(rules_seen, lambda r: r.name)
+        self.by_label: dict[tuple[str, str], list[prometheus.AlertRule]] = defaultdict(list)
+        for r in rules_seen:
+            for label, value in {**r.labels, "alertname": r.name}.items():
+                self.by_label[(label, value)].append(r)
+
+    def matching(self, target: str) -> list[prometheus.AlertRule]:
+        """The rules a selector or a rule-name glob matches (ValueError: a bad selector)."""
+        if not targets.is_selector(target):
+            return self.by_name.matching(target)
+        matchers = targets.parse_selector(target)
+        exact = next((m for m in matchers if m.op == "=" and m.value), None)
+        candidates = self.by_label.get((exact.label, exact.value), []) if exact else self.rules
+        return [r for r in candidates
+                if targets.selector_matches(matchers, {**r.labels, "alertname": r.name})]
+
+
+def _rule_outcome(target: str, seen: _RuleIndex, request: str) -> _Outcome:
+    try:
+        found = seen.matching(target)
+    except ValueError as exc:
+        return _Outcome("unconfigured", str(exc), None, request)
     if not found:
         return _Outcome("fail", f"no alerting rule matches {target}", None, request)
     healthy = [r for r in found if r.health == "ok"]

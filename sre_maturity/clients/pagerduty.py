@@ -4,6 +4,7 @@ services (listed once per run) and who is on call for a batch of escalation poli
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sre_maturity.clients.sources import SourceClient, unset
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 PAGE = 100  # the largest classic page
 MAX_OFFSET = 10_000  # offset + limit may not pass it
 BATCH = 25  # escalation policy ids per on-call request (keeps the URL short)
+WORKERS = 4  # requests in flight at once
 
 
 class Service(NamedTuple):
@@ -55,20 +57,37 @@ class PagerDutyClient(SourceClient):
             return str(err.get("message") or "")
         return ""
 
+    def _page(self, path: str, key: str, what: str, params: dict[str, Any],
+              offset: int) -> tuple[list[dict], Any]:
+        if offset + PAGE > MAX_OFFSET:
+            raise self.error(f"PagerDuty's API lists at most {MAX_OFFSET:,} of {what}; "
+                             "use a key that sees fewer (a team's read-only key)")
+        data = self.json(self.request("GET", path, what, params={
+            **params, "limit": PAGE, "offset": offset}), what)
+        items = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self.error(f"PagerDuty answered {what} without {key}; check "
+                             f"{self.url_setting}")
+        return [i for i in items if isinstance(i, dict)], data
+
     def _pages(self, path: str, key: str, what: str, params: dict[str, Any]) -> list[dict]:
-        out: list[dict] = []
-        offset = 0
+        """Every page of a classic-paged list: the first asks for the total, so the other
+        pages can be fetched a few at a time; without a total, one after the other."""
+        out, data = self._page(path, key, what, {**params, "total": "true"}, 0)
+        total = data.get("total")
+        if not data.get("more") or not out:
+            return out
+        if isinstance(total, int) and total <= MAX_OFFSET:
+            offsets = range(len(out), total, PAGE)
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                for items, _data in pool.map(
+                        lambda at: self._page(path, key, what, params, at), offsets):
+                    out += items
+            return out
+        offset = len(out)
         while True:
-            if offset + PAGE > MAX_OFFSET:
-                raise self.error(f"PagerDuty's API lists at most {MAX_OFFSET:,} of {what}; "
-                                 "use a key that sees fewer (a team's read-only key)")
-            data = self.json(self.request("GET", path, what, params={
-                **params, "limit": PAGE, "offset": offset}), what)
-            items = data.get(key) if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                raise self.error(f"PagerDuty answered {what} without {key}; check "
-                                 f"{self.url_setting}")
-            out += [i for i in items if isinstance(i, dict)]
+            items, data = self._page(path, key, what, params, offset)
+            out += items
             if not data.get("more") or not items:
                 return out
             offset += len(items)
@@ -89,18 +108,21 @@ class PagerDutyClient(SourceClient):
                 for s in self._pages("/services", "services", "the services", {})]
 
     def oncalls(self, policy_ids: Iterable[str]) -> list[OnCall]:
-        """Who is on call now for these escalation policies, ``BATCH`` policies a request."""
+        """Who is on call now for these escalation policies, ``BATCH`` policies a request (a
+        few requests at a time)."""
         ids = sorted(set(policy_ids))
+        batches = [ids[start:start + BATCH] for start in range(0, len(ids), BATCH)]
         out: list[OnCall] = []
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start:start + BATCH]
-            for o in self._pages("/oncalls", "oncalls", "the on-calls",
-                                 {"escalation_policy_ids[]": batch, "earliest": "true"}):
-                user = (o.get("user") or {}).get("summary") or (o.get("user") or {}).get("id")
-                level = o.get("escalation_level")
-                if user and isinstance(level, int):
-                    out.append(OnCall(str((o.get("escalation_policy") or {}).get("id", "")),
-                                      level, str(user)))
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for found in pool.map(lambda batch: self._pages(
+                    "/oncalls", "oncalls", "the on-calls",
+                    {"escalation_policy_ids[]": batch, "earliest": "true"}), batches):
+                for o in found:
+                    user = (o.get("user") or {}).get("summary") or (o.get("user") or {}).get("id")
+                    level = o.get("escalation_level")
+                    if user and isinstance(level, int):
+                        out.append(OnCall(str((o.get("escalation_policy") or {}).get("id", "")),
+                                          level, str(user)))
         return out
 
 

@@ -194,21 +194,23 @@ class Prober:
         current = url
         while True:
             check_url(current)
+            # The whole exchange, body included, counts against the host's bound.
             with self._host_lock(current):
                 resp = self._get(current)
-            try:
-                if resp.is_redirect and resp.headers.get("Location"):
-                    hops.append(current)
-                    if len(hops) > MAX_REDIRECTS:
-                        raise SourceError(f"more than {MAX_REDIRECTS} redirects from {url}")
-                    current = urljoin(current, resp.headers["Location"])
-                    continue
-                if resp.status_code >= 500:
-                    raise SourceError(f"{urlsplit(current).netloc} answered HTTP "
-                                      f"{resp.status_code}; try again later")
-                return ProbeAnswer(resp.status_code, current, tuple(hops), _body(resp))
-            finally:
-                resp.close()
+                try:
+                    body = "" if resp.is_redirect else _body(resp)
+                finally:
+                    resp.close()
+            if resp.is_redirect and resp.headers.get("Location"):
+                hops.append(current)
+                if len(hops) > MAX_REDIRECTS:
+                    raise SourceError(f"more than {MAX_REDIRECTS} redirects from {url}")
+                current = urljoin(current, resp.headers["Location"])
+                continue
+            if resp.status_code >= 500:
+                raise SourceError(f"{urlsplit(current).netloc} answered HTTP "
+                                  f"{resp.status_code}; try again later")
+            return ProbeAnswer(resp.status_code, current, tuple(hops), body)
 
     def _get(self, url: str) -> requests.Response:
         host = urlsplit(url).netloc

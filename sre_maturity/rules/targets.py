@@ -193,6 +193,24 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
+def glob_prefix(pattern: str) -> str:
+    """The literal start of a name glob (before its first ``*``), in lower case: every name
+    it matches starts with it (ignoring case), so candidates can be looked up by prefix."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i + 1])
+            i += 2
+            continue
+        if c == "*":
+            break
+        out.append(c)
+        i += 1
+    return "".join(out).casefold()
+
+
 def glob_match(pattern: str, name: str) -> bool:
     """Whether ``name`` matches the glob ``pattern`` (see :func:`glob_regex`)."""
     return glob_regex(pattern).fullmatch(name) is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -32,8 +33,10 @@ DEFINITION_TABLES = {
 CELL_KEY = ("asset", "capability")
 STORY_FIELDS = ("rally_oid", "rally_id", "rally_url")
 DEFINITIONS_STAMP = "definitions_imported_at"
+# checks.csv and assets.csv (SPEC §12): merged three-way, row by row (see _three_way).
+EVIDENCE_DEFINITIONS = {"checks": ("name",), "asset_params": ("asset", "name")}
 TABLE_ORDER = ("meta", "assets", "flows", "capabilities", "questions", "cells", "assessments",
-               "items")
+               "items", "checks", "asset_params", "evidence", "overrides")
 
 Row = dict[str, Any]
 Rows = dict[tuple, Row]
@@ -122,6 +125,19 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
             merged[table] = _follow(theirs[table], ours[table], stamp_theirs)
         else:
             merged[table] = _follow(ours[table], theirs[table], stamp_ours)
+    # The checks and the assets' parameters: three-way, row by row, so checks both sides
+    # added survive. (The four tables above still follow one side as a whole; issue 21 makes
+    # them three-way as well, and then these join them.)
+    for table in EVIDENCE_DEFINITIONS:
+        merged[table] = _three_way(base.get(table, {}), ours[table], theirs[table],
+                                   theirs_newer=definitions_from_theirs)
+    merged["evidence"] = {
+        key: _merge_evidence(ours["evidence"].get(key), theirs["evidence"].get(key))
+        for key in _keys(ours["evidence"], theirs["evidence"])}
+    merged["overrides"] = {
+        key: _newest(ours["overrides"].get(key), theirs["overrides"].get(key),
+                     lambda r: max(r["set_at"], r["cleared_at"]))
+        for key in _keys(ours["overrides"], theirs["overrides"])}
     merged["assessments"] = {**theirs["assessments"], **ours["assessments"]}
     merged["cells"] = {
         key: row for key in _keys(ours["cells"], theirs["cells"])
@@ -146,8 +162,19 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
 
     new_history = len(set(theirs["assessments"]) - set(ours["assessments"]))
     taken = sum(1 for key, row in merged["cells"].items() if row != ours["cells"].get(key))
-    return (f"{new_history} assessments from theirs, {taken} cells from theirs, model and "
-            f"flows from {'theirs' if definitions_from_theirs else 'ours'}")
+    extra = [f"{n} {what} from theirs" for what, n in (
+        ("checks and parameters", _taken(merged, ours, *EVIDENCE_DEFINITIONS)),
+        ("evidence", _taken(merged, ours, "evidence")),
+        ("overrides", _taken(merged, ours, "overrides"))) if n]
+    return ", ".join([f"{new_history} assessments from theirs", f"{taken} cells from theirs",
+                      *extra, "model and flows from "
+                      + ("theirs" if definitions_from_theirs else "ours")])
+
+
+def _taken(merged: dict[str, Rows], ours: dict[str, Rows], *tables: str) -> int:
+    """How many rows of ``tables`` the merge took from theirs (new or changed)."""
+    return sum(1 for table in tables for key, row in merged[table].items()
+               if row != ours[table].get(key))
 
 
 def _keys(*tables: Rows) -> list[tuple]:
@@ -189,6 +216,49 @@ def _one_sided(base: Row | None, ours: Row | None, theirs: Row | None) -> Any:
     if ours is None or theirs is None:
         return ours or theirs
     return _BOTH_CHANGED
+
+
+def _three_way(base: Rows, ours: Rows, theirs: Rows, *, theirs_newer: bool) -> Rows:
+    """Definitions merged row by row: a row only one side added or changed is taken from it;
+    a row both changed differently comes from the side whose definitions were imported last
+    (``theirs_newer``). Rows are archived, never deleted, so no side's row is lost."""
+    merged: Rows = {}
+    for key in _keys(ours, theirs):
+        row = _one_sided(base.get(key), ours.get(key), theirs.get(key))
+        if row is _BOTH_CHANGED:
+            row = theirs[key] if theirs_newer else ours[key]
+        merged[key] = row
+    return merged
+
+
+def _newest(ours: Row | None, theirs: Row | None, when) -> Row:
+    """The row with the later ``when(row)``; a tie (or equal times) goes to the larger row,
+    the same on both sides of a merge whichever side pulls."""
+    if ours is None or theirs is None:
+        row = ours or theirs
+        assert row is not None
+        return row
+    return max(ours, theirs, key=lambda r: (when(r), _order(r)))
+
+
+def _order(row: Row) -> list[tuple[int, Any]]:
+    return [_sort_value(row[name]) for name in sorted(row)]
+
+
+_LAST_RUN = ("last_verdict", "last_detail", "last_checked_at")
+
+
+def _merge_evidence(ours: Row | None, theirs: Row | None) -> Row:
+    """One asset × check: the newer definitive verdict and, apart, the newer run that told
+    nothing; a run older than the merged definitive verdict is dropped (it is past news)."""
+    definitive = _newest(ours, theirs, lambda r: r["checked_at"])
+    last = _newest(ours, theirs, lambda r: r["last_checked_at"])
+    merged = dict(definitive)
+    if last["last_checked_at"] > definitive["checked_at"]:
+        merged.update({name: last[name] for name in _LAST_RUN})
+    else:
+        merged.update(dict.fromkeys(_LAST_RUN, ""))
+    return merged
 
 
 def _pick_cell(base: Row | None, ours: Row | None, theirs: Row | None) -> Row | None:
@@ -410,7 +480,7 @@ def _line(table: str, row: Row) -> str:
     """One row as text; the known tables in words, anything else as name=value pairs."""
     try:
         parts = _FORMATS[table](row) if table in _FORMATS else None
-    except KeyError:
+    except (KeyError, ValueError):  # a column missing, or applies_to that is not JSON
         parts = None
     if parts is None:
         parts = [f"{k}={_text(v)}" for k, v in row.items()]
@@ -460,6 +530,24 @@ _FORMATS = {
                               _opt("until", r["na_until"]), _opt("notes", r["notes"]),
                               _opt("answers", r["answers"] if r["answers"] != "[]" else ""),
                               _opt("id", r["id"])],
+    "checks": lambda r: [_text(r["name"]), f"{_text(r['capability'])} L{r['level']}."
+                         f"{r['question']}", _text(r["kind"]), _text(r["target"]),
+                         _opt("expect", r["expect"]), f"valid {r['valid_days']} days",
+                         _opt("applies to", ", ".join(json.loads(r["applies_to"]))),
+                         _text(r["mode"]), _opt("fingerprint", r["fingerprint"]),
+                         _archived(r)],
+    "asset_params": lambda r: [_text(r["asset"]), f"{_text(r['name'])} = {_text(r['value'])}",
+                               _archived(r)],
+    "evidence": lambda r: [_text(r["asset"]), _text(r["check_name"]), _text(r["verdict"]),
+                           _opt("at", r["checked_at"]), _opt("until", r["valid_until"]),
+                           _opt("saw", r["detail"]), _opt("link", r["link"]),
+                           _opt("fingerprint", r["fingerprint"]),
+                           _opt("last run", " ".join(_text(r[f]) for f in _LAST_RUN
+                                                     if r[f]))],
+    "overrides": lambda r: [_text(r["asset"]), _text(r["check_name"]),
+                            f"answer {_text(r['answer'])}", _opt("reason", r["reason"]),
+                            f"by {_text(r['set_by']) or '?'} {_text(r['set_at'])}",
+                            _opt("until", r["until"]), _opt("cleared", r["cleared_at"])],
     "items": lambda r: [_text(r.get("key") or f"{r['asset']} / {r['capability']} / "
                                                  f"{r['level']}"),
                         _text(r["state"]), _text(r["work_status"]),

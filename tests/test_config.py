@@ -152,3 +152,11 @@ def test_env_file_cannot_switch_command_trust_on(tmp_path):
     s = config.load(data_dir=str(tmp_path), environ={})
     assert "SRE_TRACKER_TRUST_COMMANDS" not in s.values
     assert "never from this file" in config.env_example()
+
+
+def test_a_splunk_password_may_hold_spaces_a_token_may_not(tmp_path):
+    s = config.load(data_dir=str(tmp_path), environ={"SPLUNK_PASSWORD": "correct horse battery",
+                                                      "SPLUNK_TOKEN": "ab cd"})
+    assert s.get("SPLUNK_PASSWORD") == "correct horse battery"
+    with pytest.raises(ConfigError, match="SPLUNK_TOKEN contains white space"):
+        s.get("SPLUNK_TOKEN")

@@ -504,15 +504,17 @@ def _http_outcome(url: str, result: ProbeAnswer | SourceError,
 
 
 def _file_outcome(pattern: str, seen: local.FileSeen, contains: str | None) -> _Outcome:
+    request = f"look for {pattern} in the data folder" + (
+        f", for /{contains}/" if contains is not None else "")
     if not seen.matches:
-        return _Outcome("fail", f"no file matches {pattern}")
+        return _Outcome("fail", f"no file matches {pattern}", None, request)
     listed = ", ".join(seen.matches[:3]) + (f" (+{len(seen.matches) - 3})"
                                             if len(seen.matches) > 3 else "")
     if contains is None:
-        return _Outcome("pass", f"found {listed}")
+        return _Outcome("pass", f"found {listed}", None, request)
     if seen.containing:
-        return _Outcome("pass", f"{seen.containing[0]} contains /{contains}/")
-    return _Outcome("fail", f"found {listed}, but none contains /{contains}/")
+        return _Outcome("pass", f"{seen.containing[0]} contains /{contains}/", None, request)
+    return _Outcome("fail", f"found {listed}, but none contains /{contains}/", None, request)
 
 
 def _command_outcome(run: local.CommandRun, expect: checkspec.Expect, request: str,

@@ -372,9 +372,11 @@ def test_file_checks_say_what_they_looked_for(tmp_path):
         (tmp_path / "drills" / f"{n}.md").write_text("restored: yes" if n == 4 else "no")
     checks = [check("any", "file", "drills/*.md"),
               check("ok", "file", "drills/*.md", expect="contains=^restored: yes$"),
-              check("never", "file", "drills/*.md", expect="contains=2027")]
+              check("never", "file", "drills/*.md", expect="contains=2027"),
+              check("bad", "file", "drills/a**.md")]
     got = {v.check: v for v in run(tmp_path, checks, {}, ["a"], settings_of(tmp_path))}
     assert got["any"].detail == "found drills/0.md, drills/1.md, drills/2.md (+2)"
     assert got["ok"].detail == "drills/4.md contains /^restored: yes$/"
     assert got["never"].detail.endswith("but none contains /2027/")
     assert got["never"].request == "look for drills/*.md in the data folder, for /2027/"
+    assert got["bad"].verdict == "unconfigured" and "'**' can only be" in got["bad"].detail

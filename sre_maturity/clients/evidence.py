@@ -355,7 +355,11 @@ class _Runner:
     def _file(self, jobs: list[_Job]) -> None:
         for job in jobs:
             contains = job.expect.value if job.expect.subject == "contains" else None
-            seen = local.look_for(job.resolved.text, self.data_dir, contains)
+            try:
+                seen = local.look_for(job.resolved.text, self.data_dir, contains)
+            except ValueError as exc:  # a glob pathlib cannot read, e.g. "a**b"
+                self.outcomes[job.at] = _Outcome("unconfigured", f"{job.resolved.text}: {exc}")
+                continue
             self.outcomes[job.at] = _file_outcome(job.resolved.text, seen, contains)
 
     def _command(self, jobs: list[_Job]) -> None:

@@ -156,3 +156,17 @@ def test_state_folder_default(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert trust.state_dir() == tmp_path / ".local" / "state" / "sre-tracker"
+
+
+def test_an_unwritable_state_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    store = trust.TrustStore(tmp_path / "file" / "sub")
+    with pytest.raises(ConfigError, match="cannot remember the trusted command.*XDG_STATE_HOME"):
+        store.trust("./x", tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_script_still_gets_a_key(tmp_path):
+    cmd = script(tmp_path, "s.sh", "exit 0\n")
+    (tmp_path / "s.sh").chmod(0)
+    assert trust.key(cmd, tmp_path) != trust.key("./other.sh", tmp_path)

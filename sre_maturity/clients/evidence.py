@@ -360,6 +360,11 @@ class _Runner:
             except ValueError as exc:  # a glob pathlib cannot read, e.g. "a**b"
                 self.outcomes[job.at] = _Outcome("unconfigured", f"{job.resolved.text}: {exc}")
                 continue
+            except OSError as exc:
+                self.outcomes[job.at] = _Outcome(
+                    "error", f"cannot read {exc.filename or job.resolved.text}: "
+                    f"{exc.strerror or exc}")
+                continue
             self.outcomes[job.at] = _file_outcome(job.resolved.text, seen, contains)
 
     def _command(self, jobs: list[_Job]) -> None:

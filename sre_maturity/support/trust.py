@@ -48,7 +48,11 @@ def key(command: str, data_dir: Path) -> str:
             continue
         path = (root / word).resolve()
         if path.is_file() and path.is_relative_to(root):
-            parts.append(f"{word}:{hashlib.sha256(path.read_bytes()).hexdigest()}")
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                digest = "unreadable"  # trusted as unreadable; readable later is a change
+            parts.append(f"{word}:{digest}")
     return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
 
 
@@ -61,8 +65,8 @@ class TrustStore:
     def _read(self) -> dict[str, str]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
+        except (FileNotFoundError, NotADirectoryError):
+            return {}  # nothing trusted yet (writing there says what is wrong)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the trusted commands in {self.path} ({exc}); "
                               "delete the file to trust commands again") from exc
@@ -76,8 +80,13 @@ class TrustStore:
         """Remember that a person trusted this command (atomic, readable by the user only)."""
         approved = self._read()
         approved[key(command, data_dir)] = command
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trusted-")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trusted-")
+        except OSError as exc:
+            raise ConfigError(f"cannot remember the trusted command in {self.path.parent} "
+                              f"({exc.strerror or exc}); set XDG_STATE_HOME to a writable "
+                              "folder") from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(approved, out, indent=1, sort_keys=True)

@@ -23,7 +23,7 @@ from sre_maturity.rules.checkspec import DEFINITIVE, CheckRow, EvidenceRecord, O
 from sre_maturity.store import schema
 from sre_maturity.store.schema import APPLICATION_ID, SCHEMA_VERSION, now_iso
 from sre_maturity.support import interrupts
-from sre_maturity.support.errors import DatabaseError
+from sre_maturity.support.errors import DatabaseError, program_name
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "DB_FILE", "MATRIX_FILE", "Database", "now_iso"]
 
@@ -85,7 +85,7 @@ class Database:
         self._specs: dict[tuple[str, int], mt.LevelSpec] | None = None
         if not self.path.exists() and not create:
             raise DatabaseError(
-                f"no {self.path.name} in {self.path.parent}; run 'sre_tracker.py setup' "
+                f"no {self.path.name} in {self.path.parent}; run '{program_name()} setup' "
                 "(or setup --from-csv) there first, or pass --data-dir"
             )
         if self.path.exists():

@@ -21,11 +21,13 @@ from pathlib import Path
 from config import __version__
 from sre_maturity.support.context import Context
 from sre_maturity.support.errors import (
+    CLONE_NAME,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     TrackerError,
+    program_name,
 )
 
 log = logging.getLogger("sre_tracker")
@@ -128,6 +130,18 @@ def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _at_least_one(text: str) -> int:
+    """A count of 1 or more (``history --limit``): 0 or less is a usage error, not "all"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1; give 1 or more (leave "
+                                         "--limit out for every entry)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("global options")
@@ -140,10 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                    help="more detail (setting sources, git commands); tracebacks on errors")
     g.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
-                   help="only errors")
+                   help="no progress, notices or summaries (the data asked for, a closed "
+                        "gate's reasons and errors still show)")
 
+    name = program_name()
     parser = argparse.ArgumentParser(
-        prog="sre_tracker.py", parents=[common],
+        prog=name, parents=[common],
         description="Track SRE maturity per asset and flow; turn gaps into Rally stories and "
                     "a Confluence to-do table; keep the history in git.",
         epilog=EPILOG_ENV,
@@ -151,9 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func, help_: str, examples: str, **kw) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_, description=help_,
-                           epilog="examples:\n" + examples,
+    def add(command: str, func, help_: str, examples: str, **kw) -> argparse.ArgumentParser:
+        p = sub.add_parser(command, parents=[common], help=help_, description=help_,
+                           epilog="examples:\n" + examples.replace(CLONE_NAME, name),
                            formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
         p.set_defaults(func=func)
         return p
@@ -242,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asset")
     p.add_argument("--capability")
     p.add_argument("--since", metavar="DATE")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    p.add_argument("--limit", type=_at_least_one, metavar="N",
+                   help="at most N entries (N >= 1)")
 
     p = add("export", cmd_export, "write the matrix (or --items) to CSV",
             "  sre_tracker.py export -o matrix.csv\n"

@@ -615,19 +615,85 @@ def test_assess_unknown_flow_suggests_one(ready, run):
     ["assess", "--asset", "web", "--capability", "Alerts", "--answers", "yes,no"],
     ["report"],
     ["generate-reports", "--include-amber"],
-    ["status"],
-    ["status", "--format", "json"],
     ["gate", "--asset", "web", "--allow-unassessed"],
-    ["history"],
-    ["export", "--items"],
+    ["export", "--items", "-o", "{folder}/items.csv"],
     ["sync", "--from-csv", "{folder}/rally.csv"],
 ])
-def test_quiet_prints_nothing_on_stdout_on_success(folder, run, argv):
+def test_quiet_silences_progress_and_summaries(folder, run, argv):
     (folder / "rally.csv").write_text("Formatted ID,Schedule State,Name\nUS1,Defined,x\n")
     if argv[0] != "setup":
         assert run(folder, "setup", "--from-csv")[0] == 0
     code, out, err = run(folder, "-q", *(a.format(folder=folder) for a in argv))
     assert (code, out, err) == (0, "", "")
+
+
+@pytest.mark.parametrize("argv", [
+    ["status"],
+    ["status", "--format", "json"],
+    ["status", "--format", "csv"],
+    ["status", "--asset", "web"],
+    ["history"],
+    ["history", "--limit", "1"],
+    ["export"],
+    ["export", "--items"],
+    ["report", "--cycle-time"],
+])
+def test_quiet_never_silences_the_data_asked_for(ready, run, argv):
+    run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", "1")
+    loud = run(ready, *argv)
+    quiet = run(ready, "-q", *argv)
+    assert loud[0] == quiet[0] == 0
+    assert quiet[1] == loud[1] and quiet[1].strip()
+    assert quiet[2] == ""
+
+
+def test_quiet_closed_gate_still_says_why_on_stderr(ready, run):
+    code, out, err = run(ready, "-q", "gate", "--flow", "Checkout")
+    assert (code, out) == (4, "")
+    assert err.splitlines()[0] == ("gate closed: flow Checkout has 6 go-live capabilities not "
+                                   "assessed")
+    assert "not assessed  payment-api  Dashboards (L2), Alerts (L1), On-call (L3)" in err
+    loud = run(ready, "gate", "--flow", "Checkout")
+    assert (loud[0], loud[1]) == (4, err)
+
+
+def test_quiet_failed_check_still_says_why_on_stderr(tmp_path, run):
+    code, out, err = run(tmp_path, "-q", "check")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"FAIL  database: no sre_data.db in {tmp_path}; run setup\n")
+    assert "ok  " not in err and "skip" not in err
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "x"])
+def test_history_refuses_a_limit_below_1(ready, run, limit):
+    code, out, err = run(ready, "history", f"--limit={limit}")
+    assert (code, out) == (2, "")
+    assert "argument --limit:" in err.splitlines()[-1]
+    assert ("is less than 1" if limit != "x" else "is not a whole number") in err
+
+
+def test_history_limit_keeps_the_newest(ready, run):
+    for level in ("1", "2", "3"):
+        run(ready, "assess", "--asset", "web", "--capability", "Alerts", "--level", level)
+    code, out, _err = run(ready, "history", "--limit", "2")
+    entries = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert code == 0 and len(entries) == 2
+    assert "2 → 3" in entries[0] and "1 → 2" in entries[1]
+
+
+def test_the_program_names_itself_as_invoked(tmp_path, run, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/home/me/.local/bin/sre-tracker"])
+    assert sre_tracker.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"sre-tracker {config.__version__}\n"
+    assert sre_tracker.main(["gate", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: sre-tracker gate") and "sre_tracker.py" not in shown
+    code, _out, err = run(tmp_path, "status")
+    assert code == 1 and "run 'sre-tracker setup'" in err
+    # From a clone: the script's own name.
+    clone = subprocess.run([sys.executable, "sre_tracker.py", "--version"], capture_output=True,
+                           text=True, cwd=Path(__file__).parents[1], check=True)
+    assert clone.stdout == f"sre_tracker.py {config.__version__}\n"
 
 
 def test_quiet_still_shows_errors(ready, run):

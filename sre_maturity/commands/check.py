@@ -60,7 +60,8 @@ def run(ctx: Context) -> int:
     for ok, text in results:
         label = "ok  " if ok else "skip" if ok is None else "FAIL"
         failed += ok is False
-        ctx.print(f"{label}  {text}")
+        # A failed check says why even with -q (then on stderr).
+        (ctx.print_why if ok is False else ctx.print)(f"{label}  {text}")
     return EXIT_OK if not failed else EXIT_ERROR
 
 

@@ -35,7 +35,7 @@ def run(opts: ExportOptions, ctx: Context) -> int:
             frame = views.matrix_frame(db)
             text, rows = reports.matrix_frame_csv(frame), len(frame)
     if opts.output == "-":
-        ctx.out.write(text)
+        ctx.data.write(text)
     else:
         path = Path(opts.output)
         atomic_write(path, text)

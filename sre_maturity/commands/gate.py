@@ -52,19 +52,19 @@ def run(opts: GateOptions, ctx: Context) -> int:
     if unassessed:
         reasons.append(counted(len(unassessed), "go-live capability", "go-live capabilities")
                        + " not assessed")
-    # A closed gate says why even with -q: on stderr, where a pipeline's log keeps it.
-    ctx.print(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
+    # A closed gate says why even with -q (then on stderr, where a pipeline's log keeps it).
+    ctx.print_why(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
     for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
         status = mt.display_status(it["work_status"], it["state"])
         task = mt.task_name(it["capability"], it["level"])
         story = f", {it['rally_id']}" if it["rally_id"] else ""
-        ctx.print(f"  {it['priority']}  {it['asset']}  {task}  [{status}{story}]  {it['why']}")
+        ctx.print_why(f"  {it['priority']}  {it['asset']}  {task}  [{status}{story}]  {it['why']}")
     by_asset: dict[str, list[str]] = {}
     for asset, cap, level in unassessed:
         by_asset.setdefault(asset, []).append(f"{cap} (L{level})")
     for asset, caps in by_asset.items():
-        ctx.print(f"  not assessed  {asset}  {', '.join(caps)}")
+        ctx.print_why(f"  not assessed  {asset}  {', '.join(caps)}")
     if unassessed:
-        ctx.print("  (assess them, or mark them Not Applicable; --allow-unassessed leaves them "
+        ctx.print_why("  (assess them, or mark them Not Applicable; --allow-unassessed leaves them "
                   "out)")
     return EXIT_GATE_CLOSED

@@ -34,22 +34,22 @@ def run(opts: HistoryOptions, ctx: Context) -> int:
         ctx.print("no assessments recorded" + (" for that filter" if opts.asset or
                                                 opts.capability or since else ""))
         return EXIT_OK
-    for e in entries[: opts.limit or None]:
+    for e in entries[: opts.limit]:
         old = _level_text(e["old_state"], e["old_level"])
         new = _level_text(e["new_state"], e["new_level"])
-        ctx.print(f"{e['assessed_at']}  {e['asset']} / {e['capability']}  {old} → {new}  "
-                  f"by {e['assessed_by'] or '?'} ({e['source']})")
+        ctx.print_data(f"{e['assessed_at']}  {e['asset']} / {e['capability']}  {old} → {new}  "
+                       f"by {e['assessed_by'] or '?'} ({e['source']})")
         if e["answers"]:
-            ctx.print("    answers: " + "; ".join(
+            ctx.print_data("    answers: " + "; ".join(
                 f"L{a['level']} {'yes' if a['answer'] else 'no'}: {a['question']}"
                 for a in e["answers"]))
         if e["failed_question"]:
-            ctx.print(f"    answered no: {e['failed_question']}")
+            ctx.print_data(f"    answered no: {e['failed_question']}")
         if e["na_reason"]:
             until = f" (until {e['na_until']})" if e["na_until"] else ""
-            ctx.print(f"    not applicable: {e['na_reason']}{until}")
+            ctx.print_data(f"    not applicable: {e['na_reason']}{until}")
         if e["notes"]:
-            ctx.print(f"    notes: {e['notes']}")
+            ctx.print_data(f"    notes: {e['notes']}")
     return EXIT_OK
 
 

@@ -40,7 +40,7 @@ def run(opts: ReportOptions, ctx: Context) -> int:
         with ctx.open_db() as db:
             items = views.items(db)
             teams = {a: info.team for a, info in db.load_assets().items()}
-        ctx.out.write(reports.cycle_table(reports.cycle_times(items, teams)))
+        ctx.data.write(reports.cycle_table(reports.cycle_times(items, teams)))
         return EXIT_OK
     code, partial = EXIT_OK, None
     if opts.push:

@@ -26,7 +26,7 @@ from sre_maturity.store.imports import (
     import_definitions,
 )
 from sre_maturity.support.context import CommandOptions, Context
-from sre_maturity.support.errors import EXIT_OK, InputError
+from sre_maturity.support.errors import EXIT_OK, InputError, program_name
 
 # Where an installed wheel puts the shipped files (pyproject: [tool.setuptools.data-files]).
 SHARE = Path("share") / "sre-tracker"
@@ -94,7 +94,7 @@ def run(opts: SetupOptions, ctx: Context,
     if new_flows is not None:
         flows = csvfiles.flow_rows(new_flows)
     elif not flows_path.exists():
-        raise InputError(f"{flows_path} not found; run 'sre_tracker.py setup' (interactive) or "
+        raise InputError(f"{flows_path} not found; run '{program_name()} setup' (interactive) or "
                          "write flows.csv with columns Flow, Asset Name[, Team, Target Level]")
     else:
         flows = csvfiles.read_flows(flows_path)

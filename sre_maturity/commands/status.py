@@ -52,21 +52,21 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
             rows, flows = _filter(rows, flows, opts.flow, opts.asset)
             summary = views.summary(db, rows, levels=levels)
     if opts.format == "json":
-        reports.write_status_json(ctx.out, rows, flows, summary)
+        reports.write_status_json(ctx.data, rows, flows, summary)
     elif opts.format == "csv":
-        reports.write_matrix_rows_csv(ctx.out, rows)
+        reports.write_matrix_rows_csv(ctx.data, rows)
     else:
-        colour = _use_colour(ctx.out)
+        colour = _use_colour(ctx.data)
         if opts.as_of:
-            ctx.print(f"as of {opts.as_of}")
+            ctx.print_data(f"as of {opts.as_of}")
         if opts.asset:
             from sre_maturity.rules import maturity as mt
             matrix = [dict(zip(mt.MATRIX_FIELDS, r, strict=True)) for r in rows]
-            ctx.out.write(reports.asset_detail(matrix, colour))
-            ctx.print()
-            ctx.print("\n".join(reports.summary_lines(summary)))
+            ctx.data.write(reports.asset_detail(matrix, colour))
+            ctx.print_data()
+            ctx.print_data("\n".join(reports.summary_lines(summary)))
         else:
-            ctx.out.write(reports.status_table(grid, flow_grid, summary, colour))
+            ctx.data.write(reports.status_table(grid, flow_grid, summary, colour))
     return EXIT_OK
 
 

@@ -44,6 +44,9 @@ class Context:
     err: TextIO = field(default_factory=lambda: sys.stderr)
     # The terminal of a prompting session: questions and menus show even with -q.
     term: TextIO = field(default_factory=lambda: sys.stdout)
+    # The data a command was asked for (status, history, export to stdout, JSON): -q
+    # silences progress and summaries, never this.
+    data: TextIO = field(default_factory=lambda: sys.stdout)
     _said: set = field(default_factory=set)
     # Write bookkeeping (see writing()): the folder lock, whether the database committed a
     # change the matrix file / git have not caught up with, and what this run committed.
@@ -56,7 +59,7 @@ class Context:
     rewrite_matrix: Callable[[Context, Any], None] | None = None
 
     def __post_init__(self) -> None:
-        if self.verbosity < 0:  # -q: nothing on stdout on success (errors still on stderr)
+        if self.verbosity < 0:  # -q: no progress nor summary on stdout (data and errors stay)
             self.out = _Silent()
 
     @property
@@ -69,6 +72,19 @@ class Context:
         from sre_maturity.render.reports import visible
 
         print(visible(text), file=self.out)
+
+    def print_data(self, text: str = "") -> None:
+        """A line of the data the command was asked for: shown even with -q."""
+        from sre_maturity.render.reports import visible
+
+        print(visible(text), file=self.data)
+
+    def print_why(self, text: str) -> None:
+        """A line saying why a command failed (a closed gate, a failed check): on stdout, or
+        with -q on stderr, so a quiet run still says why."""
+        from sre_maturity.render.reports import visible
+
+        print(visible(text), file=self.err if self.verbosity < 0 else self.out)
 
     def notice(self, text: str) -> None:
         """A remark on stderr, said once per run, silenced by -q."""

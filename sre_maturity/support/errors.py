@@ -13,6 +13,21 @@ EXIT_PARTIAL = 3
 EXIT_GATE_CLOSED = 4
 EXIT_INTERRUPTED = 130
 
+INSTALLED_NAME = "sre-tracker"  # the console script pipx and pip install
+CLONE_NAME = "sre_tracker.py"
+
+
+def program_name() -> str:
+    """The name the tool was invoked by, for usage, ``--version`` and hints: ``sre-tracker``
+    when run as the installed console script, else ``sre_tracker.py`` (from a clone, also
+    through ``interactive_setup.py`` or ``python -m``)."""
+    import sys
+    from pathlib import PurePath
+
+    invoked = PurePath(sys.argv[0] if sys.argv and sys.argv[0] else CLONE_NAME).name
+    # Windows launchers are sre-tracker.exe or sre-tracker-script.py.
+    return INSTALLED_NAME if invoked.startswith(INSTALLED_NAME) else CLONE_NAME
+
 
 class TrackerError(Exception):
     """An expected failure with a message for the user (what is wrong and what to do)."""

@@ -69,10 +69,10 @@ def outcome_from_answers(cap: mt.Capability, answers: list[bool]) -> Outcome:
     except ValueError as exc:
         raise InputError(f"--answers: {exc}") from None
     if used < len(answers):
-        raise InputError(
-            f"--answers: {len(answers)} answers given but asking stops after {used} "
-            f"(the first 'no'); remove the extra ones"
-        )
+        why = (f"asking stops after {used} (the first 'no')" if failed else
+               f"{cap.name} has only {used} questions, all answered yes")
+        raise InputError(f"--answers: {len(answers)} answers given but {why}; remove the "
+                         "extra ones")
     asked = cap.questions()[:used]
     return Outcome(
         mt.ASSESSED, level,
@@ -90,7 +90,8 @@ def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None
     i = 0
     while i < len(asked):
         lv, question = asked[i]
-        reply = p.ask(f"  L{lv} [{i + 1}/{len(asked)}] {question} [y/n/?/b/na/q] ").casefold()
+        reply = p.ask(f"  L{lv} [{i + 1}/{len(asked)}] {question} [y/n/?/b/na/s/q] "
+                      ).casefold()
         if reply in ("y", "yes"):
             answers.append(True)
             i += 1
@@ -203,8 +204,15 @@ def run(opts: AssessOptions, ctx: Context) -> int:
     try:
         model, assets = db.load_model(), db.load_assets()
         try:
-            asset = _pick_asset(p, opts, assets, interactive, db, len(model))
-            caps = _pick_capabilities(p, opts, model, db, asset, interactive)
+            picked_in = None
+            while True:  # b at the category menu goes back to the asset menu
+                asset, picked_in = _pick_asset(p, opts, assets, interactive, db, len(model),
+                                               picked_in)
+                try:
+                    caps = _pick_capabilities(p, opts, model, db, asset, interactive)
+                    break
+                except Back:
+                    continue
             for cap in caps:
                 line = _assess_one(p, ctx, db, opts, cap, asset, assets[asset].target,
                                    interactive, flag_outcome, today, assessor)
@@ -231,7 +239,11 @@ def run(opts: AssessOptions, ctx: Context) -> int:
 
 
 def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool,
-                db: Database, capabilities: int) -> str:
+                db: Database, capabilities: int, at_flow: str | None = None
+                ) -> tuple[str, str | None]:
+    """The asset to assess and the flow it was picked in (None when --asset named it);
+    ``at_flow``: open the menus at that flow's asset menu (coming back from the category
+    menu)."""
     flows = sorted({f for info in assets.values() for f in info.flows})
     flow = opts.flow
     if flow is not None:  # names match case-insensitively, as everywhere (names.py)
@@ -241,21 +253,24 @@ def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool,
         if flow and flow not in assets[asset].flows:
             raise InputError(f"asset {asset!r} is not in flow {flow!r} (it is in "
                              f"{assets[asset].flow_label})")
-        return asset
+        return asset, None
     if not interactive:
         raise InputError("--asset is required when stdin is not a terminal")
     chosen = flow
     levels = _levels_by_asset(db)
+    if at_flow is not None:
+        flow = at_flow
     while True:
-        if chosen is None:
+        if chosen is None and at_flow is None:
             flow = str(p.choose("Flow:", [
                 (f"{f}  ({_levels_label(_merge(levels, assets, f), capabilities, per=True)})",
                  f) for f in flows]))
         names = [a for a, info in assets.items() if flow in info.flows]
         options = [(f"{a}  ({_levels_label(levels.get(a, []), capabilities)})", a)
                    for a in names]
+        at_flow = None
         try:  # b at the asset menu goes back to the flow menu (unless --flow fixed it)
-            return str(p.choose(f"Asset in {flow}:", options, back=chosen is None))
+            return str(p.choose(f"Asset in {flow}:", options, back=chosen is None)), flow
         except Back:
             continue
 
@@ -299,9 +314,10 @@ def _pick_capabilities(p: Prompter, opts: AssessOptions, model, db, asset: str,
     cells = db.load_cells()
     while True:
         sizes = Counter(cap.category for cap in model.values())
+        # b goes back to the asset menu when the asset came from it (raises Back).
         category = p.choose("Category:", [
             (f"{c}  ({_levels_label(_category_levels(model, cells, asset, c), sizes[c])})", c)
-            for c in categories])
+            for c in categories], back=opts.asset is None)
         options = []
         for cap in model.values():
             if cap.category != category:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from sre_maturity.render.reports import counted
 from sre_maturity.store import csvfiles
 from sre_maturity.support.errors import InputError
 from sre_maturity.support.prompts import Prompter, Quit
@@ -40,11 +41,16 @@ def ask_level(p: Prompter, prompt: str, default: int) -> int:
 Row = tuple[str, str, str, int]  # flow, asset, team, target level
 
 
-def collect_flows(p: Prompter, rows: list[Row] | None = None) -> list[Row]:
+def collect_flows(p: Prompter, rows: list[Row] | None = None,
+                  previous: list[Row] | None = None) -> list[Row]:
     """Ask for flows, then each flow's assets, teams and target levels; returns ``rows`` with
-    the answers merged in (an asset entered again in a flow gets the new team and target)."""
+    the answers merged in (an asset entered again in a flow gets the new team and target).
+    ``previous``: the rows of a flows.csv being replaced, whose teams and targets are offered
+    as the defaults."""
     rows = list(rows or [])
     teams = {r[1]: r[2] for r in rows}
+    old_teams = {r[1].casefold(): r[2] for r in previous or [] if r[2]}
+    old_targets = {(r[0].casefold(), r[1].casefold()): r[3] for r in previous or []}
     entered: set[str] = set()
     p.write("Enter the application flows (e.g. Login, Checkout); an empty name finishes.")
     while True:
@@ -68,10 +74,15 @@ def collect_flows(p: Prompter, rows: list[Row] | None = None) -> list[Row]:
         for asset in assets:
             team = teams.get(asset)
             if team is None:
-                team = p.ask(f"  team owning {asset} (optional): ")
+                before = old_teams.get(asset.casefold())
+                if before:
+                    team = p.ask(f"  team owning {asset} [{before}] ('-' for none): ") or before
+                    team = "" if team == "-" else team
+                else:
+                    team = p.ask(f"  team owning {asset} (optional): ")
                 teams[asset] = team
             old = next((r for r in rows if (r[0], r[1]) == (flow, asset)), None)
-            default = old[3] if old else 3
+            default = old[3] if old else old_targets.get((flow.casefold(), asset.casefold()), 3)
             target = ask_level(p, f"  target level for {asset} in {flow} [{default}]: ", default)
             if old:
                 rows[rows.index(old)] = (flow, asset, team, target)
@@ -103,11 +114,14 @@ REVIEW = "(w)rite it, (e)dit a row, (d)elete a row, (a)dd flows, or (q)uit writi
 def review(p: Prompter, rows: list[Row]) -> list[Row]:
     """Show what flows.csv will hold; let the user fix rows before anything is written."""
     rows = list(rows)
+    shown: list[Row] | None = None
     while True:
-        p.write(f"flows.csv will hold {len(rows)} rows:")
-        p.write("       flow / asset / team / target level")
-        for i, (flow, asset, team, target) in enumerate(rows, 1):
-            p.write(f"  {i:>3}) {flow} / {asset} / {team or '-'} / {target}")
+        if rows != shown:  # the table again only when a row changed, not after a typo
+            p.write(f"flows.csv will hold {counted(len(rows), 'row')}:")
+            p.write("       flow / asset / team / target level")
+            for i, (flow, asset, team, target) in enumerate(rows, 1):
+                p.write(f"  {i:>3}) {flow} / {asset} / {team or '-'} / {target}")
+            shown = list(rows)
         choice = p.ask(REVIEW + "[w/e/d/a/q] ").casefold()
         if choice == "w":
             if rows:
@@ -178,13 +192,16 @@ def run(ctx) -> list[Row] | None:
         p.write(f"{flows_path.name} has {len(existing)} rows in "
                 f"{len({r[0] for r in existing})} flows.")
         choice = ""
-        while choice not in ("k", "a", "r"):
+        while True:
             choice = p.ask("(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ").casefold()
+            if choice in ("k", "a", "r"):
+                break
+            p.write("  type k, a or r")
         if choice == "k":
             p.write(f"kept the existing {flows_path.name}")
             return None
-        if choice == "r":
-            existing = []
+        if choice == "r":  # a new list; the old teams and targets are offered as defaults
+            return review(p, collect_flows(p, [], previous=existing))
     return review(p, collect_flows(p, existing))
 
 

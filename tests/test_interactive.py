@@ -33,16 +33,16 @@ HELP = ("answer y (yes), n (no), ? (show the criteria), b (back), na (not applic
         "s (skip this capability), q (quit)")
 # The questions of the conftest model, as the assessment asks them.
 ALERTS = [
-    "L1 [1/5] Do any alerts exist? [y/n/?/b/na/q] ",
-    "L2 [2/5] Do alerts page the on-call engineer? [y/n/?/b/na/q] ",
-    "L3 [3/5] Is every alert actionable? [y/n/?/b/na/q] ",
-    "L4 [4/5] Are alerts reviewed monthly? [y/n/?/b/na/q] ",
+    "L1 [1/5] Do any alerts exist? [y/n/?/b/na/s/q] ",
+    "L2 [2/5] Do alerts page the on-call engineer? [y/n/?/b/na/s/q] ",
+    "L3 [3/5] Is every alert actionable? [y/n/?/b/na/s/q] ",
+    "L4 [4/5] Are alerts reviewed monthly? [y/n/?/b/na/s/q] ",
 ]
 DASHBOARDS = [
-    "L1 [1/5] Are basic metrics collected? [y/n/?/b/na/q] ",
-    "L2 [2/5] Is there a service dashboard? [y/n/?/b/na/q] ",
+    "L1 [1/5] Are basic metrics collected? [y/n/?/b/na/s/q] ",
+    "L2 [2/5] Is there a service dashboard? [y/n/?/b/na/s/q] ",
 ]
-ONCALL = ["L1 [1/5] Is someone reachable out of hours? [y/n/?/b/na/q] "]
+ONCALL = ["L1 [1/5] Is someone reachable out of hours? [y/n/?/b/na/s/q] "]
 
 
 # ---------------------------------------------------------------- helpers
@@ -107,7 +107,7 @@ def assess_flags(folder: Path, *args: str) -> None:
 def open_assess(child: pexpect.spawn, flow: str, asset: str, category: str,
                 capability: str) -> None:
     """Walk the four numbered menus (answers are menu numbers as strings)."""
-    for prompt, answer in ((MENU2, flow), (MENU2B, asset), (MENU2, category),
+    for prompt, answer in ((MENU2, flow), (MENU2B, asset), (MENU2B, category),
                            (MENU2B, capability)):
         reply(child, prompt, answer)
 
@@ -128,7 +128,7 @@ def test_guided_assessment_through_menus_records_level_and_commits(ready):
     reply(child, MENU2B, "1")
     child.expect_exact("Category:\r\n   1) Monitoring  (none assessed)\r\n"
                        "   2) Alerting  (lowest L1, 1/2 assessed)\r\n")
-    reply(child, MENU2, "2")
+    reply(child, MENU2B, "2")
     # The capability menu shows each capability's current level and last assessment date.
     child.expect_exact(f"Capability in Alerting:\r\n   1) Alerts  (now: none)\r\n"
                        f"   2) On-call  (now: 1, {on_call_date})\r\n")
@@ -203,7 +203,7 @@ def test_invalid_answers_re_prompt_saying_what_is_accepted(ready):
     reply(child, MENU2, "login")  # a name is accepted too, case-insensitively
     child.expect_exact("Asset in Login:")
     reply(child, MENU2B, "auth")
-    reply(child, MENU2, "2")
+    reply(child, MENU2B, "2")
     reply(child, MENU2B, "2")
     reply(child, ONCALL[0], "maybe")
     child.expect_exact(HELP)
@@ -328,10 +328,14 @@ def test_all_saves_each_confirmed_capability_even_when_stopped(ready, stop, exit
         child.sendline("q")
     else:
         child.sendintr()
-    code, _signal, _transcript = finish(child)
+    code, _signal, transcript = finish(child)
 
     matrix = {e["capability"]: e for e in status(ready)["matrix"] if e["asset"] == "payment-api"}
     assert code == exit_code
+    if stop == "ctrl-c":  # what the README says happens
+        short = git(ready, "rev-parse", "--short", "HEAD").strip()
+        assert (f"interrupted; the change saved before the interrupt is committed ({short}); "
+                "nothing more was written") in transcript
     assert [(matrix[c]["state"], matrix[c]["level"]) for c in ("Dashboards", "Alerts",
                                                                 "On-call")] == [
         ("Assessed", 1), ("Assessed", 0), ("Not Assessed", None)]
@@ -448,6 +452,7 @@ def test_interactive_setup_keeping_existing_flows_changes_nothing(ready):
     child = spawn(ready, "setup")
     child.expect_exact("flows.csv has 4 rows in 2 flows.")
     reply(child, "(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ", "x")
+    child.expect_exact("  type k, a or r")
     reply(child, "(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ", "k")
     child.expect_exact("kept the existing maturity_model.csv")
     code, _signal, transcript = finish(child)
@@ -516,11 +521,39 @@ def test_interactive_setup_review_fixes_a_typo_before_anything_is_written(tmp_pa
     reply(child, REVIEW, "x")
     child.expect_exact("  type w, e, d, a or q")
     reply(child, REVIEW, "w")
-    code, _signal, _transcript = finish(child)
+    code, _signal, transcript = finish(child)
     rows = [(r.flow, r.asset, r.team, r.target_level)
             for r in csvfiles.read_flows(folder / "flows.csv")]
     assert code == 0
     assert rows == [("Checkout", "payment-api", "", 5), ("Checkout", "web", "Storefront", 3)]
+    # The table shows again after a change, never after a wrong key or a refused edit.
+    last = transcript[transcript.rindex("flows.csv will hold"):]
+    assert last.startswith("flows.csv will hold 2 rows:") and "type w, e, d, a or q" in last
+    assert transcript.count("flows.csv will hold") == 4  # first, the edit, delete, add
+
+
+def test_interactive_setup_replacing_offers_the_old_teams_and_targets(ready):
+    child = spawn(ready, "setup")
+    reply(child, "(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ", "r")
+    reply(child, FLOW_NAME, "Checkout")
+    reply(child, "  assets in Checkout (comma-separated): ", "payment-api, cart")
+    reply(child, "  team owning payment-api [Payments] ('-' for none): ", "")
+    reply(child, "  target level for payment-api in Checkout [4]: ", "")
+    reply(child, "  team owning cart (optional): ", "Shop")
+    reply(child, "  target level for cart in Checkout [3]: ", "")
+    reply(child, FLOW_NAME, "Login")
+    reply(child, "  assets in Login (comma-separated): ", "web")
+    reply(child, "  team owning web [Storefront] ('-' for none): ", "-")
+    reply(child, "  target level for web in Login [2]: ", "")
+    reply(child, FLOW_NAME, "")
+    child.expect_exact("flows.csv will hold 3 rows:")
+    reply(child, REVIEW, "w")
+    code, _signal, _transcript = finish(child)
+    rows = [(r.flow, r.asset, r.team, r.target_level)
+            for r in csvfiles.read_flows(ready / "flows.csv")]
+    assert code == 0
+    assert rows == [("Checkout", "payment-api", "Payments", 4), ("Checkout", "cart", "Shop", 3),
+                    ("Login", "web", "", 2)]
 
 
 def test_interactive_setup_quit_at_the_review_writes_nothing(tmp_path):
@@ -532,6 +565,7 @@ def test_interactive_setup_quit_at_the_review_writes_nothing(tmp_path):
     reply(child, "  team owning web (optional): ", "")
     reply(child, "  target level for web in Checkout [3]: ", "")
     reply(child, FLOW_NAME, "")
+    child.expect_exact("flows.csv will hold 1 row:")
     reply(child, REVIEW, "d")
     reply(child, ROW.format(1), "1")
     reply(child, REVIEW, "w")
@@ -603,11 +637,15 @@ def test_b_at_a_menu_goes_back_one_menu_and_s_skips_a_capability_in_all(ready):
     reply(child, MENU2, "2")
     child.expect_exact("Asset in Login:")
     reply(child, MENU2B, "auth")
-    reply(child, MENU2, "1")
+    reply(child, MENU2B, "1")
     child.expect_exact("Capability in Monitoring:")
     reply(child, "choose 1-1 (b back, q to quit): ", "b")
     child.expect_exact("Category:")
-    reply(child, MENU2, "q")
+    reply(child, MENU2B, "b")  # the category menu goes back to the asset menu
+    child.expect_exact("Asset in Login:")
+    reply(child, MENU2B, "web")
+    child.expect_exact("Category:")
+    reply(child, MENU2B, "q")
     code, _signal, _transcript = finish(child)
     assert code == 0
 

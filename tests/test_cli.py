@@ -155,6 +155,17 @@ def test_bad_csv_writes_nothing(ready, run):
     assert (ready / "sre_data.db").read_bytes() == before and len(commits(ready)) == 1
 
 
+def test_a_comma_line_in_a_semicolon_flows_csv_is_named_as_such(folder, run):
+    (folder / "flows.csv").write_text("Flow;Asset Name;Team\r\nLogin;auth;Identity\r\n"
+                                      "Checkout,web,Storefront\r\n", encoding="utf-8")
+    code, out, err = run(folder, "setup", "--from-csv")
+    assert (code, out) == (1, "")
+    assert err == ("sre_tracker: error: flows.csv:3: the row has one column, but the file "
+                   "separates columns with ';' (its header does) and this line uses ','; "
+                   "write it with ';'\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["flows.csv", "maturity_model.csv"]
+
+
 def test_setup_without_flows_csv_says_what_to_do(tmp_path, run):
     code, _out, err = run(tmp_path, "setup", "--from-csv")
     assert code == 1 and "flows.csv not found" in err
@@ -474,6 +485,50 @@ def test_a_flow_cell_with_an_asset_not_assessed_has_a_star_and_is_never_green(re
     assert (login["level"], login["rag"], login["not_assessed"]) == (3, "Green", 1)
 
 
+def test_status_columns_line_up_with_wide_cjk_names(folder, run):
+    (folder / "flows.csv").write_text("Flow,Asset Name,Team,Target Level\n"
+                                      "結帳,支付服務,Payments,3\nCheckout,web,Storefront,3\n",
+                                      encoding="utf-8")
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    run(folder, "assess", "--asset", "支付服務", "--capability", "Dashboards", "--level", "2")
+    run(folder, "assess", "--asset", "web", "--capability", "Dashboards", "--level", "1")
+    code, out, _err = run(folder, "status")
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    from sre_maturity.render.reports import text_width
+
+    def column_of(line: str, cell: str) -> int:  # terminal column where ``cell`` starts
+        return text_width(line[:line.index(cell)])
+
+    assert code == 0
+    header = lines["asset"]
+    assert (column_of(lines["支付服務"], "3"), column_of(lines["支付服務"], "2A")) == (
+        column_of(header, "target"), column_of(header, "MON"))
+    assert column_of(lines["web"], "1R") == column_of(header, "MON")
+    assert column_of(lines["[結帳]"], "2A") == column_of(header, "MON")
+
+
+def test_cycle_time_shows_long_category_names_whole(folder, run):
+    model = folder / "maturity_model.csv"
+    model.write_text(model.read_text(encoding="utf-8").replace(
+        "Alerting,", "Change Management & Release Safety,"), encoding="utf-8")
+    assert run(folder, "setup", "--from-csv")[0] == 0
+    run(folder, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
+    (folder / "rally.csv").write_text("Formatted ID,Schedule State,Notes\n"
+                                      "US1,Completed,sre-tracker item: web / On-call / 2\n",
+                                      encoding="utf-8")
+    assert run(folder, "sync", "--from-csv", str(folder / "rally.csv"))[0] == 0
+    code, out, _err = run(folder, "report", "--cycle-time")
+    rows = {line.split()[0] + " " + line[9:].split("  ")[0]: line for line in out.splitlines()
+            if line.startswith(("flow", "team", "category"))}
+    assert code == 0
+    assert set(rows) == {"category Change Management & Release Safety", "flow Checkout",
+                         "flow Login", "team Storefront"}
+    # Every figure column starts where its heading ends.
+    head = out.splitlines()[0]
+    for line in rows.values():
+        assert len(line) == len(head)
+
+
 def test_status_filters(ready, run):
     data = status_json(run, ready, "--flow", "Login")
     code, out, _err = run(ready, "status", "--asset", "web")
@@ -595,7 +650,13 @@ def test_export_matrix_and_items(ready, run, tmp_path):
     code2, items, _err = run(ready, "export", "--items")
     assert code == code2 == 0 and "wrote" in out
     assert (tmp_path / "m.csv").read_text().count("\n") == 1 + 3 * 3
-    assert items.splitlines()[0].startswith("key,flows,asset") and "web / Alerts / 2" in items
+    # One header convention for the CSVs a person opens: Title Case, as the matrix.
+    assert (tmp_path / "m.csv").read_text().startswith("Asset Name,Flows,Team,Category,")
+    assert items.splitlines()[0] == (
+        "Item Key,Flows,Asset Name,Category,Capability,Level,Priority,Required for Go Live,"
+        "Owner,Target Milestone,Criteria,Why,State,Work Status,Rally ID,Rally URL,Opened At,"
+        "Done At,Closed At")
+    assert "web / Alerts / 2" in items
 
 
 def test_assess_names_match_in_any_case(ready, run):

@@ -62,6 +62,17 @@ def test_status_as_of_needs_a_repository(ready, run):
     assert code == 1 and "needs git history" in err
 
 
+@pytest.mark.parametrize("when", ["2026-01-01", "HEAD", "abc123"])
+def test_status_as_of_in_a_repository_with_no_commit_yet_says_so(folder, run, when):
+    assert run(folder, "--no-commit", "setup", "--from-csv")[0] == 0
+    git(folder, "init", "-q")
+    code, out, err = run(folder, "status", "--as-of", when)
+    assert (code, out) == (1, "")
+    assert err == (f"sre_tracker: error: --as-of {when}: the repository in {folder} has no "
+                   "commit yet, so there is no history to look back on; commit first (any "
+                   "command that changes data does, unless --no-commit)\n")
+
+
 def test_user_name_falls_back_to_login(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "none"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")

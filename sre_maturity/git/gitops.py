@@ -257,6 +257,10 @@ def head(folder: Path, path: str) -> str | None:
 def resolve_revision(folder: Path, when: str, path: str) -> str:
     """A commit for ``--as-of``: a commit-ish as given, or the last commit touching ``path``
     at or before the date ``when``."""
+    if not run(folder, "rev-parse", "--verify", "-q", "HEAD", check=False).strip():
+        raise GitError(f"--as-of {when}: the repository in {folder} has no commit yet, so "
+                       "there is no history to look back on; commit first (any command that "
+                       "changes data does, unless --no-commit)")
     looks_like_date = len(when) >= 8 and when[:4].isdigit() and when[4] == "-"
     if not looks_like_date:
         rev = run(folder, "rev-parse", "--verify", "--quiet", f"{when}^{{commit}}",

@@ -361,6 +361,22 @@ def abbreviations(categories: Sequence[str]) -> dict[str, str]:
 _RAG_RANK = {None: -1, mt.GREEN: 0, mt.AMBER: 1, mt.RED: 2}
 
 
+def text_width(text: str) -> int:
+    """The columns a terminal gives ``text``: East Asian wide and fullwidth characters (CJK)
+    take two, combining marks none, everything else one."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else
+               2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (:func:`text_width`)."""
+    return text + " " * (width - text_width(text))
+
+
 def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Sequence]]],
                  flows: Mapping[str, Mapping[str, Sequence]], summary: Mapping,
                  colour: bool) -> str:
@@ -405,7 +421,7 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
     abbr = abbreviations(categories)
 
     def paint(text: str, rag: str | None, width: int) -> str:
-        padded = text.ljust(width)
+        padded = pad(text, width)
         if colour and rag in _ANSI:
             return f"{_ANSI[rag]}{padded}{_RESET}"
         if colour and text in ("-", "n/a"):
@@ -413,12 +429,12 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
         return padded
 
     names = list(rows) + [f"[{f}]" for f in flow_rows]
-    width = max([len(n) for n in names] + [len("asset")]) + 2
-    col = max(5, *(len(a) + 1 for a in abbr.values()))
+    width = max([text_width(n) for n in names] + [len("asset")]) + 2
+    col = max(5, *(text_width(a) + 1 for a in abbr.values()))
     out = [("asset".ljust(width) + "target ".ljust(8)
-            + "".join(a.ljust(col) for a in abbr.values())).rstrip()]
+            + "".join(pad(a, col) for a in abbr.values())).rstrip()]
     for asset, (target, row) in rows.items():
-        line = asset.ljust(width) + str(target).ljust(8)
+        line = pad(asset, width) + str(target).ljust(8)
         for cat in categories:
             size, assessed, na, low, rag = row.get(cat) or (0, 0, 0, None, None)
             if not assessed or low is None:
@@ -431,7 +447,7 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
         out.append("")
         out.append("flow (weakest link)")
         for flow, row in flow_rows.items():
-            line = f"[{flow}]".ljust(width) + "".ljust(8)
+            line = pad(f"[{flow}]", width) + "".ljust(8)
             for cat in categories:
                 low, rag, not_assessed = row.get(cat) or (None, None, False)
                 rag = mt.flow_rag_shown(rag, not_assessed)
@@ -453,8 +469,8 @@ def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
     """One line per capability of a single asset: level, target, RAG and why."""
     matrix = _visible_entries(matrix, _SHOWN_FIELDS)
     out = []
-    width = max((len(e["capability"]) for e in matrix), default=10) + 2
-    cat_width = max((len(e["category"]) for e in matrix), default=10) + 2
+    width = max((text_width(e["capability"]) for e in matrix), default=10) + 2
+    cat_width = max((text_width(e["category"]) for e in matrix), default=10) + 2
     for e in matrix:
         if e["state"] == mt.ASSESSED:
             text = f"L{e['level']} (target {e['target_level']}, go-live {e['go_live_level']})"
@@ -468,7 +484,7 @@ def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
         label = text.ljust(34)
         if colour and rag in _ANSI:
             label = f"{_ANSI[rag]}{label}{_RESET}"
-        out.append(f"{e['category']:<{cat_width}}{e['capability']:<{width}}{label}{tail}"
+        out.append(f"{pad(e['category'], cat_width)}{pad(e['capability'], width)}{label}{tail}"
                    .rstrip())
     return "\n".join(out) + "\n"
 
@@ -669,15 +685,25 @@ def items_csv(items: Sequence[Mapping]) -> str:
     """Every item (open, done, verified, archived) as CSV, for ``export --items``."""
     import pandas as pd
 
-    columns = ["key", "flows", "asset", "category", "capability", "level", "priority", "go_live",
-               "owner", "milestone", "criteria", "why", "state", "work_status", "rally_id",
-               "rally_url", "opened_at", "done_at", "closed_at"]
+    columns = list(ITEM_COLUMNS)
     frame = pd.DataFrame([{c: it.get(c, "") for c in columns} for it in items], columns=columns)
     frame["go_live"] = frame["go_live"].map(lambda v: "Yes" if v else "No")
     for col in frame.columns:
         if frame[col].dtype == object:
             frame[col] = frame[col].map(lambda v: neutralise(clean_text(v)))
-    return frame.to_csv(index=False, lineterminator="\n")
+    # Headers in Title Case, as sre_matrix.csv, export and the to-do table name them.
+    return frame.rename(columns=ITEM_COLUMNS).to_csv(index=False, lineterminator="\n")
+
+
+# ``export --items``: the item fields and their headers.
+ITEM_COLUMNS = {
+    "key": "Item Key", "flows": "Flows", "asset": "Asset Name", "category": "Category",
+    "capability": "Capability", "level": "Level", "priority": "Priority",
+    "go_live": "Required for Go Live", "owner": "Owner", "milestone": "Target Milestone",
+    "criteria": "Criteria", "why": "Why", "state": "State", "work_status": "Work Status",
+    "rally_id": "Rally ID", "rally_url": "Rally URL", "opened_at": "Opened At",
+    "done_at": "Done At", "closed_at": "Closed At",
+}
 
 
 # ---------------------------------------------------------------------------- cycle time
@@ -737,7 +763,9 @@ def cycle_times(items: Iterable[Mapping], teams: Mapping[str, str]) -> list[dict
 def cycle_table(rows: Sequence[Mapping]) -> str:
     if not rows:
         return "no item has reached story completion or verification yet\n"
-    head = f"{'by':<9}{'group':<34}{'completed':>10}{'median':>8}{'p90':>7}" \
+    # Group names whole (a category such as "Change Management & Release Safety" is not cut).
+    group = max([text_width(str(r["group"])) for r in rows] + [len("group")]) + 2
+    head = f"{'by':<9}{pad('group', group)}{'completed':>10}{'median':>8}{'p90':>7}" \
            f"{'verified':>10}{'median':>8}{'p90':>7}"
     lines = [head, "-" * len(head)]
 
@@ -746,7 +774,7 @@ def cycle_table(rows: Sequence[Mapping]) -> str:
 
     for r in rows:
         lines.append(
-            f"{r['by']:<9}{r['group'][:33]:<34}{r['to_completion_n']:>10}"
+            f"{r['by']:<9}{pad(str(r['group']), group)}{r['to_completion_n']:>10}"
             f"{fmt(r['to_completion_median_days']):>8}{fmt(r['to_completion_p90_days']):>7}"
             f"{r['to_verification_n']:>10}{fmt(r['to_verification_median_days']):>8}"
             f"{fmt(r['to_verification_p90_days']):>7}"

@@ -171,6 +171,13 @@ def read_rows(
             if len(record) > len(names) and any(c.strip() for c in record[len(names):]):
                 problems.add(line, None, f"{len(record)} cells but the header has {len(names)}")
                 continue
+            other = "," if delimiter == ";" else ";"
+            if len(record) == 1 < len(names) and other in record[0]:
+                # A line pasted from another file: say so rather than "column ...: empty".
+                problems.add(line, None, f"the row has one column, but the file separates "
+                             f"columns with '{delimiter}' (its header does) and this line uses "
+                             f"'{other}'; write it with '{delimiter}'")
+                continue
             values = {n: (record[i].strip() if i < len(record) else "") for i, n in
                       enumerate(names) if n in columns or (keep_all and n)}
             rows.append((line, values))

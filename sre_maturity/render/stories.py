@@ -34,18 +34,25 @@ _BLOCK_TAGS = ("p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre"
 
 
 # ---------------------------------------------------------------------------- story text
-def story_name(asset: str, capability: str, level: int) -> str:
-    """``[SRE] <asset> – <capability> L<level>``, shortened to Rally's 256 characters."""
-    name = f"[SRE] {asset} – {capability} L{level}"
+def story_name(asset: str, capability: str, level: int, *, ascii_only: bool = False) -> str:
+    """``[SRE] <asset> – <capability> L<level>``, shortened to Rally's 256 characters.
+
+    ``ascii_only`` (``rally_import.csv``): the tool's own characters are ASCII, `` - `` and
+    ``...``: which encodings Rally's CSV import reads is not documented (reference/rally.md
+    §8), and Excel opens a UTF-8 file without a BOM as Windows-1252, turning ``–`` into
+    ``â€“`` when it saves the file again. Names from the data are kept as they are.
+    """
+    dash, more = (" - ", "...") if ascii_only else (" – ", "…")
+    name = f"[SRE] {asset}{dash}{capability} L{level}"
     if len(name) <= NAME_LIMIT:
         return name
-    fixed = len(f"[SRE]  –  L{level}")
+    fixed = len(f"[SRE] {dash} L{level}")
     room = NAME_LIMIT - fixed
     a_room = min(len(asset), max(room // 2, room - len(capability)))
-    a = asset if len(asset) <= a_room else asset[: a_room - 1] + "…"
+    a = asset if len(asset) <= a_room else asset[: a_room - len(more)] + more
     c_room = room - len(a)
-    c = capability if len(capability) <= c_room else capability[: c_room - 1] + "…"
-    return f"[SRE] {a} – {c} L{level}"
+    c = capability if len(capability) <= c_room else capability[: c_room - len(more)] + more
+    return f"[SRE] {a}{dash}{c} L{level}"
 
 
 def story_notes(key: str) -> str:
@@ -158,7 +165,8 @@ def rally_import_record(it: Mapping, tag: str) -> str:
 def rally_import_row(it: Mapping, tag: str) -> list[str]:
     """One item as a row of rally_import.csv (cells cleaned and neutralised)."""
     return [
-        neutralise(clean_text(story_name(it["asset"], it["capability"], it["level"]))),
+        neutralise(clean_text(story_name(it["asset"], it["capability"], it["level"],
+                                         ascii_only=True))),
         story_description(it, it.get("flows", "")),  # clean, and starts with a tag
         "Defined",
         neutralise(clean_text(tag)),

@@ -169,6 +169,7 @@ def test_a_comma_line_in_a_semicolon_flows_csv_is_named_as_such(folder, run):
 def test_setup_without_flows_csv_says_what_to_do(tmp_path, run):
     code, _out, err = run(tmp_path, "setup", "--from-csv")
     assert code == 1 and "flows.csv not found" in err
+    assert f"(examples: {Path(__file__).resolve().parents[1] / 'examples'})" in err
 
 
 def test_setup_writes_default_model_when_missing(folder, run):

@@ -100,6 +100,16 @@ def test_the_installed_wheel_sets_up_and_reports_from_another_folder(tmp_path):
     # The git merge driver the data folder registered runs the installed entry.
     drivers = _run("git", "config", "--get", "merge.sre-tracker.driver", cwd=data, env=env).stdout
     assert str(new_site / "sre_tracker.py") in drivers
+    # Installed, the tool calls itself sre-tracker, and a folder without flows.csv is told
+    # where the shipped examples are.
+    assert _run(tool, "--version", cwd=cwd, env=env).stdout.startswith("sre-tracker ")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = subprocess.run([str(tool), "setup", "--from-csv"], cwd=empty, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "run 'sre-tracker setup' (interactive)" in refused.stderr
+    assert f"(examples: {shipped / 'examples'})" in refused.stderr
 
 
 def test_the_wheel_and_coverage_list_every_top_level_module():

@@ -181,7 +181,8 @@ def test_matrix_page_is_self_contained_and_well_formed(assessed, run):
     text = matrix_html(assessed)
     checked = structure(text)
     assert code == 0, err
-    assert "sre_matrix.html: the matrix as a heatmap per flow" in out
+    assert "sre_matrix.html: every flow ready or blocked for go-live, and the matrix as a " \
+        "heatmap per flow (open it in a browser)" in out
     assert text.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in text
     assert not checked.tags & {"script", "link", "img", "iframe", "object", "embed", "video",
                                "audio", "source", "base", "form", "input"}

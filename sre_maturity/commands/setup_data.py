@@ -94,8 +94,12 @@ def run(opts: SetupOptions, ctx: Context,
     if new_flows is not None:
         flows = csvfiles.flow_rows(new_flows)
     elif not flows_path.exists():
+        examples = ""
+        with contextlib.suppress(InputError):
+            examples = f" (examples: {shipped_file('examples/flows.csv').parent})"
         raise InputError(f"{flows_path} not found; run '{program_name()} setup' (interactive) or "
-                         "write flows.csv with columns Flow, Asset Name[, Team, Target Level]")
+                         "write flows.csv with columns Flow, Asset Name[, Team, Target Level]"
+                         + examples)
     else:
         flows = csvfiles.read_flows(flows_path)
     model_path = folder / csvfiles.MODEL_FILE

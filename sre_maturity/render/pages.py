@@ -57,7 +57,8 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
     return [
         f"{rulebook.TEXT_FILE}: the maturity model, {len(table_rows)} levels (paste it like "
         f"confluence_page.txt); {rulebook.HTML_FILE}: the same in storage format",
-        f"{matrix_page.HTML_FILE}: the matrix as a heatmap per flow (open it in a browser)",
+        f"{matrix_page.HTML_FILE}: every flow ready or blocked for go-live, and the matrix as a "
+        "heatmap per flow (open it in a browser)",
     ]
 
 

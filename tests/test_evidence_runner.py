@@ -380,3 +380,29 @@ def test_file_checks_say_what_they_looked_for(tmp_path):
     assert got["never"].detail.endswith("but none contains /2027/")
     assert got["never"].request == "look for drills/*.md in the data folder, for /2027/"
     assert got["bad"].verdict == "unconfigured" and "'**' can only be" in got["bad"].detail
+
+
+def test_fresh_evidence_answers_and_a_changed_parameter_or_definition_voids_it(tmp_path):
+    """The runner's fingerprints are the ones the rules look for: evidence taken now answers,
+    until the asset's parameter or the check's definition changes."""
+    from sre_maturity.rules import evidence as rules
+    from sre_maturity.rules.checkspec import EvidenceRecord
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "pay.md").write_text("x")
+    doc = check("doc", "file", "docs/{page}.md", level=1)
+    params = {"a": {"page": "pay"}}
+    (v,) = run(tmp_path, [doc], params, ["a"], settings_of(tmp_path))
+    records = {("a", "doc"): EvidenceRecord("a", "doc", v.verdict, v.detail, "", v.checked_at,
+                                            v.valid_until or "", v.fingerprint)}
+
+    def says(check_row, page, when=NOW):
+        (s,) = rules.states_for("a", [], [], [check_row], {"page": page}, records, {}, when)
+        return s.evidence
+
+    assert says(doc, "pay") == "pass"
+    assert says(doc, "other") is None  # the parameter changed
+    assert says(check("doc", "file", "docs/{page}.txt"), "pay") is None  # the definition did
+    assert says(doc, "pay", datetime(2026, 12, 13, 9, 30, tzinfo=UTC)) is None  # expired
+    assert rules.states_for("a", [], [], [check("x", "file", "y", applies=("b",))], {}, records,
+                            {}, NOW) == []

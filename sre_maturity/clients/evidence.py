@@ -164,15 +164,14 @@ def run_checks(checks: Sequence[CheckRow], params_by_asset: Mapping[str, Mapping
             if not rules.applies(check.applies_to, scope.name, scope.teams, scope.flows):
                 continue
             index = len(rows)
-            definition = checkspec.fingerprint(check.capability, check.level, check.question,
-                                               check.kind, check.target, check.expect)
+            # The fingerprints are those rules.current_fingerprint expects of valid evidence.
             try:
                 resolved = targets.resolve(check.kind, check.target, scope.name, params)
             except TargetRefused as exc:
-                rows.append((scope.name, check, rules.evidence_fingerprint(definition, ())))
+                rows.append((scope.name, check, rules.fingerprint_for(check, ())))
                 outcomes[index] = _Outcome("unconfigured", str(exc))
                 continue
-            fingerprint = rules.evidence_fingerprint(definition, resolved.used)
+            fingerprint = rules.fingerprint_for(check, resolved.used)
             rows.append((scope.name, check, fingerprint))
             if check.capability.casefold() in na:
                 outcomes[index] = _Outcome("not_applicable", f"{check.capability} is marked "

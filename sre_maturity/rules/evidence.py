@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
+from sre_maturity.rules import targets
 from sre_maturity.rules.checkspec import DEFINITIVE, CheckRow, EvidenceRecord, Override
 
 OVERRIDE_DAYS = 90
@@ -133,6 +134,36 @@ def _norm(entry: str) -> str:
     if sep and kind.strip().casefold() in ("team", "flow"):
         return f"{kind.strip().casefold()}:{rest.strip().casefold()}"
     return entry.strip().casefold()
+
+
+def current_fingerprint(check: CheckRow, asset: str, params: Mapping[str, str]) -> str:
+    """The fingerprint evidence of ``check`` on ``asset`` must carry to answer now: the check's
+    definition and the parameters its target uses today (the runner takes evidence under the
+    same one)."""
+    try:
+        used = targets.resolve(check.kind, check.target, asset, params).used
+    except targets.TargetRefused:
+        used = ()
+    return fingerprint_for(check, used)
+
+
+def fingerprint_for(check: CheckRow, used: Iterable[tuple[str, str]]) -> str:
+    """The fingerprint of evidence of ``check`` taken with the parameters ``used`` (those
+    its target filled in; none when it was refused)."""
+    return evidence_fingerprint(check.fingerprint, used)
+
+
+def states_for(asset: str, teams: Iterable[str], flows: Iterable[str],
+               checks: Iterable[CheckRow], params: Mapping[str, str],
+               records: Mapping[tuple[str, str], EvidenceRecord],
+               overrides: Mapping[tuple[str, str], Override], now: datetime
+               ) -> list[CheckState]:
+    """How each check that applies to ``asset`` stands now, from the stored evidence and
+    overrides (keyed by ``(asset, check name)``): what ``cell`` and ``summary`` take."""
+    teams, flows = tuple(teams), tuple(flows)
+    return [state(c, records.get((asset, c.name)), current_fingerprint(c, asset, params),
+                  overrides.get((asset, c.name)), now)
+            for c in checks if applies(c.applies_to, asset, teams, flows)]
 
 
 def state(check: CheckRow, record: EvidenceRecord | None, fingerprint: str,

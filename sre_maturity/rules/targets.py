@@ -13,6 +13,7 @@ may say (kinds, ``Expect``, fingerprints) is :mod:`sre_maturity.rules.checkspec`
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import unicodedata
@@ -177,6 +178,7 @@ def _glob_value(target: str, m: re.Match[str], value: str) -> str:
     return glob_literal(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """A name glob (``*`` any run of characters, ``\\x`` the character x, all else itself) as a
     compiled regular expression matching whole names, ignoring case."""

@@ -55,7 +55,7 @@ class VerdictLike(Protocol):
     @property
     def checked_at(self) -> str: ...
     @property
-    def valid_until(self) -> str: ...
+    def valid_until(self) -> str | None: ...
     @property
     def fingerprint(self) -> str: ...
 
@@ -631,7 +631,7 @@ class Database:
         for v in results:
             if v.verdict in DEFINITIVE:
                 definitive.append((v.asset, v.check, v.verdict, v.detail, v.link or "",
-                                   v.checked_at, v.valid_until, v.fingerprint))
+                                   v.checked_at, v.valid_until or "", v.fingerprint))
             else:
                 other.append((v.asset, v.check, v.verdict, v.detail, v.checked_at))
         self.conn.executemany(
@@ -658,6 +658,19 @@ class Database:
         cur = self.conn.cursor()
         cur.row_factory = None
         return {(r[0], r[1]): EvidenceRecord(*r) for r in cur.execute(sql, params)}
+
+    def person_levels(self, assets: Iterable[str] | None = None, *, checks_source: str
+                      ) -> dict[tuple[str, str], tuple[str, int | None]]:
+        """The latest assessment a person made of each cell (of ``assets``): (state, level),
+        history entries whose source is ``checks_source`` (the checks' own) left out."""
+        sql, params = _asset_filter(
+            "SELECT asset, capability, new_state, new_level FROM (SELECT asset, capability, "
+            "new_state, new_level, row_number() OVER (PARTITION BY asset, capability ORDER BY "
+            "assessed_at DESC, seq DESC) AS n FROM assessments WHERE source != ?) WHERE n = 1",
+            [checks_source], assets)
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(sql, params)}
 
     def set_override(self, override: Override) -> None:
         """Record (or replace) the override of one check for one asset (inside the caller's

@@ -63,7 +63,11 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
-    """Assess one capability (or --all) of an asset, record it and commit."""
+    """Assess one capability (or --all) of an asset, record it and commit; --auto runs the
+    checks, --override / --clear-override record or lift a person's answer to one."""
+    if args.auto or args.override or args.clear_override:
+        from sre_maturity.commands import autoassess
+        return autoassess.run(autoassess.AutoOptions.from_args(args), ctx)
     from sre_maturity.commands import assessment
     return assessment.run(assessment.AssessOptions.from_args(args), ctx)
 
@@ -191,7 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
             "  sre_tracker.py assess --asset payment-api --capability 'Actionable alerts' \\\n"
             "      --answers yes,yes,no --notes 'pages go to #pay-oncall'\n"
             "  sre_tracker.py assess --asset search-indexer --capability 'On-call rotation' \\\n"
-            "      --not-applicable 'batch job, no paging' --until 2027-06-30\n")
+            "      --not-applicable 'batch job, no paging' --until 2027-06-30\n"
+            "  sre_tracker.py assess --auto                            # run every check\n"
+            "  sre_tracker.py assess --auto --flow Checkout --explain --dry-run\n"
+            "  sre_tracker.py assess --auto --format junit > checks.xml  # for CI\n"
+            "  sre_tracker.py assess --override pages-a-person --asset payment-api \\\n"
+            "      --answer yes --reason 'alert moved to Opsgenie' --until 2027-03-01\n"
+            "  sre_tracker.py assess --clear-override pages-a-person --asset payment-api\n")
     p.add_argument("--flow", help="flow to pick the asset from")
     p.add_argument("--asset", help="asset to assess")
     p.add_argument("--capability", help="capability to assess")
@@ -202,7 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--level", type=int, metavar="N", help="record level N (0-5) directly")
     how.add_argument("--not-applicable", metavar="REASON",
                      help="mark the capability Not Applicable for this asset")
-    p.add_argument("--until", metavar="DATE", help="with --not-applicable: expiry date")
+    how.add_argument("--auto", action="store_true",
+                     help="run the checks of checks.csv and record what they answer")
+    how.add_argument("--override", metavar="CHECK",
+                     help="record a person's answer to CHECK for --asset (with --answer, "
+                          "--reason, optional --until; default expiry 90 days)")
+    how.add_argument("--clear-override", metavar="CHECK",
+                     help="lift the override of CHECK for --asset")
+    p.add_argument("--until", metavar="DATE",
+                   help="with --not-applicable or --override: expiry date")
+    auto = p.add_argument_group("with --auto")
+    auto.add_argument("--check", metavar="NAME", action="append",
+                      help="only this check (repeatable)")
+    auto.add_argument("--dry-run", action="store_true",
+                      help="run the checks and show what would change; write nothing")
+    auto.add_argument("--explain", action="store_true",
+                      help="show each check's request (secrets masked) and what it saw")
+    auto.add_argument("--format", choices=("table", "json", "junit"), default="table",
+                      help="output: table (default), json or junit XML")
+    auto.add_argument("--trust-commands", action="store_true",
+                      help="run command checks without asking (for CI; also "
+                           "SRE_TRACKER_TRUST_COMMANDS=1 in the environment, never from .env)")
+    over = p.add_argument_group("with --override")
+    over.add_argument("--answer", choices=("yes", "no"), help="the answer that stands")
+    over.add_argument("--reason", help="why (required)")
     p.add_argument("--notes", help="notes or evidence")
     p.add_argument("--assessor", help="who assessed (default: git user.name, else login name)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -329,7 +362,11 @@ def _writes(args: argparse.Namespace) -> bool:
         return not args.dry_run
     if args.command in ("report", "generate-reports"):
         return not args.cycle_time
-    return args.command == "assess"
+    if args.command == "assess":
+        # --auto and the overrides take the lock themselves, only while they save: checks may
+        # take minutes, and another assess must not wait for them.
+        return not (args.auto or args.override or args.clear_override)
+    return False
 
 
 def _run(args: argparse.Namespace, verbosity: int) -> int:
@@ -357,7 +394,11 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
                 print(f"\nsre_tracker: {_finish_interrupted(args, ctx)}", file=sys.stderr)
                 return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("\nsre_tracker: interrupted; nothing was written", file=sys.stderr)
+        # A command that locks only while it saves (assess --auto, --override) holds Ctrl-C
+        # until its commit is made: say what it kept.
+        said = _finish_interrupted(args, ctx) if ctx is not None and ctx.committed else \
+            "interrupted; nothing was written"
+        print(f"\nsre_tracker: {said}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrackerError as exc:
         if verbosity > 0:

@@ -38,12 +38,14 @@ def run(opts: GateOptions, ctx: Context) -> int:
             asset = resolve("asset", opts.asset, assets)
             names, scope = {asset}, f"asset {asset}"
         verdict = views.gate(db, names, allow_unassessed=opts.allow_unassessed)
+        standing = overrides_in_force(db, names)
     allowed = ""
     if verdict.allowed:
         allowed = (f" ({counted(verdict.allowed, 'go-live capability', 'go-live capabilities')}"
                    " not assessed, allowed by --allow-unassessed)")
     if not verdict.closed:
         ctx.print(f"gate open: {scope} has no open go-live item{allowed}")
+        show_overrides(ctx, standing)
         return EXIT_OK
     blocking, unassessed = verdict.blocking, verdict.unassessed
     reasons = []
@@ -67,4 +69,25 @@ def run(opts: GateOptions, ctx: Context) -> int:
     if unassessed:
         ctx.print_why("  (assess them, or mark them Not Applicable; --allow-unassessed leaves them "
                   "out)")
+    show_overrides(ctx, standing)
     return EXIT_GATE_CLOSED
+
+
+def overrides_in_force(db, assets: set[str]) -> list:
+    """The overrides of checks on ``assets`` that hold now (not cleared, not expired)."""
+    from datetime import UTC, datetime
+
+    from sre_maturity.rules import evidence as ev
+
+    now = datetime.now(UTC)
+    return [o for o in db.load_overrides() if o.asset in assets and ev.active(o, now)]
+
+
+def show_overrides(ctx: Context, standing: list) -> None:
+    """List the overrides in force: a gate that rests on a person's word says so."""
+    if not standing:
+        return
+    ctx.print("overrides in force (a person's answer standing in for a check's evidence):")
+    for o in standing:
+        ctx.print(f"  {o.asset} / {o.check}: {o.answer} until {o.until or 'cleared'} "
+                  f"(by {o.by}, {o.at[:10]}: {o.reason})")

@@ -24,6 +24,10 @@ from sre_maturity.rules import targets
 from sre_maturity.rules.checkspec import DEFINITIVE, CheckRow, EvidenceRecord, Override
 
 OVERRIDE_DAYS = 90
+# Who a check-driven change of a level is by in the history, and its source column there: the
+# person's own answer is the latest entry from any other source.
+CHECKS_ASSESSOR = "sre-tracker (checks)"
+CHECKS_SOURCE = "checks"
 
 
 class CheckState(NamedTuple):
@@ -95,6 +99,20 @@ def evidence_fingerprint(definition: str, used: Iterable[tuple[str, str]]) -> st
     asset parameters its target used. A change to either voids the evidence."""
     text = json.dumps([definition, sorted(used)], ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def current_fingerprint(check: CheckRow, asset: str, params: Mapping[str, str]) -> str:
+    """The fingerprint evidence of ``check`` on ``asset`` must carry to answer now: the
+    definition and the parameters its target uses today (a target refused for the asset uses
+    none, as the runner records it)."""
+    from sre_maturity.rules import targets
+
+    try:
+        used: Iterable[tuple[str, str]] = targets.resolve(check.kind, check.target, asset,
+                                                          params).used
+    except targets.TargetRefused:
+        used = ()
+    return evidence_fingerprint(check.fingerprint, used)
 
 
 # ---------------------------------------------------------------------------- one check

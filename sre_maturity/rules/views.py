@@ -14,14 +14,18 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from sre_maturity.support.context import Context
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
+    from sre_maturity.rules import evidence as ev
     from sre_maturity.rules import maturity as mt
+    from sre_maturity.rules.checkspec import CheckRow, EvidenceRecord
 # The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
 # keeps only these of every open go-live item while it streams the other files, and of the
 # other open items only what the page counts (PAGE_COUNTED_FIELDS).
@@ -366,3 +370,64 @@ def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> 
             whole, _flows = matrix_rows(db, today)
             reports.write_matrix_rows_csv(fh, whole)
     ctx.matrix_written()
+
+
+class CellEvidence(NamedTuple):
+    """What a cell's level rests on (SPEC §12): its applicable checks, how each stands now
+    (:class:`evidence.CheckState`), the stored evidence by check name, and the level the rules
+    give (:class:`evidence.Cell`) with the person's latest assessed level (None: none)."""
+
+    checks: list[CheckRow]
+    states: list[ev.CheckState]
+    records: dict[str, EvidenceRecord]
+    result: ev.Cell
+    person_level: int | None
+
+
+def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
+                  overlay: Iterable[Any] = ()) -> dict[tuple[str, str], CellEvidence]:
+    """:class:`CellEvidence` of the cells ``keys`` (asset, capability) that a check applies
+    to; ``overlay`` holds verdicts of a run not stored yet (a dry run): their definitive ones
+    stand in for the stored evidence."""
+    from sre_maturity.rules import evidence as ev
+    from sre_maturity.rules import maturity as mt
+    from sre_maturity.rules.checkspec import DEFINITIVE, EvidenceRecord
+
+    keys = set(keys)
+    names = {a for a, _c in keys}
+    by_capability: dict[str, list[CheckRow]] = {}
+    for check in db.load_checks():
+        by_capability.setdefault(check.capability, []).append(check)
+    if not keys or not by_capability:
+        return {}
+    model, assets, params = db.load_model(), db.load_assets(), db.load_asset_params()
+    records = db.load_evidence(names)
+    for v in overlay:
+        if v.verdict in DEFINITIVE:
+            records[(v.asset, v.check)] = EvidenceRecord(
+                v.asset, v.check, v.verdict, v.detail, v.link or "", v.checked_at,
+                v.valid_until or "", v.fingerprint)
+    overrides = {(o.asset, o.check): o for o in db.load_overrides()}
+    person = db.person_levels(names, checks_source=ev.CHECKS_SOURCE)
+    out = {}
+    for asset, capability in sorted(keys):
+        info, cap = assets.get(asset), model.get(capability)
+        if info is None or cap is None:
+            continue
+        teams = (info.team,) if info.team else ()
+        checks = [c for c in by_capability.get(capability, ())
+                  if ev.applies(c.applies_to, asset, teams, info.flows)]
+        if not checks:
+            continue
+        own = params.get(asset, {})
+        states = [ev.state(c, records.get((asset, c.name)),
+                           ev.current_fingerprint(c, asset, own),
+                           overrides.get((asset, c.name)), now) for c in checks]
+        state, level = person.get((asset, capability), (mt.NOT_ASSESSED, None))
+        person_level = level if state == mt.ASSESSED else None
+        questions = {lv: len(spec.questions) for lv, spec in cap.levels.items()}
+        out[(asset, capability)] = CellEvidence(
+            checks, states, {c.name: records[(asset, c.name)] for c in checks
+                             if (asset, c.name) in records},
+            ev.cell(questions, states, person_level), person_level)
+    return out

@@ -145,3 +145,48 @@ def test_the_shipped_examples_load(tmp_path, run):
     assert {"http", "splunk_alert", "prometheus_rule", "pagerduty_oncall"} <= kinds
     assert set(params) == {line.split(",")[1] for line in
                            (ROOT / "examples" / "flows.csv").read_text().splitlines()[1:]}
+
+
+# ---------------------------------------------------------------- check
+def check_line(run, folder: Path) -> tuple[int, str]:
+    code, out, _err = run(folder, "check")
+    (line,) = [x for x in out.splitlines() if x[6:].startswith("checks:")]
+    return code, line
+
+
+def test_check_says_the_files_are_optional_when_there_are_none(ready, run):
+    assert check_line(run, ready) == (0, "skip  checks: no checks.csv (optional: checks answer "
+                                         "questions from Splunk, Prometheus, PagerDuty, HTTP, "
+                                         "files and commands)")
+
+
+def test_check_lists_valid_imported_files(ready, run):
+    files(ready)
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    assert check_line(run, ready) == (0, "ok    checks: checks.csv and assets.csv: 2 checks "
+                                         "(1 gate, 1 advisory), parameters of 2 assets, valid")
+
+
+def test_check_names_the_first_problem_by_file_line_and_column(ready, run):
+    files(ready)
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    files(ready, CHECKS.replace(",gate", ",gated"))
+    assert check_line(run, ready) == (1, "FAIL  checks: checks.csv:2, column 'Mode': 'gated' "
+                                         "is not gate or advisory (advisory: shown, never "
+                                         "counted)")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda folder: files(folder, CHECKS.replace("{splunk_alert},,3", "{splunk_alert},,4")),
+    lambda folder: files(folder, assets=ASSETS.replace("auth-*", "auth-5xx")),
+    lambda folder: (folder / "checks.csv").unlink(),
+])
+def test_check_fails_when_the_files_were_changed_but_not_imported(ready, run, edit):
+    files(ready)
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    edit(ready)
+    code, line = check_line(run, ready)
+    assert code == 1 and line.startswith("FAIL  checks: ")
+    assert line.endswith("; the database holds others: run setup --from-csv to import them")
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    assert check_line(run, ready)[1].startswith("ok    checks: ")

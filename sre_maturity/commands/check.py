@@ -4,6 +4,7 @@ with the reason and the fix)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config import RALLY_REQUIRED, Settings
@@ -11,11 +12,15 @@ from database import DB_FILE
 from sre_maturity.clients import confluence, evidence, rally
 from sre_maturity.git import gitops
 from sre_maturity.render import pages
+from sre_maturity.render.reports import counted
+from sre_maturity.rules.checkspec import CheckRow
+from sre_maturity.store import checkfiles, csvfiles
 from sre_maturity.support.errors import (
     EXIT_ERROR,
     EXIT_OK,
     ConfigError,
     ConfluenceError,
+    InputError,
     RallyError,
     TrackerError,
 )
@@ -33,15 +38,18 @@ def run(ctx: Context) -> int:
     folder = settings.data_dir
     db_path = folder / DB_FILE
     kinds: set[str] = set()
+    stored: tuple[list[CheckRow], dict[str, dict[str, str]]] | None = None
     if db_path.exists():
         try:
             with ctx.open_db() as db:
                 results.append((True, f"database: {db_path.name} schema {db.schema_version()}"))
-                kinds = {c.kind for c in db.load_checks()}
+                stored = db.load_checks(), db.load_asset_params()
+                kinds = {c.kind for c in stored[0]}
         except TrackerError as exc:
             results.append((False, f"database: {exc}"))
     else:
         results.append((False, f"database: no {DB_FILE} in {folder}; run setup"))
+    results.append(_check_evidence_files(folder, stored))
     if not gitops.available():
         results.append((False, "git: not installed; install git to keep the history"))
     elif gitops.repo_root(folder) is None:
@@ -63,6 +71,41 @@ def run(ctx: Context) -> int:
         # A failed check says why even with -q (then on stderr).
         (ctx.print_why if ok is False else ctx.print)(f"{label}  {text}")
     return EXIT_OK if not failed else EXIT_ERROR
+
+
+def _check_evidence_files(folder: Path,
+                          stored: tuple[list[CheckRow], dict[str, dict[str, str]]] | None
+                          ) -> tuple[bool | None, str]:
+    """checks.csv and assets.csv: valid against flows.csv and the model (the first problem,
+    with file, line and column), and imported (the database holds the same checks and
+    parameters, as ``stored``)."""
+    from sre_maturity.commands.setup_data import default_model
+
+    present = [n for n in (checkfiles.CHECKS_FILE, checkfiles.ASSETS_FILE)
+               if (folder / n).exists()]
+    if not present and not (stored and (stored[0] or stored[1])):
+        return None, ("checks: no checks.csv (optional: checks answer questions from Splunk, "
+                      "Prometheus, PagerDuty, HTTP, files and commands)")
+    try:
+        flows = csvfiles.read_flows(folder / csvfiles.FLOWS_FILE)
+        model_path = folder / csvfiles.MODEL_FILE
+        model = csvfiles.read_model(model_path if model_path.exists() else default_model())
+        checks, assets = checkfiles.read_folder(folder, flows, model)
+    except InputError as exc:
+        return False, f"checks: {exc}"
+    gates = sum(c.mode == "gate" for c in checks)
+    said = (f"{' and '.join(present)}: {counted(len(checks), 'check')} ({gates} gate, "
+            f"{len(checks) - gates} advisory), parameters of {counted(len(assets), 'asset')}")
+    if stored is not None and (_definition(checks) != _definition(stored[0])
+                               or {a.asset: a.params for a in assets} != stored[1]):
+        return False, (f"checks: {said}; the database holds others: run setup --from-csv to "
+                       "import them")
+    return True, f"checks: {said}, valid"
+
+
+def _definition(checks: list[CheckRow]) -> set[tuple]:
+    """What a check is, without where it stands in the file."""
+    return {(c.name, c.fingerprint, c.valid_days, c.applies_to, c.mode) for c in checks}
 
 
 def _check_rally(settings: Settings) -> list[tuple[bool | None, str]]:

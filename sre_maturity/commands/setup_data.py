@@ -109,7 +109,7 @@ def run(opts: SetupOptions, ctx: Context,
     assessments_path = folder / csvfiles.ASSESSMENTS_FILE
     rows = csvfiles.read_assessments(assessments_path) if assessments_path.exists() else []
     csvfiles.check_assessment_names(rows, flows, model)
-    evidence = read_evidence_files(folder, flows, model)
+    evidence = checkfiles.read_folder(folder, flows, model)
     assessor = gitops.user_name(folder)
     now = now_iso()
 
@@ -165,19 +165,6 @@ def run(opts: SetupOptions, ctx: Context,
              checkfiles.CHECKS_FILE, checkfiles.ASSETS_FILE]
     ctx.commit(files, _message(report, changed, changes))
     return EXIT_OK
-
-
-def read_evidence_files(folder: Path, flows: list[FlowRow], model: list[ModelRow]
-                        ) -> tuple[list[CheckRow], list[AssetParams]]:
-    """checks.csv and assets.csv of ``folder`` validated against the flows and the model
-    (each an empty list when its file is absent)."""
-    assets_path = folder / checkfiles.ASSETS_FILE
-    assets = checkfiles.read_assets(assets_path, flows) if assets_path.exists() else []
-    checks_path = folder / checkfiles.CHECKS_FILE
-    checks = checkfiles.read_checks(checks_path, model, flows,
-                                    checkfiles.param_columns(assets)) \
-        if checks_path.exists() else []
-    return checks, assets
 
 
 def _import(db: Database, flows: list[FlowRow], model: list[ModelRow],

@@ -38,7 +38,7 @@ ASSET_COLUMNS = {"asset name": True}
 MAX_VALID_DAYS = 3660  # ten years: a longer validity is a typo, not a policy
 
 __all__ = ["ASSETS_FILE", "CHECKS_FILE", "AssetParams", "CheckRow", "param_columns",
-           "read_assets", "read_checks"]
+           "read_assets", "read_checks", "read_folder"]
 
 
 def read_assets(path: Path, flows: list[FlowRow]) -> list[AssetParams]:
@@ -71,6 +71,18 @@ def read_assets(path: Path, flows: list[FlowRow]) -> list[AssetParams]:
         result.append(AssetParams(canonical, params, line))
     problems.raise_if_any()
     return result
+
+
+def read_folder(folder: Path, flows: list[FlowRow], model: list[ModelRow]
+                ) -> tuple[list[CheckRow], list[AssetParams]]:
+    """checks.csv and assets.csv of ``folder`` validated against the flows and the model
+    (each an empty list when its file is absent)."""
+    assets_path = folder / ASSETS_FILE
+    assets = read_assets(assets_path, flows) if assets_path.exists() else []
+    checks_path = folder / CHECKS_FILE
+    checks = read_checks(checks_path, model, flows, param_columns(assets)) \
+        if checks_path.exists() else []
+    return checks, assets
 
 
 def param_columns(assets: Iterable[AssetParams]) -> set[str]:

@@ -101,20 +101,6 @@ def evidence_fingerprint(definition: str, used: Iterable[tuple[str, str]]) -> st
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def current_fingerprint(check: CheckRow, asset: str, params: Mapping[str, str]) -> str:
-    """The fingerprint evidence of ``check`` on ``asset`` must carry to answer now: the
-    definition and the parameters its target uses today (a target refused for the asset uses
-    none, as the runner records it)."""
-    from sre_maturity.rules import targets
-
-    try:
-        used: Iterable[tuple[str, str]] = targets.resolve(check.kind, check.target, asset,
-                                                          params).used
-    except targets.TargetRefused:
-        used = ()
-    return evidence_fingerprint(check.fingerprint, used)
-
-
 # ---------------------------------------------------------------------------- one check
 def valid_evidence(record: EvidenceRecord | None, fingerprint: str, now: datetime
                    ) -> str | None:

@@ -419,10 +419,8 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
                   if ev.applies(c.applies_to, asset, teams, info.flows)]
         if not checks:
             continue
-        own = params.get(asset, {})
-        states = [ev.state(c, records.get((asset, c.name)),
-                           ev.current_fingerprint(c, asset, own),
-                           overrides.get((asset, c.name)), now) for c in checks]
+        states = ev.states_for(asset, teams, info.flows, checks, params.get(asset, {}),
+                               records, overrides, now)
         state, level = person.get((asset, capability), (mt.NOT_ASSESSED, None))
         person_level = level if state == mt.ASSESSED else None
         questions = {lv: len(spec.questions) for lv, spec in cap.levels.items()}

@@ -261,3 +261,13 @@ def test_pagerduty_walks_the_pages_when_it_gets_no_total():
         with pagerduty.PagerDutyClient(fake.url, fake.token, **FAST) as client:
             assert len(client.services()) == 250
         assert [r[2]["offset"] for r in fake.requests] == [["0"], ["100"], ["200"]]
+
+
+def test_prometheus_stops_when_the_page_token_does_not_move():
+    with FakePrometheus() as fake, prometheus.PrometheusClient(fake.url, **FAST) as client:
+        fake.add_rule("A")
+        stuck = {"status": "success", "data": {"groups": [], "groupNextToken": "7"}}
+        fake.fail_next(200, body=stuck, times=5)
+        with pytest.raises(SourceError, match="same rules page twice"):
+            client.alert_rules()
+        assert fake.count() == 2

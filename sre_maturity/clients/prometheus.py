@@ -87,6 +87,10 @@ class PrometheusClient(SourceClient):
             token = data.get("groupNextToken")
             if not token:
                 return out
+            if str(token) == params.get("group_next_token"):
+                raise self.error(f"Prometheus at {self.host} answered the same rules page "
+                                 "twice (groupNextToken did not move); check "
+                                 f"{self.url_setting}")
             params = {"type": "alert", "group_next_token": str(token)}
 
     def reach(self) -> str:

@@ -406,3 +406,19 @@ def test_fresh_evidence_answers_and_a_changed_parameter_or_definition_voids_it(t
     assert says(doc, "pay", datetime(2026, 12, 13, 9, 30, tzinfo=UTC)) is None  # expired
     assert rules.states_for("a", [], [], [check("x", "file", "y", applies=("b",))], {}, records,
                             {}, NOW) == []
+
+
+def test_a_search_of_raw_events_is_read_only_as_far_as_a_check_needs(tmp_path, sources,
+                                                                      monkeypatch):
+    s, *_ = sources
+    monkeypatch.setattr(splunk, "MAX_ROWS", 5)
+    s.results["search index=web"] = [{"_raw": f"event {n}"} for n in range(50)]
+    checks = [check("any", "splunk_search", "index=web"),
+              check("few", "splunk_search", "index=web", expect="results<3"),
+              check("many", "splunk_search", "index=web", expect="results>=40")]
+    got = {v.check: v for v in run(tmp_path, checks, {}, ["a"], settings_of(tmp_path, s))}
+    assert (got["any"].verdict, got["any"].detail) == (
+        "pass", "more than 5 results (expected results>=1)")
+    assert got["few"].verdict == "fail"
+    assert got["many"].verdict == "error" and "| stats count" in got["many"].detail
+    assert len(s.searches) == 1

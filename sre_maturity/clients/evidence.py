@@ -403,9 +403,15 @@ def _alert_outcome(pattern: str, found: list[splunk.SavedSearch], request: str) 
 def _rows_outcome(rows: list[dict[str, Any]], expect: checkspec.Expect, request: str,
                   noun: str) -> _Outcome:
     count = f"{len(rows)} {noun}{'' if len(rows) == 1 else 's'}"
+    if len(rows) > splunk.MAX_ROWS:
+        count = f"more than {splunk.MAX_ROWS:,} {noun}s"
     if expect.subject in ("default", "results"):
         wanted = expect if expect.subject == "results" else checkspec.Expect("results", ">=",
                                                                              "1")
+        if len(rows) > splunk.MAX_ROWS and float(wanted.value) >= splunk.MAX_ROWS:
+            return _Outcome("error", f"{count}, too many to compare with "
+                            f"results{wanted.op}{wanted.value}; count in the search "
+                            "(| stats count) and compare the count field", None, request)
         passed = wanted.holds(len(rows))
         return _Outcome("pass" if passed else "fail",
                         f"{count} (expected results{wanted.op}{wanted.value})", None, request)

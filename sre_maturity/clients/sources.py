@@ -120,12 +120,14 @@ class SourceClient:
         return self.hide(text)
 
     def request(self, method: str, path: str, what: str, *, params: Any = None,
-                data: Any = None) -> requests.Response:
-        """Send one request; a 2xx answer is returned, anything else is a ``SourceError``."""
+                data: Any = None, stream: bool = False) -> requests.Response:
+        """Send one request; a 2xx answer is returned, anything else is a ``SourceError``
+        (``stream``: the body is read by the caller, as it arrives)."""
         self.sent.append(self.describe(method, path, params, data))
         try:
             resp = self.session.request(method, self.base_url + path, params=params, data=data,
-                                        timeout=self.timeout, allow_redirects=False)
+                                        timeout=self.timeout, allow_redirects=False,
+                                        stream=stream)
         except requests.exceptions.SSLError as exc:
             raise self.error(f"TLS verification of {self.host} failed; if your network uses its "
                              "own certificate authority, set REQUESTS_CA_BUNDLE to its bundle "

@@ -11,7 +11,10 @@ import base64
 import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import requests
+
 from sre_maturity.clients.sources import SourceClient, flag
+from sre_maturity.support.errors import SourceError
 
 if TYPE_CHECKING:
     from config import Settings
@@ -21,6 +24,7 @@ EXPORT_V2 = "/services/search/v2/jobs/export"
 EXPORT_V1 = "/services/search/jobs/export"  # Splunk before 9.0.1
 CREDENTIALS = "SPLUNK_TOKEN (or SPLUNK_USER and SPLUNK_PASSWORD)"
 EARLIEST = "-24h"
+MAX_ROWS = 10_000  # result rows a check reads at most (results<op>N compares up to it)
 
 
 class SavedSearch(NamedTuple):
@@ -100,37 +104,51 @@ class SplunkClient(SourceClient):
         return (f"credentials accepted, {total if total is not None else '?'} saved "
                 f"search{'' if total == 1 else 'es'}")
 
-    def export(self, search: str, *, earliest: str = EARLIEST) -> list[dict[str, Any]]:
+    def export(self, search: str, *, earliest: str = EARLIEST,
+               max_rows: int = MAX_ROWS) -> list[dict[str, Any]]:
         """Run ``search`` as an export search over ``earliest`` .. now: its result rows
-        (field -> value; Splunk sends numbers as strings)."""
+        (field -> value; Splunk sends numbers as strings). The answer is read as it streams
+        and at most ``max_rows`` + 1 rows are kept (one more than the most a check compares
+        with, so "more than" can still be told): a search of raw events stops there."""
         text = search.strip()
         if not text.startswith(("search ", "|")):
             text = "search " + text
         form = {"search": text, "earliest_time": earliest, "latest_time": "now",
                 "output_mode": "json"}
         try:
-            resp = self.request("POST", self._export_path, "the search", data=form)
-        except Exception as exc:
+            resp = self.request("POST", self._export_path, "the search", data=form,
+                                stream=True)
+        except SourceError as exc:
             if self._export_path != EXPORT_V2 or "HTTP 404" not in str(exc):
                 raise
             self._export_path = EXPORT_V1  # before 9.0.1 there is no v2 endpoint
-            resp = self.request("POST", self._export_path, "the search", data=form)
+            resp = self.request("POST", self._export_path, "the search", data=form,
+                                stream=True)
         rows: list[dict[str, Any]] = []
-        for line in resp.text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError as exc:
-                raise self.error(f"Splunk at {self.host} answered the search with something "
-                                 "that is not JSON lines") from exc
-            if not isinstance(item, dict):
-                continue
-            for message in item.get("messages") or []:
-                if isinstance(message, dict) and message.get("type") in ("ERROR", "FATAL"):
-                    raise self.error(f"Splunk could not run the search: {message.get('text')}")
-            if isinstance(item.get("result"), dict) and not item.get("preview"):
-                rows.append(item["result"])
+        try:
+            for line in resp.iter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    raise self.error(f"Splunk at {self.host} answered the search with "
+                                     "something that is not JSON lines") from exc
+                if not isinstance(item, dict):
+                    continue
+                for message in item.get("messages") or []:
+                    if isinstance(message, dict) and message.get("type") in ("ERROR", "FATAL"):
+                        raise self.error("Splunk could not run the search: "
+                                         f"{message.get('text')}")
+                if isinstance(item.get("result"), dict) and not item.get("preview"):
+                    rows.append(item["result"])
+                    if len(rows) > max_rows:
+                        break
+        except requests.exceptions.RequestException as exc:
+            raise self.error(f"the answer of Splunk at {self.host} to the search broke off "
+                             f"({type(exc).__name__}); try again later") from exc
+        finally:
+            resp.close()
         return rows
 
 

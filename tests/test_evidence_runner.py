@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+import config
 from fake_pagerduty import FakePagerDuty
 from fake_prometheus import FakePrometheus
 from fake_splunk import FakeSplunk
 from fake_web import FakeWeb
-
-import config
 from sre_maturity.clients import evidence, pagerduty, prometheus, splunk
 from sre_maturity.clients.evidence import AssetScope, RunOptions
 from sre_maturity.rules.checkspec import CheckRow

@@ -9,8 +9,8 @@ import socket
 import threading
 
 import pytest
-from fake_web import FakeWeb
 
+from fake_web import FakeWeb
 from sre_maturity.clients import probe
 from sre_maturity.clients.probe import AddressRefused, Prober
 from sre_maturity.support.errors import SourceError

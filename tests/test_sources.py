@@ -4,12 +4,12 @@ naming the setting, retries, timeouts, malformed bodies, and tokens kept to thei
 from __future__ import annotations
 
 import pytest
+
+import config
 from fake_pagerduty import FakePagerDuty
 from fake_prometheus import FakePrometheus
 from fake_splunk import FakeSplunk
 from fake_web import FakeWeb
-
-import config
 from sre_maturity.clients import pagerduty, prometheus, splunk
 from sre_maturity.clients.sources import flag, mask
 from sre_maturity.support.errors import SourceError

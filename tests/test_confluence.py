@@ -95,7 +95,8 @@ def test_get_and_put_page(fake, page, flavour):
     with make(fake, flavour) as client:
         got = client.get_page(page)
         assert got == {"id": page, "title": "SRE Weekly", "version": 17,
-                       "body": fake.body(page), "parent": "4519001" if flavour == "cloud" else "",
+                       "body": fake.body(page), "message": "",
+                       "parent": "4519001" if flavour == "cloud" else "",
                        "space": "98310" if flavour == "cloud" else "SRE"}
         saved = client.put_page(page, "SRE Weekly", got["body"] + "<p>more</p>", 18, "msg")
         assert saved["version"] == 18 and fake.version(page) == 18

@@ -110,7 +110,7 @@ def test_stale_part_files_go_when_the_list_fits_again(many: Path, run, small_pag
                                                       monkeypatch):
     run(many, "report")
     (many / "confluence_page.notes.txt").write_text("mine")
-    monkeypatch.setattr(todo_parts, "PAGE_ROWS", 5000)
+    monkeypatch.setattr(todo_parts, "PAGE_ROWS", 2000)
     code, _out, err = run(many, "report")
     assert code == 0, err
     assert part_files(many) == [] and (many / "confluence_page.notes.txt").exists()
@@ -241,7 +241,7 @@ def test_children_are_found_through_every_page_of_the_listing(many: Path, run, w
 def test_back_to_one_page_the_index_becomes_the_table_and_children_empty(
         many: Path, run, wiki, small_pages, tmp_path, monkeypatch):
     push(run, many, tmp_path)
-    monkeypatch.setattr(todo_parts, "PAGE_ROWS", 5000)
+    monkeypatch.setattr(todo_parts, "PAGE_ROWS", 2000)
     code, out, err = push(run, many, tmp_path)
     assert code == 0, err
     assert len(tasks(wiki, wiki.page_id)) == 6
@@ -264,3 +264,50 @@ def test_a_flow_that_left_empties_its_page(many: Path, run, wiki, small_pages, t
     assert code == 0, err
     assert tasks(wiki, login["id"]) == [] and "holds no part now" in out
     assert [r[0] for r in index_of(wiki)] == ["Part", "Checkout (part 1)", "Checkout (part 2)"]
+
+
+def body_reads(fake: FakeConfluence, page_ids: set[str]) -> int:
+    """GETs of these pages that asked for the body (v2 body-format, v1 expand=body.storage)."""
+    return sum(1 for m, p, q, _b in fake.requests
+               if m == "GET" and p.rsplit("/", 1)[-1] in page_ids
+               and ("body-format" in q or "body.storage" in q.get("expand", "")))
+
+
+def test_an_unchanged_part_page_is_not_read_in_full(many: Path, run, wiki, small_pages,
+                                                    tmp_path):
+    push(run, many, tmp_path)
+    kids = {k["id"] for k in wiki.children(wiki.page_id)}
+    before = body_reads(wiki, kids)
+    push(run, many, tmp_path)
+    assert body_reads(wiki, kids) == before
+
+
+def test_without_the_memo_a_page_is_read_once_and_its_fingerprint_kept(
+        many: Path, run, wiki, small_pages, tmp_path):
+    push(run, many, tmp_path)
+    (many / ".sre-tracker.pages.json").unlink()
+    kids = {k["id"] for k in wiki.children(wiki.page_id)}
+    before, puts = body_reads(wiki, kids), wiki.count("PUT")
+    code, _out, err = push(run, many, tmp_path)
+    assert code == 0, err
+    assert body_reads(wiki, kids) == before + 3 and wiki.count("PUT") == puts
+    push(run, many, tmp_path)
+    assert body_reads(wiki, kids) == before + 3
+
+
+def test_a_persons_edit_of_a_part_page_is_read_and_the_tools_cells_restored(
+        many: Path, run, wiki, small_pages, tmp_path):
+    push(run, many, tmp_path)
+    login = wiki.page_by_title("SRE Action Items – Login")
+    wiki.human_edit(login["id"], lambda b: b.replace(">Not Started<", ">Done<", 1))
+    code, _out, err = push(run, many, tmp_path)
+    assert code == 0, err
+    rows = storage_format.table_rows(wiki.body(login["id"]), TITLE)
+    assert [r["Status"] for r in rows] == ["Not Started", "Not Started"]
+    message = wiki.pages[login["id"]]["message"]
+    assert message.startswith("sre-tracker: ") and "[sre-rows:" in message
+    # the fingerprint in the message spares the next run the read, memo or not
+    (many / ".sre-tracker.pages.json").unlink()
+    before = body_reads(wiki, {login["id"]})
+    push(run, many, tmp_path)
+    assert body_reads(wiki, {login["id"]}) == before

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -187,7 +187,8 @@ def _page(data: Mapping[str, Any], body: Any) -> dict[str, Any]:
         raise ConfluenceError("Confluence answered without a page version; check "
                               "CONFLUENCE_BASE_URL and CONFLUENCE_API")
     return {"id": str(data.get("id", "")), "title": str(data.get("title") or ""),
-            "version": version, "body": body, "parent": _parent(data)}
+            "version": version, "body": body, "parent": _parent(data),
+            "message": str((data.get("version") or {}).get("message") or "")}
 
 
 # ---------------------------------------------------------------------------- the client
@@ -279,6 +280,14 @@ class ConfluenceClient:
             raise ConfluenceError(f"page {page_id} came without its storage body; is it a "
                                   "Confluence page (not a whiteboard or database)?")
         return page
+
+    def page_version(self, page_id: str | int) -> dict[str, Any]:
+        """A page without its body: ``{"id", "title", "version": int, "message"}`` (one small
+        read, to tell whether a page is still the version the tool last saw)."""
+        page_id = str(page_id).strip()
+        params = {} if self.flavour == "cloud" else {"expand": "version"}
+        return self.api.read(self._json(self._request("GET", self.api.page_path(page_id),
+                                                      page_id, params=params), page_id))
 
     def put_page(self, page_id: str | int, title: str, body: str, version: int,
                  message: str) -> dict[str, Any]:
@@ -599,7 +608,7 @@ Apply = Callable[[str], tuple[str, bool, str]]
 
 
 def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
-                max_attempts: int = 3) -> dict[str, Any]:
+                max_attempts: int = 3, note: str = "") -> dict[str, Any]:
     """Read a page, ``apply`` an edit to its body and write it back when it changed.
 
     One read, and one write only when ``apply`` reports a change. A 409 (the page was saved
@@ -632,7 +641,7 @@ def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
         target = page["version"] + 1
         try:
             saved = client.put_page(page_id, page["title"], new_body, target,
-                                    MESSAGE_PREFIX + summary)
+                                    MESSAGE_PREFIX + summary + note)
             return result(True, saved["version"], summary)
         except VersionConflict:
             log.info("page %s changed meanwhile (409); re-reading and re-applying", page_id)
@@ -665,6 +674,38 @@ def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
     return update_page(
         client, page_id, lambda body: storage_format.update_table(body, title, rows, known),
         max_attempts=max_attempts)
+
+
+def update_part_page(client: ConfluenceClient, page_id: str, title: str, fingerprint: str,
+                     rows: Callable[[], Sequence[Mapping[str, object]]],
+                     known: Collection[tuple[str, str]], memo: dict[str, list]
+                     ) -> dict[str, Any]:
+    """:func:`update_todo_table` for a child page of a split list, skipping the read of a
+    page that is as the tool left it with the same rows.
+
+    Reading, parsing and comparing a page of thousands of rows takes seconds; a list of many
+    pages changes a few at a time. Each write puts ``fingerprint`` (of the rows,
+    ``storage_format.rows_fingerprint``) at the end of its version message, and ``memo``
+    (page id -> [version, fingerprint], kept by the caller) remembers the version the tool
+    last wrote, created or found up to date. One small read of the page's version then tells
+    whether the page is unchanged since, and the rows too: nothing to do. Otherwise (someone
+    edited the page, or the rows changed) the page is updated as any other, with the table
+    ``rows()`` (made only then).
+
+    :returns: as :func:`update_page`
+    """
+    note = f" [{fingerprint}]"
+    head = client.page_version(page_id)
+    if head["message"].endswith(note) or memo.get(page_id) == [head["version"], fingerprint]:
+        memo[page_id] = [head["version"], fingerprint]
+        return {"changed": False, "version": head["version"], "summary": "no changes",
+                "requests": 1}
+    table = list(rows())
+    result = update_page(
+        client, page_id, lambda body: storage_format.update_table(body, title, table, known),
+        note=note)
+    memo[page_id] = [result["version"], fingerprint]
+    return result
 
 
 def check_page(client: ConfluenceClient, page_id: str | int, title: str) -> str:

@@ -5,6 +5,8 @@ table up to date (``sync`` reuses that last step).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING
 
 from config import RALLY_REQUIRED, Settings
@@ -19,6 +21,8 @@ from sre_maturity.render.stories import (
     story_payload,
 )
 from sre_maturity.support.errors import EXIT_OK, ConfluenceError, PartialFailure
+
+ctx_log = logging.getLogger("sre_tracker.push")
 
 if TYPE_CHECKING:
     from sre_maturity.support.context import Context
@@ -174,11 +178,14 @@ def push_page(ctx: Context) -> int:
     client = confluence.client_from_settings(settings)
     try:
         with ctx.open_db() as db:
-            known = views.item_keys(db)  # closed items too: their rows leave the page
+            # Every stored item's key, closed ones too (their rows leave the page): read
+            # only when a page is updated in full.
+            known = LazyKeys(lambda: views.item_keys(db))
             plan = todo_parts.layout(db)
             if plan.split:
                 return _push_parts(ctx, client, page_id, title, plan, known)
             rows = reports.todo_rows(plan.items)
+            known.get()
         result = confluence.update_page(client, page_id, _whole_list_edit(title, rows, known))
         if result["summary"] == ONE_PAGE_AGAIN:
             _empty_children(ctx, client, page_id, title, known, keep=set())
@@ -190,6 +197,61 @@ def push_page(ctx: Context) -> int:
     else:
         ctx.print("confluence: table already up to date (no new version)")
     return EXIT_OK
+
+
+class LazyKeys(Collection):
+    """A set of (Task, Asset Name) keys read on first use."""
+
+    def __init__(self, read: Callable[[], set[tuple[str, str]]]) -> None:
+        self._read = read
+        self._keys: set[tuple[str, str]] | None = None
+
+    def get(self) -> set[tuple[str, str]]:
+        if self._keys is None:
+            self._keys = self._read()
+        return self._keys
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.get()
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.get())
+
+    def __len__(self) -> int:
+        return len(self.get())
+
+
+MEMO_FILE = ".sre-tracker.pages.json"  # ignored by the data folder's .gitignore (.sre-tracker.*)
+
+
+def _load_memo(path, site: str) -> dict[str, list]:
+    """The child pages' [version, rows fingerprint] the tool last wrote or found up to date
+    on ``site`` (see ``confluence.update_part_page``); empty when missing or unreadable: a
+    lost memo only costs full reads."""
+    import json
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    pages = data.get(site) if isinstance(data, dict) else None
+    return {str(k): v for k, v in pages.items()} if isinstance(pages, dict) else {}
+
+
+def _save_memo(path, site: str, memo: dict[str, list]) -> None:
+    import json
+
+    from sre_maturity.store.csvfiles import atomic_write
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data[site] = memo
+    try:
+        atomic_write(path, json.dumps(data, sort_keys=True) + "\n")
+    except OSError as exc:  # a read-only folder: the next run reads the pages in full
+        ctx_log.warning("could not write %s: %s", path.name, exc)
 
 
 ONE_PAGE_AGAIN = "the to-do list fits one page again: the index became the table"
@@ -221,31 +283,42 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
 
     main = client.get_page(page_id)
     children = {c["title"].casefold(): c for c in client.child_pages(page_id)}
+    memo_file = ctx.data_dir / MEMO_FILE
+    memo = _load_memo(memo_file, client.base_url)
 
-    def make(it) -> tuple[dict, int]:
-        row = reports.todo_row(it)
-        return row, len(storage_format.render_row(row).encode())
+    def make(it) -> tuple[tuple[dict, str], int]:
+        # The item and its storage row: the row measures the part, the rows fingerprint it;
+        # the table's row dicts are made only for a page that needs the full update.
+        html = storage_format.render_todo_row(it)
+        return (it, html), len(html.encode())
 
     index, done, created, updated = [], set(), 0, 0
-    for part in todo_parts.split(plan.items, plan.flow_of, make):
-        child = todo_parts.child_title(title, part.name)
-        done.add(child.casefold())
-        index.append(todo_parts.index_row(part, title))
-        rows = part.entries
-        existing = children.get(child.casefold())
-        if existing is None:
-            existing = _create_child(client, main, child, title, rows, known)
-            if existing.get("created"):
-                created += 1
-                ctx.print(f"confluence: page '{child}' created ({len(rows)} rows)")
-                continue
-        result = confluence.update_todo_table(client, existing["id"], title, rows, known)
-        if result["changed"]:
-            updated += 1
-            ctx.print(f"confluence: page '{child}' updated to version {result['version']} "
-                      f"({result['summary']})")
-    emptied = _empty_children(ctx, client, page_id, title, known, keep=done,
-                              children=list(children.values()))
+    try:
+        for part in todo_parts.split(plan.items, plan.flow_of, make):
+            child = todo_parts.child_title(title, part.name)
+            done.add(child.casefold())
+            index.append(todo_parts.index_row(part, title))
+            rendered = [html for _it, html in part.entries]
+            fingerprint = storage_format.rows_fingerprint(title, rendered)
+            existing = children.get(child.casefold())
+            if existing is None:
+                existing = _create_child(client, main, child, title, rendered, fingerprint,
+                                         memo)
+                if existing.get("created"):
+                    created += 1
+                    ctx.print(f"confluence: page '{child}' created ({len(rendered)} rows)")
+                    continue
+            result = confluence.update_part_page(
+                client, existing["id"], title, fingerprint, _rows_of(part.entries),
+                known, memo)
+            if result["changed"]:
+                updated += 1
+                ctx.print(f"confluence: page '{child}' updated to version "
+                          f"{result['version']} ({result['summary']})")
+        emptied = _empty_children(ctx, client, page_id, title, known, keep=done,
+                                  children=list(children.values()), memo=memo)
+    finally:
+        _save_memo(memo_file, client.base_url, memo)
     edit = storage_page.table_edit(title, todo_parts.either_is_ours,
                                    todo_parts.index_storage(index), "index of the parts")
     result = confluence.update_page(client, page_id, edit)
@@ -258,16 +331,22 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
     return EXIT_OK
 
 
-def _create_child(client, main: dict, child: str, title: str, rows: list[dict], known
-                  ) -> dict:
+def _rows_of(entries: list[tuple[dict, str]]) -> Callable[[], list[dict]]:
+    """The to-do table rows of a part's (item, storage row) entries, made when asked."""
+    return lambda: [reports.todo_row(it) for it, _html in entries]
+
+
+def _create_child(client, main: dict, child: str, title: str, rendered: list[str],
+                  fingerprint: str, memo: dict[str, list]) -> dict:
     """Create a part's child page under ``main`` holding the heading and the table; a page
     of that title already under ``main`` (a create whose answer was lost, or made by hand) is
     returned to be updated instead. ``{"id", ..., "created": bool}``."""
     from sre_maturity.clients import confluence
     from sre_maturity.render import storage_format
-    body, _changed, _summary = storage_format.update_table("", title, rows, known)
     try:
-        page = client.create_page(main["space"], main["id"], child, body)
+        page = client.create_page(main["space"], main["id"], child,
+                                  storage_format.new_page_body(title, rendered))
+        memo[page["id"]] = [page["version"], fingerprint]
         return {**page, "created": True}
     except (confluence.TitleTaken, confluence.WriteOutcomeUnknown) as exc:
         found = client.find_page(main["space"], child)
@@ -282,12 +361,13 @@ def _create_child(client, main: dict, child: str, title: str, rows: list[dict], 
 
 
 def _empty_children(ctx: Context, client, page_id: str, title: str, known, *,
-                    keep: set[str], children: list[dict] | None = None) -> int:
+                    keep: set[str], children: list[dict] | None = None,
+                    memo: dict[str, list] | None = None) -> int:
     """Child pages of an earlier split that hold no part now (their flow left, or the list
     fits one page again): the tool's rows taken off their table, people's rows kept.
     Returns how many changed."""
     from sre_maturity.clients import confluence
-    from sre_maturity.render import todo_parts
+    from sre_maturity.render import storage_format, todo_parts
     prefix = todo_parts.child_title(title, "").casefold()
     if children is None:
         children = client.child_pages(page_id)
@@ -296,7 +376,12 @@ def _empty_children(ctx: Context, client, page_id: str, title: str, known, *,
         name = child["title"].casefold()
         if not name.startswith(prefix) or name in keep:
             continue
-        result = confluence.update_todo_table(client, child["id"], title, [], known)
+        if memo is None:
+            result = confluence.update_todo_table(client, child["id"], title, [], known)
+        else:
+            result = confluence.update_part_page(
+                client, child["id"], title, storage_format.rows_fingerprint(title, []),
+                list, known, memo)
         if result["changed"]:
             changed += 1
             ctx.print(f"confluence: page '{child['title']}' holds no part now: its rows were "

@@ -158,6 +158,23 @@ _STORAGE_ROWS = TodoRowFormat(_plain_cell, _card_cell, _status_cell, sep="", sta
                               end="</tr>")
 
 
+def rows_fingerprint(title: str, rendered: Iterable[str]) -> str:
+    """A short hash of a table under ``title`` from its rows as :func:`render_row` renders
+    them (every column, link and colour): equal fingerprints, equal tables."""
+    import hashlib
+    digest = hashlib.sha256(title.encode() + b"\x1d")
+    for row in rendered:
+        digest.update(row.encode())
+    return "sre-rows:" + digest.hexdigest()[:16]
+
+
+def new_page_body(title: str, rendered: Iterable[str]) -> str:
+    """The body of a page the tool creates for a part of the list from its rendered rows:
+    the heading it looks for, then the table (what :func:`update_table` makes of an empty
+    page)."""
+    return f"<h2>{xml_text(title)}</h2>" + table_start() + "".join(rendered) + TABLE_END
+
+
 def render_todo_row(it: Mapping) -> str:
     """``render_row(reports.todo_row(it))``, from the parts :class:`reports.TodoRowFormat`
     makes once."""

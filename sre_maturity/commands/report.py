@@ -9,6 +9,7 @@ The text itself is rendered by :mod:`reports` (the to-do table, wiki markup, sta
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     one sorted pass over the open items), the Rulebook files and sre_matrix.html, then a
     summary."""
     from database import now_iso
-    from sre_maturity.render import pages, reports, storage_format, stories, todo_parts
+    from sre_maturity.render import pages, paste, reports, storage_format, stories, todo_parts
     from sre_maturity.rules import views
 
     out_dir = Path(opts.output_dir).expanduser() if opts.output_dir else ctx.data_dir
@@ -79,6 +80,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     tag = ctx.settings.text("RALLY_TAG")
     title = ctx.settings.text("CONFLUENCE_TABLE_TITLE")
     generated = now_iso()[:10]
+    wiki_files = paste.files(ctx.settings, "confluence_page")
     selected = 0
     todo_items: list[dict] = []
 
@@ -95,23 +97,37 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     with ctx.open_db() as db:
         plan = todo_parts.layout(db)
         count = plan.count
-        with views.atomic_stream(out_dir / "rally_import.csv") as rally_file, \
-                views.atomic_stream(out_dir / "confluence_page.txt") as wiki_file, \
-                views.atomic_stream(out_dir / "confluence_page.html") as html_file:
+        with ExitStack() as files:
+            rally_file = files.enter_context(views.atomic_stream(out_dir / "rally_import.csv"))
+            html_file = files.enter_context(
+                views.atomic_stream(out_dir / "confluence_page.html"))
             rally_file.write(stories.rally_import_header())
-            if not plan.split:
-                wiki_file.write(reports.wiki_page_head(title, generated, count))
-                wiki_file.write(reports.wiki_header() + "\n")
+            if plan.split:
+                # The index and the parts: in the site's dialect, Data Center's when the site
+                # is not set (one set of part files; see the README).
+                wiki_files = wiki_files[:1]
+                dialect = wiki_files[0][1]
+                wiki_file = files.enter_context(
+                    views.atomic_stream(out_dir / "confluence_page.txt"))
+                parts = write_parts(out_dir, title, generated, plan, seen, dialect)
+                wiki_file.write(todo_parts.index_wiki_page(parts, title, generated, count,
+                                                           dialect.inline))
+                html_file.write(todo_parts.index_storage(parts) + "\n")
+            else:
+                # One paste file per dialect the site may need (paste.files).
+                wiki = [(files.enter_context(views.atomic_stream(out_dir / name)).write, d)
+                        for name, d in wiki_files]
+                note = reports.todo_note(generated, count)
+                for write, d in wiki:
+                    write(d.head(title, note) + reports.wiki_header() + "\n")
                 html_file.write(storage_format.table_start())
                 for it in plan.items:
                     seen(it)
-                    wiki_file.write(reports.wiki_todo_row(it) + "\n")
+                    for write, d in wiki:
+                        write(d.todo_row(it) + "\n")
                     html_file.write(storage_format.render_todo_row(it))
                 html_file.write(storage_format.TABLE_END + "\n")
-            else:
-                parts = write_parts(out_dir, title, generated, plan, seen)
-                wiki_file.write(todo_parts.index_wiki_page(parts, title, generated, count))
-                html_file.write(todo_parts.index_storage(parts) + "\n")
+        paste.remove_stale(out_dir, "confluence_page", wiki_files)
         remove_stale_parts(out_dir, {r.file for r in parts})
         del plan  # let the sorted rows go before the matrix is built
         levels = views.open_levels(db)  # counted for the matrix and for the summary
@@ -128,31 +144,31 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
                   f"in its own file, e.g. {first.file}.txt for the child page "
                   f"'{first.title}' (.html: the same in storage format)")
     else:
-        ctx.print(f"confluence_page.txt: {count} rows (paste via Insert → Markup → Confluence "
-                  "wiki); confluence_page.html: the same table in storage format")
+        ctx.print(paste.summary(wiki_files, f"{count} rows") + " (paste via Insert → Markup → "
+                  "Confluence wiki); confluence_page.html: the same table in storage format")
     for line in pages.write_files(ctx, out_dir, matrix, flows, todo_items):
         ctx.print(line)
     ctx.print(f"written to {out_dir}")
 
 
-def write_parts(out_dir: Path, title: str, generated: str, plan, seen) -> list:
-    """A split to-do list's part files (wiki and storage format, one pair per part, each
-    under ``todo_parts.PAGE_BYTES``); ``seen(item)`` is called for every item. Returns the
-    index rows, with the file each part is in."""
+def write_parts(out_dir: Path, title: str, generated: str, plan, seen, dialect) -> list:
+    """A split to-do list's part files (wiki markup in ``dialect``, a ``paste.Dialect``, and
+    storage format, one pair per part, each under ``todo_parts.PAGE_BYTES``); ``seen(item)``
+    is called for every item. Returns the index rows, with the file each part is in."""
     from sre_maturity.render import reports, storage_format, todo_parts
     from sre_maturity.rules import views
 
     def make(it: Mapping) -> tuple[tuple[str, str], int]:
         seen(it)
         html = storage_format.render_todo_row(it)
-        return (reports.wiki_todo_row(it), html), len(html.encode())
+        return (dialect.todo_row(it), html), len(html.encode())
 
     index = []
     for number, part in enumerate(todo_parts.split(plan.items, plan.flow_of, make), 1):
         stem = todo_parts.file_stem(number, part.name)
         with views.atomic_stream(out_dir / f"{stem}.txt") as wiki_file, \
                 views.atomic_stream(out_dir / f"{stem}.html") as html_file:
-            wiki_file.write(todo_parts.part_wiki_head(title, part, generated))
+            wiki_file.write(todo_parts.part_wiki_head(title, part, generated, dialect.inline))
             wiki_file.write(reports.wiki_header() + "\n")
             html_file.write(storage_format.table_start())
             for wiki_row, html_row in part.entries:

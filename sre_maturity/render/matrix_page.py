@@ -54,15 +54,11 @@ NOT_ASSESSED_TEXT = "–"
 NOT_APPLICABLE_TEXT = "n/a"
 
 
-# Bidirectional overrides and isolates would let a name reorder the text around it.
-_BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
-
-
 @lru_cache(maxsize=65536)  # names, owners, criteria and reasons recur on every row
 def _e(value: object) -> str:
     """HTML-escaped text (quotes too, so it is safe in attributes), control characters and
-    bidirectional overrides out."""
-    return html.escape(reports.clean_text(value).translate(_BIDI), quote=True)
+    bidirectional overrides out (reports.clean_text)."""
+    return html.escape(reports.clean_text(value), quote=True)
 
 
 # ---------------------------------------------------------------------------- cells

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from sre_maturity.render import matrix_page, rulebook
+from sre_maturity.render import matrix_page, paste, reports, rulebook
 from sre_maturity.rules.maturity import MatrixRow
 from sre_maturity.support.context import Context
 
@@ -46,7 +46,10 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
         model = db.load_model()
         trend = matrix_page.go_live_trend(db.level_history(), matrix, dates)
     table_rows = rulebook.rows(model)
-    atomic_write(out_dir / rulebook.TEXT_FILE, rulebook.wiki_page(table_rows, now[:10]))
+    wiki_files = paste.files(ctx.settings, rulebook.STEM)
+    for name, dialect in wiki_files:
+        atomic_write(out_dir / name, rulebook.wiki_page(table_rows, now[:10], dialect))
+    paste.remove_stale(out_dir, rulebook.STEM, wiki_files)
     atomic_write(out_dir / rulebook.HTML_FILE, rulebook.storage_table(table_rows) + "\n")
     commit = gitops.head(ctx.data_dir, DB_FILE)
     generated = now[:16].replace("T", " ") + " UTC"
@@ -55,8 +58,10 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
                                         generated=generated, commit=commit):
             fh.write(piece)
     return [
-        f"{rulebook.TEXT_FILE}: the maturity model, {len(table_rows)} levels (paste it like "
-        f"confluence_page.txt); {rulebook.HTML_FILE}: the same in storage format",
+        paste.summary(wiki_files, "the maturity model, "
+                      + reports.counted(len(table_rows), "level"))
+        + f" (paste it like confluence_page.txt); {rulebook.HTML_FILE}: the same in storage "
+        "format",
         f"{matrix_page.HTML_FILE}: every flow ready or blocked for go-live, and the matrix as a "
         "heatmap per flow (open it in a browser)",
     ]

@@ -16,8 +16,9 @@ from sre_maturity.support.errors import InputError
 DATA_FILES = (
     "sre_data.db", "sre_matrix.csv", "flows.csv", "maturity_model.csv", "assessments.csv",
     ".env", ".env.example", ".gitattributes", ".gitignore", "rally_import.csv",
-    "confluence_page.txt", "confluence_page.html", "confluence_rulebook.txt",
-    "confluence_rulebook.html", "sre_matrix.html",
+    "confluence_page.txt", "confluence_page.cloud.txt", "confluence_page.html",
+    "confluence_rulebook.txt", "confluence_rulebook.cloud.txt", "confluence_rulebook.html",
+    "sre_matrix.html",
 )
 PROGRAM_DIR = HOME
 PACKAGE_DIR = HOME / "sre_maturity"

@@ -241,6 +241,23 @@ def test_rally_done_but_the_page_failed_is_exit_3(gaps, run, rally, wiki, comman
     assert git(gaps, "status", "--porcelain") == ""  # Rally's side is committed
 
 
+@pytest.mark.parametrize("body,fix", [
+    ("<h2>SRE Action Items</h2><p>a</p><h2>SRE Action Items</h2>",
+     "the page has 2 headings 'SRE Action Items': no. 1 (h2) and no. 2 (h2)"),
+    ("<table><tbody><tr><td><h2>SRE Action Items</h2></td></tr></tbody></table>",
+     "the heading 'SRE Action Items' is inside a table on the page (table no. 1 of the page, "
+     "row 1)"),
+])
+def test_a_page_no_run_can_update_says_what_to_fix_on_it(gaps, run, rally, wiki, body, fix):
+    wiki.human_edit(wiki.page_id, lambda _old: body)
+    version = wiki.version(wiki.page_id)
+    code, _out, err = run(gaps, "report", "--push")
+    assert code == 3, err
+    assert f"Rally is up to date, but the Confluence page was not updated: {fix}" in err
+    assert "run the command again to update the page" not in err  # a re-run cannot help
+    assert wiki.puts() == [] and wiki.version(wiki.page_id) == version
+
+
 def test_confluence_refusing_connections_is_exit_3(gaps, run, rally, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ from fake_confluence import normalise, xhtml_error
 from sre_maturity.render import storage_format as sf
 from sre_maturity.render import storage_page as sp
 from sre_maturity.render.reports import PAGE_COLUMNS, clean_text
-from sre_maturity.support.errors import ConfluenceError
+from sre_maturity.support.errors import ConfluenceError, PageNeedsFix
 
 TITLE = "SRE Action Items"
 
@@ -226,10 +226,24 @@ def test_table_under_lower_heading_still_in_section():
 def test_several_matching_headings_refused():
     body = ("<h2>SRE Action Items</h2>" + human_table() + "<h3>sre action&nbsp;items</h3>"
             + human_table())
-    with pytest.raises(ConfluenceError, match="found 2 headings 'SRE Action Items'"):
+    fix = (r"the page has 2 headings 'SRE Action Items': no\. 1 \(h2\) and no\. 2 \(h3\), "
+           r"counting .* rename or delete all but one")
+    with pytest.raises(PageNeedsFix, match=fix):
         sf.update_table(body, TITLE, TOOL_ROWS)
-    with pytest.raises(ConfluenceError, match="found 2 headings"):
+    with pytest.raises(PageNeedsFix, match=fix):
         sf.inspect_page(body, TITLE)
+
+
+def test_our_heading_inside_a_table_cell_is_refused_naming_the_place():
+    body = ("<h1>Intro</h1>" + human_table() + "<table><tbody><tr><th>Area</th></tr><tr><td>"
+            "<h2>SRE Action Items</h2></td></tr></tbody></table>")
+    with pytest.raises(PageNeedsFix, match=r"the heading 'SRE Action Items' is inside a table "
+                       r"on the page \(table no\. 2 of the page, row 2\).*move the heading "
+                       r"out of that table"):
+        sf.update_table(body, TITLE, TOOL_ROWS)
+    # Once with a copy elsewhere too: the count comes first, naming where each copy is.
+    with pytest.raises(PageNeedsFix, match=r"no\. 1 \(h2\) and no\. 3 \(h2 inside a table\)"):
+        sf.update_table("<h2>SRE Action Items</h2>" + body, TITLE, TOOL_ROWS)
 
 
 def test_empty_title_refused():

@@ -20,7 +20,7 @@ from sre_maturity.render.stories import (
     select_for_rally,
     story_payload,
 )
-from sre_maturity.support.errors import EXIT_OK, ConfluenceError, PartialFailure
+from sre_maturity.support.errors import EXIT_OK, ConfluenceError, PageNeedsFix, PartialFailure
 
 ctx_log = logging.getLogger("sre_tracker.push")
 
@@ -155,6 +155,9 @@ def update_pages(ctx: Context) -> int:
     try:
         code = push_page(ctx)
         pages.update_confluence(ctx)
+    except PageNeedsFix as exc:  # says itself what to change; a plain re-run cannot help
+        raise PartialFailure(f"Rally is up to date, but the Confluence page was not updated: "
+                             f"{exc}") from exc
     except ConfluenceError as exc:
         raise PartialFailure(f"Rally is up to date, but the Confluence page was not updated: "
                              f"{exc}; run the command again to update the page") from exc

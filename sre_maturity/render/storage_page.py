@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from sre_maturity.support.errors import ConfluenceError
+from sre_maturity.support.errors import ConfluenceError, PageNeedsFix
 
 NAMESPACES = {
     "ac": "http://www.atlassian.com/schema/confluence/4/ac/",
@@ -402,15 +402,27 @@ def locate(page: Page, title: str, is_ours: IsOurs) -> Found:
     """Find the heading titled ``title`` (whitespace and case folded), its section and the
     table in it that ``is_ours`` accepts.
 
-    :raises ConfluenceError: empty title, or the heading appears more than once
+    :raises ConfluenceError: empty title; PageNeedsFix: the heading appears more than once,
+        or inside a table
     """
     wanted = fold(title)
     if not wanted:
         raise ConfluenceError("the table title is empty; set CONFLUENCE_TABLE_TITLE")
-    headings = [el for el in page.elements
-                if level(el) and fold(text(el)) == wanted and not _shadowed(el)]
+    all_headings = [el for el in page.elements if level(el) and not _shadowed(el)]
+    headings = [el for el in all_headings if fold(text(el)) == wanted]
     if len(headings) > 1:
-        raise ConfluenceError(f"found {len(headings)} headings '{title}' on the page; keep one")
+        where = _and([f"no. {all_headings.index(h) + 1} (h{level(h)}"
+                      + (" inside a table" if _in_table(h) else "") + ")" for h in headings])
+        raise PageNeedsFix(
+            f"the page has {len(headings)} headings '{title}': {where}, counting the page's "
+            "headings from the top; it is not clear where the table goes: in the Confluence "
+            "editor rename or delete all but one, then run the command again")
+    if headings and _in_table(headings[0]):
+        place = _table_place(page, headings[0])
+        raise PageNeedsFix(
+            f"the heading '{title}' is inside a table on the page ({place}), and the tool's "
+            "table cannot go inside another table: in the Confluence editor move the heading "
+            "out of that table (or delete it), then run the command again")
     if not headings:
         start = _append_point(page)
         return Found(page, title, None, None, start, start, f"<h2>{xml_text(title)}</h2>")
@@ -430,6 +442,22 @@ def locate(page: Page, title: str, is_ours: IsOurs) -> Found:
                 return Found(page, title, heading, el, span.start, span.end)
     at = _insert_point(page, heading)
     return Found(page, title, heading, None, at, at)
+
+
+def _and(parts: Sequence[str]) -> str:
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
+def _table_place(page: Page, el: etree._Element) -> str:
+    """Where ``el`` sits for a person in the editor: which table of the page, which row."""
+    tables = [t for t in page.elements if local(t) == "table" and not _in_table(t)
+              and not _shadowed(t)]
+    outer = [anc for anc in el.iterancestors() if local(anc) == "table"][-1]
+    rows = [tr for tr in outer.iter() if local(tr) == "tr"]
+    tr = next(anc for anc in el.iterancestors() if local(anc) == "tr")
+    n = tables.index(outer) + 1 if outer in tables else 0
+    which = f"table no. {n} of the page" if n else "a table"
+    return f"{which}, row {rows.index(tr) + 1}" if tr in rows else which
 
 
 def _insert_point(page: Page, heading: etree._Element) -> int:

@@ -68,6 +68,11 @@ class ConfluenceError(TrackerError):
     """Confluence refused or failed a request, or the page cannot be updated safely."""
 
 
+class PageNeedsFix(ConfluenceError):
+    """The page is such that no run can update it (our heading twice, or inside a table): the
+    message says what a person must change on the page; running again does not help."""
+
+
 class PartialFailure(TrackerError):
     """Some of the work was done, some was not; a re-run finishes the rest."""
 

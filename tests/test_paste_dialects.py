@@ -249,3 +249,27 @@ def test_a_known_site_gets_its_own_dialect_only(tmp_path, run, monkeypatch, sett
     assert ("&#" in text) == (site == "datacenter")
     read = cloud_texts if site == "cloud" else server_texts
     assert len(read(text, PAGE_COLUMNS)) == 41
+
+
+def test_the_cloud_files_are_ignored_by_git_in_the_data_folder(gaps, run):
+    from conftest import git
+    assert run(gaps, "report")[0] == 0
+    assert (gaps / "confluence_rulebook.cloud.txt").exists()
+    assert git(gaps, "status", "--porcelain", "--untracked-files=all").strip() == ""
+
+
+def test_a_split_list_on_a_cloud_site_is_written_for_cloud(gaps, run, monkeypatch):
+    from sre_maturity.render import todo_parts
+    monkeypatch.setattr(todo_parts, "PAGE_ROWS", 1)  # web's two On-call items: two parts
+    monkeypatch.setenv("CONFLUENCE_API", "cloud")
+    code, out, err = run(gaps, "report")
+    assert code == 0, err
+    assert "an index of 2 parts" in out and not (gaps / "confluence_page.cloud.txt").exists()
+    blocks = cloud_wiki.read((gaps / "confluence_page.txt").read_text(encoding="utf-8"))
+    [index] = [b for b in blocks if b["type"] == "table"]
+    assert [c["text"] for c in index["rows"][1]][:4] == ["Checkout (part 1)", "1", "1", "0"]
+    part = (gaps / "confluence_page.01-checkout-part-1.txt").read_text(encoding="utf-8")
+    [[_header, row]] = cloud_wiki.read_tables(part)
+    assert [c.text for c in row][5:7] == ["web", "On-call → L2"]
+    assert "Paste into the page 'SRE Action Items – Checkout (part 1)'" in \
+        cloud_wiki.read(part)[1]["text"]

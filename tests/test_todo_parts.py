@@ -76,7 +76,7 @@ def test_a_list_that_fits_stays_one_page(many: Path, run):
     code, out, err = run(many, "report")
     assert code == 0, err
     assert part_files(many) == []
-    assert "confluence_page.txt: 6 rows (paste via" in out
+    assert "confluence_page.txt: 6 rows for Confluence Data Center / Server; " in out
     assert len(storage_format.table_rows(
         "<h2>SRE Action Items</h2>" + (many / "confluence_page.html").read_text(), TITLE)) == 6
 

@@ -198,6 +198,10 @@ class Database:
                 info.team = r["team"]
         return assets
 
+    def flow_assets_ever(self) -> set[tuple[str, str]]:
+        """Every (flow, asset) pair flows.csv ever listed, archived ones too."""
+        return {(r["flow"], r["asset"]) for r in self.conn.execute("SELECT flow, asset FROM flows")}
+
     def _rows_in_scope(self, sql: str, scope: set[tuple[str, str]] | None
                        ) -> Iterable[sqlite3.Row]:
         """Rows of ``sql`` (a table keyed by asset, capability): a few cells are looked up by

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -631,3 +632,108 @@ def test_check_names_what_the_pages_lack(assessed, run, site, monkeypatch):
     assert code == 1
     assert "FAIL  confluence pages: CONFLUENCE_BASE_URL not set (needed by " \
            "CONFLUENCE_RULEBOOK_PAGE_ID, CONFLUENCE_MATRIX_PAGE_ID)" in out
+
+
+# ------------------------------------------------------------------ people's work on the pages
+def _add_column(body: str, title: str, signature: tuple[str, ...], header: str,
+                cell: Callable[[int], str]) -> str:
+    """``body`` with a column added at the end of our table, as a person would in the editor
+    (a header cell, then ``cell(n)`` on data row n)."""
+    found = storage_page.locate(storage_page.load(body), title,
+                                storage_page.has_columns(*signature))
+    table = body[found.start:found.end]
+    rows = table.split("</tr>")
+    rows[0] += f"<th><p>{header}</p></th>"
+    rows[1:-1] = [r + cell(n) for n, r in enumerate(rows[1:-1], 1)]
+    return body[:found.start] + "</tr>".join(rows) + body[found.end:]
+
+
+def _colour(body: str, text: str, colour: str) -> str:
+    """``body`` with the cell showing ``text`` highlighted ``colour`` (Cloud's form)."""
+    return body.replace(f"<td><p>{text}</p></td>",
+                        f'<td data-highlight-colour="{colour}"><p>{text}</p></td>', 1)
+
+
+def test_a_persons_column_and_colours_survive_on_the_rulebook_and_the_matrix(assessed, run,
+                                                                             site):
+    sync(run, assessed, site)
+    site.human_edit(site.rulebook, lambda b: _colour(_add_column(
+        b, "SRE Maturity Model", rulebook.SIGNATURE, "Notes",
+        lambda n: f"<td><p>note {n}</p></td>"), "Basic metrics are collected", "#deebff"))
+    site.human_edit(site.matrix, lambda b: _colour(_add_column(
+        b, "SRE Maturity Matrix", matrix_page.SIGNATURE, "Comments",
+        lambda n: f"<td><p>comment {n}</p></td>"), "payment-api", "#deebff"))
+    edited = {page: site.body(page) for page in (site.rulebook, site.matrix)}
+    puts = site.count("PUT")
+
+    code, out, err = sync(run, assessed, site)  # no data change: no write at all
+    assert code == 0, err
+    assert "'SRE Maturity Model' table already up to date (no new version)" in out
+    assert "'SRE Maturity Matrix' table already up to date (no new version)" in out
+    assert site.count("PUT") == puts
+    assert {page: site.body(page) for page in edited} == edited
+
+    # A change: the matrix table is rewritten, the person's column follows its rows and the
+    # colour on a cell the tool does not colour stays; the Rulebook is left alone.
+    run(assessed, "assess", "--asset", "payment-api", "--capability", "Dashboards", "--level",
+        "4")
+    code, out, err = sync(run, assessed, site)
+    assert code == 0, err
+    assert "'SRE Maturity Matrix' page updated" in out
+    body = site.body(site.matrix)
+    rows = rows_of(our_table(body, "SRE Maturity Matrix", matrix_page.SIGNATURE))
+    assert rows[0][-1] == "Comments"
+    payment = next(r for r in rows if r[:2] == ["Checkout", "payment-api"])
+    before = rows_of(our_table(edited[site.matrix], "SRE Maturity Matrix",
+                               matrix_page.SIGNATURE))
+    assert payment[-1] == next(r for r in before if r[:2] == ["Checkout", "payment-api"])[-1]
+    assert payment[4] == "4 Green"
+    assert '<td data-highlight-colour="#deebff"><p>payment-api</p></td>' in body
+    assert site.body(site.rulebook) == edited[site.rulebook]
+
+
+def test_the_matrix_page_keeps_a_persons_row_drops_a_retired_assets_and_has_a_legend(
+        assessed, run, site):
+    sync(run, assessed, site)
+    mine = "<tr><td><p>Later</p></td><td><p>new-svc</p></td></tr>"
+    site.human_edit(site.matrix, lambda b: b.replace("</tbody></table>", mine
+                                                     + "</tbody></table>"))
+    flows = (assessed / "flows.csv").read_text(encoding="utf-8")
+    (assessed / "flows.csv").write_text(flows.replace("Login,auth,Identity,3\n", ""),
+                                        encoding="utf-8")
+    assert run(assessed, "setup", "--from-csv")[0] == 0
+    code, _out, err = sync(run, assessed, site)
+    assert code == 0, err
+    rows = rows_of(our_table(site.body(site.matrix), "SRE Maturity Matrix",
+                             matrix_page.SIGNATURE))
+    assert not any(r[1] == "auth" for r in rows)  # the tool's row of a retired asset goes
+    assert rows[-1][:2] == ["Later", "new-svc"]  # a person's row stays, after the tool's
+    legend = rows[-2]
+    assert legend[0] == matrix_page.LEGEND_LABEL
+    assert [r[0] for r in rows].count(matrix_page.LEGEND_LABEL) == 1
+    assert "* some capabilities of the category still to assess" in legend[1]
+    assert "– not assessed" in legend[1] and "n/a not applicable" in legend[1]
+
+
+def test_kept_table_merge_keeps_colours_where_the_tool_has_no_opinion():
+    from sre_maturity.render import kept_table
+    old = ('<h2>T</h2><table data-layout="wide"><tbody><tr><th><p>Key</p></th>'
+           '<th><p>Mine</p></th><th><p>Value</p></th><th><p>RAG</p></th></tr>'
+           '<tr><td><p>a</p></td><td><p>x</p></td><td data-highlight-colour="#deebff">'
+           '<p>1</p></td><td data-highlight-colour="#e3fcef"><p>G</p></td></tr>'
+           '<tr><td><p>gone</p></td><td><p>y</p></td><td><p>2</p></td><td><p /></td></tr>'
+           '<tr><td><p>theirs</p></td><td><p>z</p></td><td><p>3</p></td><td><p /></td></tr>'
+           '</tbody></table>')
+    fresh = ('<table><tbody><tr><th><p>Key</p></th><th><p>Value</p></th><th><p>RAG</p></th>'
+             '<th><p>New</p></th></tr><tr><td><p>a</p></td><td><p>9</p></td>'
+             '<td data-highlight-colour="#ffebe6"><p>R</p></td><td><p>n</p></td></tr>'
+             '</tbody></table>')
+    found = storage_page.locate(storage_page.load(old), "T", storage_page.has_columns("Key"))
+    merged = kept_table.merge(found, fresh, ("Key",), known={("gone",)})
+    assert merged == (
+        '<table data-layout="wide"><tbody><tr><th><p>Key</p></th><th><p>Mine</p></th>'
+        '<th><p>Value</p></th><th><p>RAG</p></th><th><p>New</p></th></tr>'
+        '<tr><td><p>a</p></td><td><p>x</p></td><td data-highlight-colour="#deebff"><p>9</p>'
+        '</td><td data-highlight-colour="#ffebe6"><p>R</p></td><td><p>n</p></td></tr>'
+        '<tr><td><p>theirs</p></td><td><p>z</p></td><td><p>3</p></td><td><p /></td>'
+        '<td><p /></td></tr></tbody></table>')

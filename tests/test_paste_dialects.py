@@ -273,3 +273,22 @@ def test_a_split_list_on_a_cloud_site_is_written_for_cloud(gaps, run, monkeypatc
     assert [c.text for c in row][5:7] == ["web", "On-call → L2"]
     assert "Paste into the page 'SRE Action Items – Checkout (part 1)'" in \
         cloud_wiki.read(part)[1]["text"]
+
+
+# --- small: bidi controls, counts -------------------------------------------------------------
+
+def test_bidi_controls_are_dropped_everywhere_like_other_control_characters():
+    row = {c: "Ops\u202eevil\u2066x\u2069" for c in rulebook.COLUMNS}
+    outputs = [rulebook.wiki_page([row], "d", d) for d in (paste.DATACENTER, paste.CLOUD)]
+    outputs += [rulebook.storage_table([row]), cloud.cell(row["Category"]),
+                reports.wiki_escape(row["Category"])]
+    for text in outputs:
+        assert not any(ch in text for ch in "\u202e\u2066\u2069"), text
+    assert reports.clean_text("a\u202ab\u202cc\u200fd") == "abc\u200fd"  # marks are text
+
+
+def test_the_notes_count_in_words():
+    row = dict.fromkeys(rulebook.COLUMNS, "x")
+    page = rulebook.wiki_page([row], "2026-12-03", paste.CLOUD)
+    assert "1 capability, 1 level._" in page
+    assert reports.todo_note("2026-12-03", 1).endswith(": 1 item.")

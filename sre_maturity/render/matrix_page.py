@@ -46,12 +46,24 @@ HIGHLIGHTS: dict[str, dict[str | None, dict[str, str]]] = {
         None: {"data-highlight-colour": "#f4f5f7"},
     },
 }
+NOT_ASSESSED_TEXT = "–"
+NOT_APPLICABLE_TEXT = "n/a"
 # The Confluence matrix table's fixed columns; one column per category follows.
 CONFLUENCE_COLUMNS = ["Flow", "Asset Name", "Team", "Target Level"]
 # How the tool recognises its table under the heading (a human table there is left alone).
 SIGNATURE = ("Flow", "Asset Name", "Target Level")
-NOT_ASSESSED_TEXT = "–"
-NOT_APPLICABLE_TEXT = "n/a"
+# What a row of the table on the page is matched by (a person's columns follow their row).
+KEY = ("Flow", "Asset Name")
+WEAKEST_LINK = "weakest link"  # the Asset Name cell of a flow's roll-up row
+# The last row of the table on Confluence: what the cells mean (sre_matrix.html's legend).
+LEGEND_LABEL = "Legend"
+LEGEND = (
+    "A cell: the asset's weakest level (0–5) in the category and its RAG — Red: a go-live "
+    "level is missing; Amber: below target; Green: at target.\n"
+    f"* some capabilities of the category still to assess; {NOT_ASSESSED_TEXT} not assessed "
+    f"(no items yet; not a 0); {NOT_APPLICABLE_TEXT} not applicable.\n"
+    f"A flow's {WEAKEST_LINK} row: the lowest level among its assessed assets."
+)
 
 
 @lru_cache(maxsize=65536)  # names, owners, criteria and reasons recur on every row
@@ -571,7 +583,7 @@ def confluence_table(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
     parts = [f"<table><tbody>{header}"]
     for flow in dict.fromkeys(f["flow"] for f in flows):
         parts.append(f"<tr><td><p><strong>{x(flow)}</strong></p></td>"
-                     "<td><p><strong>weakest link</strong></p></td><td><p /></td><td><p /></td>"
+                     f"<td><p><strong>{WEAKEST_LINK}</strong></p></td><td><p /></td><td><p /></td>"
                      + "".join(cell(rollup_mark(rollups[flow].get(c, []))) for c in categories)
                      + "</tr>")
         for asset, entries in by_flow_asset.get(flow, {}).items():
@@ -584,5 +596,8 @@ def confluence_table(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
                          f"<td><p>{x(first.target_level)}</p></td>"
                          + "".join(cell(category_mark(groups.get(c, []))) for c in categories)
                          + "</tr>")
-    parts.append("</tbody></table>")
+    legend = "<br />".join(x(line) for line in LEGEND.split("\n"))
+    parts.append(f"<tr><td><p><strong>{LEGEND_LABEL}</strong></p></td><td><p>{legend}</p></td>"
+                 + "<td><p /></td>" * (len(CONFLUENCE_COLUMNS) - 2 + len(categories))
+                 + "</tr></tbody></table>")
     return "".join(parts)

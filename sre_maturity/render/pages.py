@@ -80,21 +80,31 @@ def update_confluence(ctx: Context) -> None:
                    f"{', '.join(missing)} not set")
         return
     from sre_maturity.clients import confluence
-    from sre_maturity.render import storage_page
+    from sre_maturity.render import kept_table, storage_page
     from sre_maturity.rules import views
     with ctx.open_db() as db:
         model = db.load_model()
         matrix, flows = views.matrix_rows(db)
+        # Rows the tool once wrote: they leave the table when their level or asset retires.
+        known_levels = {(storage_page.fold(c), storage_page.fold(f"L{level}"))
+                        for c, level in db.level_specs()}
+        pairs = db.flow_assets_ever()
+    fold = storage_page.fold
+    known_assets = {(fold(f), fold(a)) for f, a in pairs}
+    known_assets |= {(fold(f), fold(matrix_page.WEAKEST_LINK)) for f, _a in pairs}
+    known_assets.add((fold(matrix_page.LEGEND_LABEL), fold(matrix_page.LEGEND)))
     client = confluence.client_from_settings(settings)
     try:
         for name, title in wanted:
             if name == RULEBOOK_SETTING:
-                markup = rulebook.storage_table(rulebook.rows(model))
-                is_ours = storage_page.has_columns(*rulebook.SIGNATURE)
+                edit = kept_table.table_edit(
+                    title, storage_page.has_columns(*rulebook.SIGNATURE),
+                    rulebook.storage_table(rulebook.rows(model)), rulebook.KEY, known_levels)
             else:
-                markup = matrix_page.confluence_table(matrix, flows, client.flavour)
-                is_ours = storage_page.has_columns(*matrix_page.SIGNATURE)
-            edit = storage_page.table_edit(title, is_ours, markup, "table updated")
+                edit = kept_table.table_edit(
+                    title, storage_page.has_columns(*matrix_page.SIGNATURE),
+                    matrix_page.confluence_table(matrix, flows, client.flavour),
+                    matrix_page.KEY, known_assets)
             result = confluence.update_page(client, settings.text(name), edit)
             if result["changed"]:
                 ctx.print(f"confluence: '{title}' page updated to version {result['version']} "

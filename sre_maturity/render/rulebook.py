@@ -26,6 +26,8 @@ COLUMNS = [
 ]
 # How the tool recognises its table under the heading (a human table there is left alone).
 SIGNATURE = ("Capability", "Level", "Criteria")
+# What a row of the table on the page is matched by (a person's columns follow their row).
+KEY = ("Capability", "Level")
 
 
 def rows(model: Mapping[str, mt.Capability]) -> list[dict[str, str]]:

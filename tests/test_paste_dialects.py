@@ -292,3 +292,12 @@ def test_the_notes_count_in_words():
     page = rulebook.wiki_page([row], "2026-12-03", paste.CLOUD)
     assert "1 capability, 1 level._" in page
     assert reports.todo_note("2026-12-03", 1).endswith(": 1 item.")
+
+
+def test_a_misspelt_confluence_api_writes_both_and_says_so(gaps, run, monkeypatch):
+    monkeypatch.setenv("CONFLUENCE_API", "clod")
+    code, _out, err = run(gaps, "report")
+    assert code == 0, err
+    assert ("CONFLUENCE_API must be cloud, datacenter or auto, not 'clod'; the paste files "
+            "are written for both sites meanwhile") in err
+    assert (gaps / "confluence_page.cloud.txt").exists()

@@ -81,6 +81,8 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     title = ctx.settings.text("CONFLUENCE_TABLE_TITLE")
     generated = now_iso()[:10]
     wiki_files = paste.files(ctx.settings, "confluence_page")
+    if (unusable := paste.unusable_setting(ctx.settings)) is not None:
+        ctx.notice(unusable)
     selected = 0
     todo_items: list[dict] = []
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sre_maturity.render import cloud_wiki, reports
+from sre_maturity.support.errors import ConfigError
 
 CLOUD_SUFFIX = ".cloud.txt"
 
@@ -52,12 +53,28 @@ CLOUD = Dialect("cloud", "Confluence Cloud", cloud_wiki.cell, cloud_wiki.inline,
 
 
 def site(settings) -> str | None:
-    """``cloud`` or ``datacenter`` when the settings say which Confluence is used, else None."""
-    api = (settings.get("CONFLUENCE_API") or "auto").strip().lower()
-    if api in (CLOUD.site, DATACENTER.site):
-        return api
-    if api == "auto" and settings.get("CONFLUENCE_BASE_URL"):
-        return str(settings.confluence_api)
+    """``cloud`` or ``datacenter`` when the settings say which Confluence is used, else None
+    (a setting that is not valid says nothing: see :func:`unusable_setting`)."""
+    try:
+        api = (settings.get("CONFLUENCE_API") or "auto").strip().lower()
+        if api in (CLOUD.site, DATACENTER.site):
+            return api
+        if api == "auto" and settings.get("CONFLUENCE_BASE_URL"):
+            return str(settings.confluence_api)
+    except ConfigError:
+        pass
+    return None
+
+
+def unusable_setting(settings) -> str | None:
+    """A notice when CONFLUENCE_API or CONFLUENCE_BASE_URL is set but not valid (the paste
+    files are then written for both sites; only the commands that talk to Confluence fail on
+    it), else None."""
+    for name in ("CONFLUENCE_API", "CONFLUENCE_BASE_URL"):
+        try:
+            settings.get(name)
+        except ConfigError as exc:
+            return f"{exc}; the paste files are written for both sites meanwhile"
     return None
 
 

@@ -22,7 +22,7 @@ class GateOptions(CommandOptions):
 def run(opts: GateOptions, ctx: Context) -> int:
     """Exit 4 when the flow (or asset) has open go-live-required items or go-live capabilities
     nobody assessed (unless --allow-unassessed), else 0."""
-    from sre_maturity.render.reports import counted
+    from sre_maturity.render.reports import counted, gate_reasons
     from sre_maturity.rules import maturity as mt
     from sre_maturity.rules import views
     from sre_maturity.support.names import resolve
@@ -48,14 +48,8 @@ def run(opts: GateOptions, ctx: Context) -> int:
         show_overrides(ctx, standing)
         return EXIT_OK
     blocking, unassessed = verdict.blocking, verdict.unassessed
-    reasons = []
-    if blocking:
-        reasons.append(counted(len(blocking), "open go-live item", "open go-live items"))
-    if unassessed:
-        reasons.append(counted(len(unassessed), "go-live capability", "go-live capabilities")
-                       + " not assessed")
     # A closed gate says why even with -q (then on stderr, where a pipeline's log keeps it).
-    ctx.print_why(f"gate closed: {scope} has {' and '.join(reasons)}{allowed}")
+    ctx.print_why(f"gate closed: {scope} has {gate_reasons(verdict)}{allowed}")
     for it in sorted(blocking, key=lambda i: (i["asset"], i["capability"], i["level"])):
         status = mt.display_status(it["work_status"], it["state"])
         task = mt.task_name(it["capability"], it["level"])

@@ -359,18 +359,6 @@ def _counts(cells: Sequence[mt.MatrixRow], items: Sequence[Mapping], assets: int
     return '<dl class="counts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
-def gate_words(gate: mt.Gate) -> str:
-    """What keeps a gate closed, in the words ``gate`` prints (empty when it is open)."""
-    reasons = []
-    if gate.blocking:
-        reasons.append(reports.counted(len(gate.blocking), "open go-live item",
-                                       "open go-live items"))
-    if gate.unassessed:
-        reasons.append(reports.counted(len(gate.unassessed), "go-live capability",
-                                       "go-live capabilities") + " not assessed")
-    return " and ".join(reasons)
-
-
 def _overview(flow_names: Sequence[str], gates: Mapping[str, mt.Gate],
               assets: Mapping[str, int], marks: Mapping[str, Sequence[str]],
               categories: Sequence[str], abbr: Mapping[str, str]) -> str:
@@ -415,7 +403,7 @@ def _go_live_line(gate: mt.Gate) -> str:
         return ('<p class="verdict ready"><strong>Ready to go live</strong> (gate open): no '
                 "open go-live item, every go-live capability assessed.</p>")
     return (f'<p class="verdict blocked"><strong>Go-live blocked</strong> (gate closed): '
-            f"{gate_words(gate)}.</p>")
+            f"{reports.gate_reasons(gate)}.</p>")
 
 
 def _go_live(gate: mt.Gate, items: Sequence[Mapping]) -> str:

@@ -526,6 +526,18 @@ def counted(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
+def gate_reasons(gate: mt.Gate) -> str:
+    """What keeps a go-live gate closed, in words (``gate`` and sre_matrix.html say it so):
+    ``7 open go-live items and 40 go-live capabilities not assessed``; empty when open."""
+    reasons = []
+    if gate.blocking:
+        reasons.append(counted(len(gate.blocking), "open go-live item", "open go-live items"))
+    if gate.unassessed:
+        reasons.append(counted(len(gate.unassessed), "go-live capability",
+                               "go-live capabilities") + " not assessed")
+    return " and ".join(reasons)
+
+
 def summary_lines(s: Mapping) -> list[str]:
     owners = ", ".join(f"{k} {v}" for k, v in s["by_owner"].items()) or "none"
     return [

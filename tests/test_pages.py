@@ -216,6 +216,26 @@ def test_matrix_page_shows_every_flow_asset_and_level(assessed, run):
         "l not-assessed", "l unknown"]
 
 
+@pytest.mark.parametrize("flavour", ["datacenter", "cloud"])
+def test_the_confluence_matrix_never_shows_a_flow_cell_green_with_an_asset_unassessed(
+        ready, run, flavour):
+    from database import Database
+    from sre_maturity.rules import views
+
+    run(ready, "assess", "--asset", "web", "--capability", "Dashboards", "--level", "3")
+    run(ready, "assess", "--asset", "payment-api", "--capability", "Dashboards", "--level", "4")
+    with Database(ready / "sre_data.db") as db:
+        matrix, flows = views.matrix_rows(db)
+    table = lxml_html.fromstring(matrix_page.confluence_table(matrix, flows, flavour))
+    rows = {(tr[0].text_content(), tr[1].text_content()): tr for tr in table.iter("tr")}
+    login = rows[("Login", matrix_page.WEAKEST_LINK)][4]  # Monitoring: web L3 Green, auth -
+    checkout = rows[("Checkout", matrix_page.WEAKEST_LINK)][4]  # both assessed, Green
+    assert (login.text_content(), login.get("data-highlight-colour")) == (
+        "3*", matrix_page.HIGHLIGHTS[flavour][None]["data-highlight-colour"])
+    assert (checkout.text_content(), checkout.get("data-highlight-colour")) == (
+        "3 Green", matrix_page.HIGHLIGHTS[flavour][mt.GREEN]["data-highlight-colour"])
+
+
 def overview(folder: Path) -> dict[str, list[str]]:
     """Flow -> [go-live, open go-live items, go-live capabilities not assessed, assets], from
     the page's table of flows at a glance."""

@@ -62,7 +62,8 @@ LEGEND = (
     "level is missing; Amber: below target; Green: at target.\n"
     f"* some capabilities of the category still to assess; {NOT_ASSESSED_TEXT} not assessed "
     f"(no items yet; not a 0); {NOT_APPLICABLE_TEXT} not applicable.\n"
-    f"A flow's {WEAKEST_LINK} row: the lowest level among its assessed assets."
+    f"A flow's {WEAKEST_LINK} row: the lowest level among its assessed assets; with * when "
+    "some asset is not assessed, and then never Green."
 )
 
 

@@ -3,9 +3,13 @@ column, and the rows validated against the model and the flows (SPEC §12)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import FLOWS, MODEL
 from sre_maturity.rules import checkspec
@@ -234,3 +238,32 @@ def test_the_fingerprint_follows_what_the_check_looks_at_only():
                     ("question", 2), ("kind", "file")):
         other = checkfiles.CheckRow(**{**base.__dict__, changed[0]: changed[1]})
         assert other.fingerprint != base.fingerprint
+
+
+# ---------------------------------------------------------------- round trip
+_TARGET_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="{}"),
+                       min_size=1, max_size=40).filter(lambda t: t.strip() == t)
+
+
+@settings(max_examples=60)
+@given(target=_TARGET_TEXT, delimiter=st.sampled_from([",", ";"]),
+       newline=st.sampled_from(["\n", "\r\n"]))
+def test_any_target_a_spreadsheet_writes_reads_back_as_written(tmp_path_factory, target,
+                                                               delimiter, newline):
+    """Quotes, separators, pipes and SPL/PromQL punctuation in a Target survive the CSV as
+    Excel or Python writes it, with either separator and line end."""
+    from conftest import FLOWS, MODEL
+
+    folder = tmp_path_factory.mktemp("rt")
+    (folder / "flows.csv").write_text(FLOWS, encoding="utf-8")
+    (folder / "maturity_model.csv").write_text(MODEL, encoding="utf-8")
+    flows = csvfiles.read_flows(folder / "flows.csv")
+    model = csvfiles.read_model(folder / "maturity_model.csv")
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, delimiter=delimiter, lineterminator=newline)
+    writer.writerow(["Check", "Capability", "Level", "Kind", "Target"])
+    writer.writerow(["search", "Alerts", "2", "splunk_search", target + " {asset}"])
+    path = folder / "checks.csv"
+    path.write_bytes(("\ufeff" + buf.getvalue()).encode("utf-8"))
+    (row,) = checkfiles.read_checks(path, model, flows)
+    assert row.target == target + " {asset}"

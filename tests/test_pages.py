@@ -192,6 +192,9 @@ def test_matrix_page_is_self_contained_and_well_formed(assessed, run):
     assert "url(" not in css and "@import" not in css and "@font-face" not in css
     assert "http" not in re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", text)
     assert "@media print" in css
+    # Printed, the flows at a glance stay on the first page (only the sections break pages).
+    printed = css[css.index("@media print"):]
+    assert "nav" not in printed and "overview" not in printed
 
 
 def test_matrix_page_shows_every_flow_asset_and_level(assessed, run):

@@ -243,7 +243,6 @@ background:#fff;margin:0 auto;padding:16px 24px;max-width:1400px}
 h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.3em;margin:0 0 8px}
 h3{font-size:1.05em;margin:12px 0 6px}
 .meta,.note,figcaption{color:var(--muted)}
-nav.index ul{list-style:none;padding:0;margin:4px 0 12px;display:flex;flex-wrap:wrap;gap:6px 14px}
 nav.index a{color:#003f8a}
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;align-items:center;margin:8px 0 16px;padding:8px;
 border:1px solid #ccc;border-radius:4px}
@@ -299,7 +298,6 @@ footer{margin-top:24px;color:var(--muted);font-size:.9em}
 @media print{
 body{padding:0;max-width:none;font-size:10px}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-nav.index{display:none}
 section.flow{break-before:page;border-top:none}
 body:has(section.flow:target) section.flow:not(:target){display:block}
 .scroll{overflow:visible;max-height:none;border:none}

@@ -376,7 +376,9 @@ class Database:
         if since:
             sql += " AND assessed_at >= ?"
             params.append(since)
-        sql += " ORDER BY assessed_at DESC, seq DESC"
+        # One order everywhere (the merge driver picks a cell's assessment by it too): time,
+        # then the order of recording in the clone, then the id (two clones, the same second).
+        sql += " ORDER BY assessed_at DESC, seq DESC, id DESC"
         return [dict(r, answers=json.loads(r["answers"])) for r in self.conn.execute(sql, params)]
 
     def history_names(self, column: str) -> set[str]:
@@ -393,7 +395,7 @@ class Database:
         cur.row_factory = None  # a tuple is the cheapest row, and the trend reads them all
         return cur.execute(
             "SELECT asset, capability, new_state, new_level, na_until, assessed_at "
-            "FROM assessments ORDER BY assessed_at, seq"
+            "FROM assessments ORDER BY assessed_at, seq, id"
         )
 
     # ------------------------------------------------------------------ assessments
@@ -549,6 +551,11 @@ class Database:
             known = caps.get(capability)
             out[key] = mt.gap_reason(known, cell, level) if known else ""
         return out
+
+    def meta(self, prefix: str = "") -> dict[str, str]:
+        """The ``meta`` values whose keys start with ``prefix``."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))}
 
     def set_meta(self, key: str, value: str) -> None:
         """Set one ``meta`` value (inside the caller's transaction)."""

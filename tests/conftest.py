@@ -125,3 +125,33 @@ def rally(monkeypatch: pytest.MonkeyPatch):
                             ("RALLY_PROJECT_ID", fake.project_id), ("RALLY_PARENT_ID", "F1")):
             monkeypatch.setenv(name, value)
         yield fake
+
+
+@pytest.fixture
+def clones(ready: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Two clones of the data folder sharing a bare origin."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(ready), str(origin))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for clone in (a, b):
+        git(tmp_path, "clone", "-q", str(origin), str(clone))
+    return a, b
+
+
+def at(monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """Make the tool believe it is ``when`` (assessments, item stamps, imports)."""
+    import database
+    from sre_maturity.commands import setup_data
+
+    monkeypatch.setattr(database, "now_iso", lambda: when)
+    monkeypatch.setattr(setup_data, "now_iso", lambda: when)
+
+
+def pull(folder: Path, how: str = "merge") -> subprocess.CompletedProcess:
+    """``git pull`` merging (``how="merge"``) or rebasing (``"rebase"``)."""
+    return subprocess.run(["git", "-c", f"pull.rebase={str(how == 'rebase').lower()}", "pull",
+                           "-q", "--no-edit"], cwd=folder, capture_output=True, text=True)
+
+
+def push(folder: Path) -> None:
+    git(folder, "push", "-q", "origin", "HEAD")

@@ -72,7 +72,7 @@ def test_checks_both_sides_added_survive_a_pull_either_way(clones, run, monkeypa
     edit_checks(run, monkeypatch, b, T2, [*ROWS, "b-last,On-call,2,,file,rota.md,,,,\n"])
     proc = pull(b)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "checks and parameters from theirs" in proc.stderr
+    assert "definition rows from theirs" in proc.stderr
     assert git(b, "status", "--porcelain").strip() == ""
     assert set(checks_of(b)) == {"a-first", "b-last", "dash-1", "dash-2", "alerts-1",
                                  "oncall-1"}

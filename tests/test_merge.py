@@ -6,37 +6,18 @@ import csv
 import io
 import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import database
-from conftest import git
+from conftest import at, git, pull, push
 from database import Database
-from sre_maturity.commands import setup_data
 from sre_maturity.git import merge
 from sre_maturity.store import schema
 from sre_maturity.support.errors import DatabaseError, InputError
 
 T1, T2, T3 = "2026-11-01T10:00:00+00:00", "2026-11-01T11:00:00+00:00", "2026-11-01T12:00:00+00:00"
-
-
-@pytest.fixture
-def clones(ready: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """Two clones of the data folder sharing a bare origin."""
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "clone", "-q", "--bare", str(ready), str(origin))
-    a, b = tmp_path / "a", tmp_path / "b"
-    for clone in (a, b):
-        git(tmp_path, "clone", "-q", str(origin), str(clone))
-    return a, b
-
-
-def at(monkeypatch: pytest.MonkeyPatch, when: str) -> None:
-    """Make the tool believe it is ``when`` (assessments and item stamps)."""
-    monkeypatch.setattr(database, "now_iso", lambda: when)
-    monkeypatch.setattr(setup_data, "now_iso", lambda: when)
 
 
 def assess(run, monkeypatch, folder: Path, when: str, asset: str, capability: str,
@@ -45,15 +26,6 @@ def assess(run, monkeypatch, folder: Path, when: str, asset: str, capability: st
     code, _out, err = run(folder, "assess", "--asset", asset, "--capability", capability,
                           "--level", level, "--assessor", folder.name)
     assert code == 0, err
-
-
-def pull(folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-c", "pull.rebase=false", "pull", "-q", "--no-edit"],
-                          cwd=folder, capture_output=True, text=True)
-
-
-def push(folder: Path) -> None:
-    git(folder, "push", "-q", "origin", "HEAD")
 
 
 def cell_of(folder: Path, asset: str, capability: str) -> tuple:
@@ -133,31 +105,6 @@ def setup_with(run, monkeypatch, folder: Path, when: str, text: str) -> None:
     at(monkeypatch, when)
     code, _out, err = run(folder, "setup", "--from-csv")
     assert code == 0, err
-
-
-def test_model_and_flows_follow_the_newer_import(clones, run, monkeypatch):
-    a, b = clones
-    flows = (a / "flows.csv").read_text().splitlines(keepends=True)
-    setup_with(run, monkeypatch, a, T1, "".join([flows[0], "Login,mfa,Identity,3\n", *flows[1:]]))
-    assess(run, monkeypatch, a, T1, "mfa", "Alerts", "1")
-    push(a)
-    setup_with(run, monkeypatch, b, T2, "".join([*flows, "Login,sso,Identity,3\n"]))
-    proc = pull(b)  # b imported last: its definitions win, a's new asset stays, archived
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    with Database(b / "sre_data.db") as db:
-        assert ("sso" in db.load_assets(), "mfa" in db.load_assets()) == (True, False)
-        assert db.load_cells()[("mfa", "Alerts")].level == 1
-    push(b)
-    assess(run, monkeypatch, a, T3, "web", "Alerts", "2")
-    assert pull(a).returncode == 0  # now theirs (b) has the newer definitions
-    with Database(a / "sre_data.db") as db:
-        assert ("sso" in db.load_assets(), "mfa" in db.load_assets()) == (True, False)
-        assert db.load_cells()[("web", "Alerts")].level == 2
-    # flows.csv merged as text; the next setup brings the archived asset back with its cell.
-    at(monkeypatch, "2026-11-02T09:00:00+00:00")
-    assert run(a, "setup", "--from-csv")[0] == 0
-    with Database(a / "sre_data.db") as db:
-        assert {"sso", "mfa"} <= set(db.load_assets())
 
 
 def test_git_log_and_diff_show_readable_dump(clones, run, monkeypatch):
@@ -241,6 +188,12 @@ def test_merge_db_same_time_tie_is_deterministic(three, tmp_path):
         one = db.load_cells()[("web", "Alerts")]
         two = db2.load_cells()[("web", "Alerts")]
         assert one == two and len(db.history()) == len(db2.history()) == 2
+        # The cell is the newest history entry, on both sides (one order everywhere).
+        for side in (db, db2):
+            newest = side.history(asset="web", capability="Alerts")[0]
+            assert (newest["new_level"], newest["id"]) == (one.level, side.conn.execute(
+                "SELECT assessment_id FROM cells WHERE asset = 'web' AND capability = 'Alerts'"
+            ).fetchone()[0])
 
 
 def test_merge_db_without_base(three, tmp_path):

@@ -17,7 +17,7 @@ from sre_maturity import HOME
 from sre_maturity.git import gitops
 from sre_maturity.render.reports import counted
 from sre_maturity.rules.checkspec import AssetParams, CheckRow
-from sre_maturity.store import checkfiles, csvfiles
+from sre_maturity.store import checkfiles, csvfiles, sources
 from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
 from sre_maturity.store.imports import (
     ImportReport,
@@ -145,6 +145,8 @@ def run(opts: SetupOptions, ctx: Context,
                 if unchanged:
                     # Leave the file byte-identical: git sees no change, no commit is made.
                     raise Rollback
+                for key, value in sources.fingerprints(folder).items():
+                    db.set_meta(key, value)
             if not unchanged and len(changed) + len(changes) >= BIG_IMPORT:
                 db.compact(always=True)  # a big import leaves half-full pages: repack them
             if not unchanged or not (folder / MATRIX_FILE).exists():

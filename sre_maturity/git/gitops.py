@@ -26,6 +26,9 @@ GITATTRIBUTES = (
     "# sre-tracker: merge the database row by row and show it as text in diffs\n"
     f"sre_data.db merge={DRIVER} diff={DRIVER}\n"
     f"sre_matrix.csv merge={MATRIX_DRIVER}\n"
+    # Two SREs who each add a row at the end of flows.csv both keep theirs (git's own union
+    # merge); a row both changed stays twice, and every command then names the duplicate.
+    "flows.csv merge=union\n"
 )
 GITIGNORE = (
     "# sre-tracker data folder\n"
@@ -283,3 +286,71 @@ def show_file(folder: Path, revision: str, path: str) -> bytes:
     if proc.returncode != 0:
         raise GitError(f"{path} does not exist at commit {revision[:12]}")
     return proc.stdout
+
+
+# ---------------------------------------------------------------------------- a merge under way
+def blob_id(folder: Path, path: Path) -> str:
+    """The id git gives the content of ``path`` (``git hash-object``)."""
+    return run(folder, "hash-object", "--", str(path)).strip()
+
+
+def _blob_at(folder: Path, revision: str, path: str) -> str:
+    """The blob id of ``path`` at ``revision`` ('' when it has none)."""
+    return run(folder, "rev-parse", "-q", "--verify", f"{revision}:{path}", check=False).strip()
+
+
+def _applied_commits(folder: Path) -> list[str]:
+    """The commits a merge, rebase, cherry-pick or pull may be bringing in, most likely first:
+    what git leaves in its directory while it works (the rebase's last pick, FETCH_HEAD, the
+    revision named in GIT_REFLOG_ACTION), then every branch and remote tip."""
+    gdir = git_dir(folder)
+    found: list[str] = []
+    if gdir is not None:
+        done = gdir / "rebase-merge" / "done"
+        if done.is_file():
+            picks = [line.split()[1] for line in done.read_text(errors="replace").splitlines()
+                     if len(line.split()) > 1 and not line.startswith("#")]
+            found += picks[-1:]
+        for name in ("rebase-apply/original-commit", "CHERRY_PICK_HEAD", "MERGE_HEAD"):
+            if (gdir / name).is_file():
+                found += (gdir / name).read_text(errors="replace").split()[:1]
+        fetch = gdir / "FETCH_HEAD"
+        if fetch.is_file():
+            found += [line.split()[0] for line in fetch.read_text(errors="replace").splitlines()
+                      if line.strip() and "not-for-merge" not in line]
+    action = os.environ.get("GIT_REFLOG_ACTION", "").split()
+    if len(action) > 1 and action[0] == "merge":
+        found += action[1:]
+    found += run(folder, "for-each-ref", "--format=%(objectname)", "refs/heads",
+                 "refs/remotes", check=False).split()
+    return list(dict.fromkeys(found))
+
+
+def merge_commits(folder: Path, path: str, base: Path, ours: Path,
+                  theirs: Path) -> tuple[str | None, str, str] | None:
+    """The commits (base, ours, theirs) whose versions of ``path`` git handed a merge driver
+    as the files ``base``, ``ours`` and ``theirs``; None when they cannot be told for sure.
+
+    Git does not tell a driver which commits it merges; they are found from HEAD (ours, in a
+    merge as in a rebase) and the state git leaves while it works, each checked against the
+    content git handed over. Base is None when the sides share no version of ``path``.
+    """
+    if _blob_at(folder, "HEAD", path) != blob_id(folder, ours):
+        return None
+    wanted = blob_id(folder, theirs)
+    base_blob = blob_id(folder, base) if base.is_file() and base.stat().st_size else ""
+    gdir = git_dir(folder)
+    # A rebase or cherry-pick applies one commit onto HEAD (its base: the commit's parent);
+    # a merge joins two lines (its base: where they part).
+    picking = gdir is not None and any(
+        (gdir / name).exists() for name in ("rebase-merge", "rebase-apply", "sequencer",
+                                            "CHERRY_PICK_HEAD"))
+    for commit in _applied_commits(folder):
+        if _blob_at(folder, commit, path) != wanted:
+            continue
+        candidate = f"{commit}^" if picking else run(folder, "merge-base", "HEAD", commit,
+                                                      check=False).strip()
+        at = _blob_at(folder, candidate, path) if candidate else ""
+        if at == base_blob:
+            return (candidate if at else None), "HEAD", commit
+    return None

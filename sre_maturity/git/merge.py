@@ -3,7 +3,12 @@ and the readable dump git uses as the database's diff text-conversion (SPEC §7)
 
 The database merge is three-way and row by row: the assessment history is a union, a matrix
 cell takes the newest assessment, items merge field by field and are then reconciled with the
-merged cells, and the model and flows follow the side whose definitions were imported last.
+merged cells, and the definitions (assets, flows, capabilities, questions) merge row by row as
+the cells do, so an asset one SRE added and another SRE's new flow both survive a pull.
+
+To merge another definitions table (one that ``setup`` keeps in step with a CSV, such as the
+evidence checks), add it to :data:`DEFINITION_TABLES` with its primary key and to
+:data:`TABLE_ORDER` after the tables it references: nothing else is needed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,18 +28,21 @@ from typing import Any
 from sre_maturity.support.context import CommandOptions, Context
 from sre_maturity.support.errors import EXIT_OK, DatabaseError, InputError, NewerSchema
 
-# Primary keys of the merged tables (the schema's, repeated so the merge reads on its own).
-DEFINITION_TABLES = {
+# The definitions tables, merged three-way row by row (a row only one side changed takes that
+# side; both changed: the side whose definitions were imported last, a tie broken by the rows'
+# text), by their primary keys (the schema's, repeated so the merge reads on its own).
+DEFINITION_TABLES: dict[str, tuple[str, ...]] = {
     "assets": ("asset",),
     "flows": ("flow", "asset"),
     "capabilities": ("capability",),
     "questions": ("capability", "level", "seq"),
+    # checks.csv and assets.csv (SPEC §12)
+    "checks": ("name",),
+    "asset_params": ("asset", "name"),
 }
 CELL_KEY = ("asset", "capability")
 STORY_FIELDS = ("rally_oid", "rally_id", "rally_url")
 DEFINITIONS_STAMP = "definitions_imported_at"
-# checks.csv and assets.csv (SPEC §12): merged three-way, row by row (see _three_way).
-EVIDENCE_DEFINITIONS = {"checks": ("name",), "asset_params": ("asset", "name")}
 TABLE_ORDER = ("meta", "assets", "flows", "capabilities", "questions", "cells", "assessments",
                "items", "checks", "asset_params", "evidence", "overrides")
 
@@ -55,6 +63,14 @@ class DriverOptions(CommandOptions):
 def run_merge_db(opts: DriverOptions, ctx: Context) -> int:
     """``merge-db %O %A %B``: merge the three versions into OURS; exit 0 when merged."""
     summary = merge_db(Path(opts.base), Path(opts.ours), Path(opts.theirs))
+    # Git runs a driver at the top of the work tree. The matrix file is merged on its own
+    # (rows both sides changed by their Assessed At): the next writing command rewrites it
+    # from the merged database, should the two differ.
+    from database import DB_FILE
+    from sre_maturity.support.writelock import mark_matrix_stale
+
+    if (Path.cwd() / DB_FILE).is_file():
+        mark_matrix_stale(Path.cwd())
     ctx.notice(f"merged sre_data.db row by row: {summary}")
     return EXIT_OK
 
@@ -114,23 +130,15 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
     """Merge ``theirs`` (with common ancestor ``base``) into the open database ``db``."""
     conn = db.conn
     ours = _snapshot(conn)
-    stamp_ours = ours["meta"].get((DEFINITIONS_STAMP,), {}).get("value") or ""
-    stamp_theirs = theirs["meta"].get((DEFINITIONS_STAMP,), {}).get("value") or ""
-    definitions_from_theirs = stamp_theirs > stamp_ours
+    stamp_ours = _stamp(ours)
+    stamp_theirs = _stamp(theirs)
 
     merged: dict[str, Rows] = {}
-    merged["meta"] = _merge_meta(ours["meta"], theirs["meta"], definitions_from_theirs)
+    merged["meta"] = _merge_meta(ours["meta"], theirs["meta"])
+    newer = (stamp_theirs > stamp_ours) - (stamp_theirs < stamp_ours)  # 1: theirs, -1: ours
     for table in DEFINITION_TABLES:
-        if definitions_from_theirs:
-            merged[table] = _follow(theirs[table], ours[table], stamp_theirs)
-        else:
-            merged[table] = _follow(ours[table], theirs[table], stamp_ours)
-    # The checks and the assets' parameters: three-way, row by row, so checks both sides
-    # added survive. (The four tables above still follow one side as a whole; issue 21 makes
-    # them three-way as well, and then these join them.)
-    for table in EVIDENCE_DEFINITIONS:
-        merged[table] = _three_way(base.get(table, {}), ours[table], theirs[table],
-                                   theirs_newer=definitions_from_theirs)
+        merged[table] = _merge_rows(base.get(table, {}), ours[table], theirs[table],
+                                    lambda o, t: _newer_definition(o, t, newer))
     merged["evidence"] = {
         key: _merge_evidence(ours["evidence"].get(key), theirs["evidence"].get(key))
         for key in _keys(ours["evidence"], theirs["evidence"])}
@@ -139,11 +147,12 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
                      lambda r: max(r["set_at"], r["cleared_at"]))
         for key in _keys(ours["overrides"], theirs["overrides"])}
     merged["assessments"] = {**theirs["assessments"], **ours["assessments"]}
-    merged["cells"] = {
-        key: row for key in _keys(ours["cells"], theirs["cells"])
-        if (row := _pick_cell(base.get("cells", {}).get(key), ours["cells"].get(key),
-                              theirs["cells"].get(key))) is not None
-    }
+    # A cell both sides assessed takes the newer assessment; in the same second, the one the
+    # history lists last (assessed_at, seq, id: Database.history's order), so the cell and the
+    # newest history entry agree, on both sides of the merge.
+    seq_of = {row["id"]: row["seq"] for row in merged["assessments"].values()}
+    merged["cells"] = _merge_rows(base.get("cells", {}), ours["cells"], theirs["cells"],
+                                  lambda o, t: max(o, t, key=lambda r: _history_order(r, seq_of)))
     merged["items"] = {
         key: row for key in _keys(ours["items"], theirs["items"])
         if (row := _merge_item(base.get("items", {}).get(key), ours["items"].get(key),
@@ -163,18 +172,51 @@ def _merge_into(db, base: dict[str, Rows], theirs: dict[str, Rows]) -> str:
     new_history = len(set(theirs["assessments"]) - set(ours["assessments"]))
     taken = sum(1 for key, row in merged["cells"].items() if row != ours["cells"].get(key))
     extra = [f"{n} {what} from theirs" for what, n in (
-        ("checks and parameters", _taken(merged, ours, *EVIDENCE_DEFINITIONS)),
+        ("definition rows", _taken(merged, ours, *DEFINITION_TABLES)),
         ("evidence", _taken(merged, ours, "evidence")),
         ("overrides", _taken(merged, ours, "overrides"))) if n]
     return ", ".join([f"{new_history} assessments from theirs", f"{taken} cells from theirs",
-                      *extra, "model and flows from "
-                      + ("theirs" if definitions_from_theirs else "ours")])
+                      *extra])
 
 
 def _taken(merged: dict[str, Rows], ours: dict[str, Rows], *tables: str) -> int:
     """How many rows of ``tables`` the merge took from theirs (new or changed)."""
     return sum(1 for table in tables for key, row in merged[table].items()
                if row != ours[table].get(key))
+
+
+def _stamp(side: dict[str, Rows]) -> str:
+    """When the side last imported its CSVs (the definitions' time)."""
+    return str(side["meta"].get((DEFINITIONS_STAMP,), {}).get("value") or "")
+
+
+def _merge_rows(base: Rows, ours: Rows, theirs: Rows,
+                both_changed: Callable[[Row, Row], Row]) -> Rows:
+    """Three-way, row by row, for tables whose rows are never deleted: a row only one side
+    has or changed takes that side; a row both changed is ``both_changed(ours_row, theirs_row)``."""
+    merged: Rows = {}
+    for key in _keys(ours, theirs):
+        mine, other = ours.get(key), theirs.get(key)
+        if mine is None or other is None:
+            # Nothing is ever deleted (rows are archived): a side without the row never had it.
+            merged[key] = ours[key] if other is None else other
+            continue
+        row = _one_sided(base.get(key), mine, other)
+        merged[key] = both_changed(mine, other) if row is _BOTH_CHANGED else row
+    return merged
+
+
+def _newer_definition(ours: Row, theirs: Row, newer: int) -> Row:
+    """A definition both sides changed: the side that imported last; the same second: the
+    larger row text (any fixed rule will do, as long as both sides of a merge pick alike)."""
+    if newer:
+        return theirs if newer > 0 else ours
+    return max(ours, theirs, key=_order)
+
+
+def _history_order(cell: Row, seq_of: Mapping[Any, Any]) -> tuple:
+    """Where a cell's assessment stands in the history: (assessed_at, seq, id)."""
+    return (cell["assessed_at"], seq_of.get(cell["assessment_id"], 0), cell["assessment_id"])
 
 
 def _keys(*tables: Rows) -> list[tuple]:
@@ -184,22 +226,12 @@ def _keys(*tables: Rows) -> list[tuple]:
     return list(seen)
 
 
-def _merge_meta(ours: Rows, theirs: Rows, definitions_from_theirs: bool) -> Rows:
+def _merge_meta(ours: Rows, theirs: Rows) -> Rows:
     merged = {**theirs, **ours}
-    created = [r["value"] for r in (ours.get(("created_at",)), theirs.get(("created_at",))) if r]
-    if created:
-        merged[("created_at",)] = {"key": "created_at", "value": min(created)}
-    if definitions_from_theirs:
-        merged[(DEFINITIONS_STAMP,)] = theirs[(DEFINITIONS_STAMP,)]
-    return merged
-
-
-def _follow(winner: Rows, loser: Rows, stamp: str) -> Rows:
-    """The winner's definitions; rows only the loser has stay, archived (nothing is deleted)."""
-    merged = dict(winner)
-    for key, row in loser.items():
-        if key not in merged:
-            merged[key] = {**row, "archived_at": row.get("archived_at") or stamp or "merged"}
+    for key, pick in (("created_at", min), (DEFINITIONS_STAMP, max)):
+        values = [r["value"] for r in (ours.get((key,)), theirs.get((key,))) if r]
+        if values:
+            merged[(key,)] = {"key": key, "value": pick(values)}
     return merged
 
 
@@ -216,19 +248,6 @@ def _one_sided(base: Row | None, ours: Row | None, theirs: Row | None) -> Any:
     if ours is None or theirs is None:
         return ours or theirs
     return _BOTH_CHANGED
-
-
-def _three_way(base: Rows, ours: Rows, theirs: Rows, *, theirs_newer: bool) -> Rows:
-    """Definitions merged row by row: a row only one side added or changed is taken from it;
-    a row both changed differently comes from the side whose definitions were imported last
-    (``theirs_newer``). Rows are archived, never deleted, so no side's row is lost."""
-    merged: Rows = {}
-    for key in _keys(ours, theirs):
-        row = _one_sided(base.get(key), ours.get(key), theirs.get(key))
-        if row is _BOTH_CHANGED:
-            row = theirs[key] if theirs_newer else ours[key]
-        merged[key] = row
-    return merged
 
 
 def _newest(ours: Row | None, theirs: Row | None, when) -> Row:
@@ -259,14 +278,6 @@ def _merge_evidence(ours: Row | None, theirs: Row | None) -> Row:
     else:
         merged.update(dict.fromkeys(_LAST_RUN, ""))
     return merged
-
-
-def _pick_cell(base: Row | None, ours: Row | None, theirs: Row | None) -> Row | None:
-    """One-sided changes win; both changed: the newest assessment (then the larger id)."""
-    row = _one_sided(base, ours, theirs)
-    if row is not _BOTH_CHANGED:
-        return row
-    return max(ours, theirs, key=lambda r: (r["assessed_at"], r["assessment_id"]))
 
 
 def _merge_item(base: Row | None, ours: Row | None, theirs: Row | None) -> Row | None:
@@ -309,9 +320,53 @@ def _reassessed(changed: set[tuple], cells: Rows, items: Rows) -> set[tuple]:
 # ---------------------------------------------------------------------------- merge-matrix
 def run_merge_matrix(opts: DriverOptions, ctx: Context) -> int:
     """``merge-matrix %O %A %B``: merge the three sre_matrix.csv versions into OURS."""
-    rows = merge_matrix(Path(opts.base), Path(opts.ours), Path(opts.theirs))
+    base, ours, theirs = Path(opts.base), Path(opts.ours), Path(opts.theirs)
+    rows = matrix_of_merged_db(Path.cwd(), base, ours, theirs)
+    if rows is not None:
+        ctx.notice(f"merged sre_matrix.csv: written from the merged database ({rows} rows)")
+        return EXIT_OK
+    rows = merge_matrix(base, ours, theirs)
     ctx.notice(f"merged sre_matrix.csv row by row ({rows} rows)")
     return EXIT_OK
+
+
+def matrix_of_merged_db(folder: Path, base: Path, ours: Path, theirs: Path) -> int | None:
+    """Write into ``ours`` the matrix of the database this merge makes; returns its rows.
+
+    The file is an export of the database, so the merged file is the export of the merged
+    database: its levels, RAG, open items and go-live levels agree with the database even where
+    one side changed the model and the other a cell. Git hands a driver only the three matrix
+    files; the commits they come from are found (:func:`gitops.merge_commits`), and their
+    databases merged as ``merge-db`` merges them. None when the commits cannot be told or
+    their databases not merged (then the rows are merged one by one, :func:`merge_matrix`).
+    """
+    from database import DB_FILE, MATRIX_FILE, Database
+    from sre_maturity.git import gitops
+    from sre_maturity.render.reports import write_matrix_rows_csv
+    from sre_maturity.rules.views import matrix_rows
+    from sre_maturity.support.errors import GitError
+
+    try:
+        found = gitops.merge_commits(folder, MATRIX_FILE, base, ours, theirs)
+        if found is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="sre-merge-matrix-") as tmp:
+            sides = []
+            for label, commit in zip(("base", "ours", "theirs"), found, strict=True):
+                path = Path(tmp) / f"{label}.db"
+                path.write_bytes(gitops.show_file(folder, commit, DB_FILE) if commit else b"")
+                sides.append(path)
+            merge_db(*sides)
+            with Database(sides[1]) as db:
+                rows, _flows = matrix_rows(db)
+            buf = io.StringIO(newline="")
+            write_matrix_rows_csv(buf, rows)
+    except (GitError, DatabaseError, OSError):
+        return None
+    target = ours.with_name(f".{ours.name}.merge.tmp")
+    target.write_text(buf.getvalue(), encoding="utf-8", newline="")
+    os.replace(target, ours)
+    return len(rows)
 
 
 def merge_matrix(base: Path, ours: Path, theirs: Path) -> int:

@@ -20,7 +20,8 @@ from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
 from sre_maturity.support.errors import InputError
 from sre_maturity.support.names import unknown_message
 
-__all__ = ["ImportReport", "import_assessments", "import_checks", "import_definitions"]
+__all__ = ["ImportReport", "differences", "flow_definitions", "import_assessments",
+           "import_checks", "import_definitions", "model_definitions"]
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,29 @@ class _Definitions:
     compared: tuple[str, ...]  # a change here reports the row as updated (a prefix of columns)
 
 
-_ASSETS = _Definitions("assets", ("asset",), ("team",), ())
-_FLOWS = _Definitions("flows", ("flow", "asset"), ("team", "target_level", "position"),
-                      ("team", "target_level"))
-_CAPABILITIES = _Definitions("capabilities", ("capability",), ("category", "position"),
-                             ("category",))
 _QUESTION_TEXT = ("criteria", "question", "owner", "priority", "go_live", "milestone")
-_QUESTIONS = _Definitions("questions", ("capability", "level", "seq"), _QUESTION_TEXT,
-                          _QUESTION_TEXT)
+KINDS = {kind.table: kind for kind in (
+    _Definitions("assets", ("asset",), ("team",), ()),
+    _Definitions("flows", ("flow", "asset"), ("team", "target_level", "position"),
+                 ("team", "target_level")),
+    _Definitions("capabilities", ("capability",), ("category", "position"), ("category",)),
+    _Definitions("questions", ("capability", "level", "seq"), _QUESTION_TEXT, _QUESTION_TEXT),
+)}
+# How an import's output and the stale-CSV notice name a row of each table.
+_NAMES: dict[str, Callable[[tuple], str]] = {
+    "assets": lambda k: f"asset {k[0]}",
+    "flows": lambda k: f"{k[0]}/{k[1]}",
+    "capabilities": lambda k: f"capability {k[0]}",
+    "questions": lambda k: f"{k[0]} L{k[1]} question {k[2]}",
+}
 
 _CHECK_TEXT = ("capability", "level", "question", "kind", "target", "expect", "valid_days",
                "applies_to", "mode", "fingerprint")
 _CHECKS = _Definitions("checks", ("name",), (*_CHECK_TEXT, "position"), _CHECK_TEXT)
 _PARAMS = _Definitions("asset_params", ("asset", "name"), ("value",), ("value",))
+KINDS.update({_CHECKS.table: _CHECKS, _PARAMS.table: _PARAMS})
+_NAMES.update({"checks": lambda k: f"check {k[0]}",
+               "asset_params": lambda k: f"parameter {k[1]} of {k[0]}"})
 
 
 @dataclass
@@ -82,18 +93,19 @@ class ImportReport:
         self.archived += [name(k) for k in result.archived]
 
 
-def import_definitions(
-    db: Database, flows: list[FlowRow], model: list[ModelRow], now: str
-) -> ImportReport:
-    """Bring flows and model in line with the CSVs: add, update text, archive what left.
-
-    Runs inside the caller's transaction. Assessments are never touched.
-    """
-    report = ImportReport()
+def flow_definitions(flows: list[FlowRow]) -> dict[str, dict[tuple, tuple]]:
+    """The assets and flows rows ``flows.csv`` asks for: {table: {key: written values}}."""
     teams: dict[str, str] = {}
     for f in flows:
         if not teams.get(f.asset):  # an asset's team: the first flow row that names one
             teams[f.asset] = f.team
+    return {"assets": {(a,): (t,) for a, t in teams.items()},
+            "flows": {(f.flow, f.asset): (f.team, f.target_level, pos)
+                      for pos, f in enumerate(flows)}}
+
+
+def model_definitions(model: list[ModelRow]) -> dict[str, dict[tuple, tuple]]:
+    """The capabilities and questions rows ``maturity_model.csv`` asks for."""
     categories: dict[str, str] = {}
     for m in model:
         categories.setdefault(m.capability, m.category)
@@ -103,17 +115,25 @@ def import_definitions(
         seqs[(m.capability, m.level)] += 1
         questions[(m.capability, m.level, seqs[(m.capability, m.level)])] = (
             m.criteria, m.question, m.owner, m.priority, int(m.go_live), m.milestone)
+    return {"capabilities": {(c,): (cat, pos) for pos, (c, cat) in enumerate(categories.items())},
+            "questions": questions}
 
-    assets = _sync_definitions(db, _ASSETS, {(a,): (t,) for a, t in teams.items()}, now)
-    report.note(assets, lambda k: f"asset {k[0]}", updates=False)
-    flow_rows = {(f.flow, f.asset): (f.team, f.target_level, pos)
-                 for pos, f in enumerate(flows)}
-    report.note(_sync_definitions(db, _FLOWS, flow_rows, now), lambda k: f"{k[0]}/{k[1]}")
-    caps = _sync_definitions(
-        db, _CAPABILITIES,
-        {(c,): (cat, pos) for pos, (c, cat) in enumerate(categories.items())}, now)
-    report.note(caps, lambda k: f"capability {k[0]}")
-    qs = _sync_definitions(db, _QUESTIONS, questions, now)
+
+def import_definitions(
+    db: Database, flows: list[FlowRow], model: list[ModelRow], now: str
+) -> ImportReport:
+    """Bring flows and model in line with the CSVs: add, update text, archive what left.
+
+    Runs inside the caller's transaction. Assessments are never touched.
+    """
+    report = ImportReport()
+    wanted = {**flow_definitions(flows), **model_definitions(model)}
+    report.note(_sync_definitions(db, KINDS["assets"], wanted["assets"], now), _NAMES["assets"],
+                updates=False)
+    report.note(_sync_definitions(db, KINDS["flows"], wanted["flows"], now), _NAMES["flows"])
+    caps = _sync_definitions(db, KINDS["capabilities"], wanted["capabilities"], now)
+    report.note(caps, _NAMES["capabilities"])
+    qs = _sync_definitions(db, KINDS["questions"], wanted["questions"], now)
     if qs.updated:
         report.updated.append(f"{len(qs.updated)} question rows")
     # Questions of an archived capability are already said with the capability.
@@ -122,7 +142,7 @@ def import_definitions(
     if q_gone:
         report.archived.append(f"{len(q_gone)} question rows")
     if report.changed:
-        # The merge driver follows the side whose definitions were imported last.
+        # The merge driver takes the side imported last for a row both sides changed.
         db.set_meta("definitions_imported_at", now)
     return report
 
@@ -150,6 +170,28 @@ def import_checks(db: Database, checks: list[CheckRow], assets: list[AssetParams
     if report.changed:
         db.set_meta("definitions_imported_at", now)  # the merge driver's stamp, as above
     return report
+
+
+def differences(db: Database, wanted: dict[str, dict[tuple, tuple]]) -> list[str]:
+    """How the database's active definitions differ from ``wanted`` (as made by
+    :func:`flow_definitions` / :func:`model_definitions`): ``2 assets not in the database:
+    a, b``-style phrases, none when they agree. Read only."""
+    out = []
+    for table, rows in wanted.items():
+        kind = KINDS[table]
+        have = {k: tuple(r[c] for c in kind.compared)
+                for k, r in schema.definition_rows(db.conn, table, kind.key).items()
+                if r["archived_at"] is None}
+        compared = len(kind.compared)
+        for label, keys in (
+                ("not in the database", [k for k in rows if k not in have]),
+                ("changed", [k for k in rows if k in have and have[k] != rows[k][:compared]]),
+                ("only in the database", [k for k in have if k not in rows])):
+            if keys:
+                names = ", ".join(_NAMES[table](k) for k in keys[:3])
+                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                out.append(f"{label}: {names}{more}")
+    return out
 
 
 def _sync_definitions(db: Database, kind: _Definitions, wanted: dict[tuple, tuple],

@@ -95,6 +95,15 @@ class Context:
 
         print(f"sre_tracker: {visible(text)}", file=self.err)
 
+    def warn(self, text: str) -> None:
+        """A warning on stderr that the data may mislead: said once per run, even with -q."""
+        if text in self._said:
+            return
+        self._said.add(text)
+        from sre_maturity.render.reports import visible
+
+        print(f"sre_tracker: warning: {visible(text)}", file=self.err)
+
     def db_path(self) -> Path:
         from database import DB_FILE
 
@@ -110,6 +119,16 @@ class Context:
             backup = db.backup.name if db.backup else "none"
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
                         f"{db.schema_version()} (backup: {backup})")
+        if "sources checked" not in self._said:
+            self._said.add("sources checked")
+            from sre_maturity.store.sources import stale_sources
+
+            try:
+                for line in stale_sources(db, self.data_dir):
+                    self.warn(line)
+            except BaseException:
+                db.close()
+                raise
         return db
 
     @contextmanager

@@ -141,6 +141,13 @@ class FolderLock:
         self.stale_path.unlink(missing_ok=True)
 
 
+def mark_matrix_stale(folder: Path) -> None:
+    """Note that ``sre_matrix.csv`` may not show what the database holds (after a merge of the
+    database: git merged the matrix file on its own); the next writing command rewrites it."""
+    directory, in_git = state_dir(folder)
+    (directory / _names(in_git)[1]).touch()
+
+
 def _holder(path: Path) -> str:
     try:
         text = path.read_text(encoding="ascii", errors="replace").strip()

@@ -1,0 +1,84 @@
+"""Are the CSVs what the database was last built from?
+
+``setup --from-csv`` builds the definitions from the data folder's CSVs; a hand edit, a merge or
+a checkout can change a CSV afterwards. Every command that opens the database asks
+:func:`stale_sources` and says in one line which file differs, so nothing works silently from a
+stale model (SPEC §11 "Teammates never lose each other's rows").
+
+Each file's fingerprint (its SHA-256) is kept in the ``meta`` table as ``source:<file>`` when
+setup imports it: a file with the same bytes is in step without being read. A file whose bytes
+differ is read and compared with the database row by row (a merge that gave both the same rows
+is no difference).
+
+To watch another file (say ``checks.csv``), add a :class:`Source` to :data:`SOURCES`: its name
+and a function turning the file into ``{definitions table: {key: values}}`` as
+:func:`~sre_maturity.store.imports.differences` compares them; setup records its fingerprint
+through :func:`fingerprints`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from database import Database
+from sre_maturity.store import csvfiles, imports
+from sre_maturity.support.errors import InputError
+
+META_PREFIX = "source:"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A CSV the definitions are built from."""
+
+    file: str
+    # The file's rows as definitions: {table: {key: values}} (raises InputError when unreadable).
+    definitions: Callable[[Path], dict[str, dict[tuple, tuple]]]
+    required: bool = True  # a missing optional file is no difference
+
+
+SOURCES: list[Source] = [
+    Source(csvfiles.FLOWS_FILE, lambda p: imports.flow_definitions(csvfiles.read_flows(p))),
+    Source(csvfiles.MODEL_FILE, lambda p: imports.model_definitions(csvfiles.read_model(p))),
+]
+
+
+def fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprints(folder: Path) -> dict[str, str]:
+    """The ``meta`` rows recording the sources as they are now (setup writes them)."""
+    return {META_PREFIX + s.file: fingerprint(folder / s.file)
+            for s in SOURCES if (folder / s.file).is_file()}
+
+
+def stale_sources(db: Database, folder: Path) -> list[str]:
+    """One line per source file that differs from the database (empty: all in step)."""
+    recorded = db.meta(META_PREFIX)
+    out = []
+    for source in SOURCES:
+        path = folder / source.file
+        if not path.is_file():
+            if source.required:
+                out.append(f"{source.file} is missing from {folder}; restore it "
+                           f"(git checkout -- {source.file})")
+            continue
+        try:
+            if recorded.get(META_PREFIX + source.file) == fingerprint(path):
+                continue
+            found = imports.differences(db, source.definitions(path))
+        except InputError as exc:
+            out.append(f"{source.file} changed since the last setup and cannot be read: {exc}")
+            continue
+        except OSError as exc:
+            out.append(f"{source.file} cannot be read ({exc.strerror})")
+            continue
+        if found:
+            out.append(f"{source.file} differs from what the database was built from ("
+                       + "; ".join(found) + "); run setup --from-csv to apply it, or "
+                       f"git checkout -- {source.file} to drop the edit")
+    return out

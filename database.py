@@ -381,6 +381,11 @@ class Database:
         sql += " ORDER BY assessed_at DESC, seq DESC, id DESC"
         return [dict(r, answers=json.loads(r["answers"])) for r in self.conn.execute(sql, params)]
 
+    def known_assets(self) -> set[str]:
+        """Every asset the database has held: active, archived, or only in the history."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT asset FROM assets UNION SELECT asset FROM assessments")}
+
     def history_names(self, column: str) -> set[str]:
         """Every asset (``column="asset"``) or capability ever assessed, archived ones too."""
         if column not in ("asset", "capability"):

@@ -434,10 +434,11 @@ def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:
     before = len(ctx.committed)
     if ctx.pending_commit:
         try:
+            from sre_maturity.store.sources import SETUP_FILES
+
             files = [DB_FILE, MATRIX_FILE]
             if args.command == "setup":
-                files += ["flows.csv", "maturity_model.csv", "assessments.csv",
-                          ".gitattributes", ".gitignore"]
+                files += SETUP_FILES
             with interrupts.deferred():
                 ctx.commit(files, f"{args.command}: changes saved before an interrupt")
         except KeyboardInterrupt:

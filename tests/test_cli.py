@@ -797,7 +797,8 @@ def test_counts_are_in_the_singular_for_one(tmp_path, run):
     (folder / "assessments.csv").write_text("Asset Name,Capability,Level\nauth,D,0\n")
     code, out, _err = run(folder, "setup", "--from-csv")
     assert code == 0 and "imported 1 assessment from assessments.csv" in out
-    assert commits(folder)[0] == "setup: 3 added, 1 assessment imported, items: 1 opened"
+    assert commits(folder)[0] == ("setup: added asset auth, Login/auth, capability D; "
+                                  "1 assessment imported; items: 1 opened")
     assert "1 asset x 1 capability: 1 assessed" in run(folder, "report")[1]
 
 
@@ -810,7 +811,7 @@ def test_setup_commit_says_reopened_as_the_output_does(ready, run):
     (ready / "flows.csv").write_text(flows)
     code, out, _err = run(ready, "setup", "--from-csv")
     assert code == 0 and "items: 2 reopened" in out
-    assert commits(ready)[0] == "setup: 1 updated, items: 2 reopened"
+    assert commits(ready)[0] == "setup: updated Login/auth; items: 2 reopened"
 
 
 def test_status_asset_shows_whole_category_names(folder, run):

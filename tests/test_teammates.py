@@ -148,3 +148,60 @@ def test_same_second_assessments_in_two_clones_agree_on_both_sides(clones, run, 
         seen.append((cell.level, cell.assessed_by))
         check_agrees(run, folder)
     assert seen[0] == seen[1]
+
+
+# ---------------------------------------------------------------- leaving and retiring
+def test_retiring_an_asset_imported_from_assessments_csv(ready, run):
+    add_rows(ready, "flows.csv", "Edge,dns-gateway,Network,3")
+    (ready / "assessments.csv").write_text(
+        "Asset Name,Capability,Level,Assessed At\n"
+        "web,Alerts,2,2026-10-01\n"
+        "dns-gateway,Alerts,1,2026-10-01\n"
+        "DNS-Gateway,On-call,2,2026-10-01\n")
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    flows = (ready / "flows.csv").read_text()
+    (ready / "flows.csv").write_text(flows.replace("Edge,dns-gateway,Network,3\n", ""))
+    code, out, err = run(ready, "setup", "--from-csv")
+    assert code == 0, err
+    assert ("skipped 2 rows of assessments.csv naming dns-gateway, no longer in flows.csv "
+            "(archived, with its history)") in out
+    assert "archived: asset dns-gateway, Edge/dns-gateway" in out
+    assert git(ready, "log", "-1", "--format=%s").strip() == (
+        "setup: archived asset dns-gateway, Edge/dns-gateway; items: 3 archived")
+    code, out, _err = run(ready, "history", "--asset", "dns-gateway")
+    assert code == 0 and "Alerts" in out and "On-call" in out
+    assert "dns-gateway" not in run(ready, "status")[1]
+    # A name the database never knew is still an error naming file, line and column.
+    add_rows(ready, "assessments.csv", "dns-gatewy,Alerts,1,2026-10-01")
+    code, _out, err = run(ready, "setup", "--from-csv")
+    assert code == 1 and "assessments.csv:5" in err and "'Asset Name'" in err
+    # Removing the file with git: the tool's commit takes the deletion with it.
+    git(ready, "rm", "-qf", "assessments.csv")
+    add_rows(ready, "flows.csv", "Edge,dns-resolver,Network,3")
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    assert git(ready, "status", "--porcelain").strip() == ""
+    assert "assessments.csv" not in git(ready, "ls-files")
+
+
+def test_the_first_commit_after_a_no_commit_setup_takes_the_setup_files(folder, run):
+    assert run(folder, "--no-commit", "setup", "--from-csv")[0] == 0
+    assert git(folder, "status", "--porcelain", "--untracked-files=all").count("??") >= 4
+    code, _out, err = run(folder, "assess", "--asset", "web", "--capability", "Alerts",
+                          "--level", "2")
+    assert code == 0, err
+    assert git(folder, "status", "--porcelain", "--untracked-files=all").strip() == ""
+    tracked = set(git(folder, "ls-files").split())
+    assert {".gitattributes", ".gitignore", "flows.csv", "maturity_model.csv",
+            "sre_data.db", "sre_matrix.csv"} <= tracked
+    # A clone made now merges with the tool's drivers.
+    assert "merge=sre-tracker" in git(folder, "show", "HEAD:.gitattributes")
+
+
+def test_setup_commit_names_what_it_added_changed_and_archived(ready, run):
+    rows = [f"Search,svc-{n},Search,3" for n in range(6)]
+    add_rows(ready, "flows.csv", *rows)
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    message = git(ready, "log", "-1", "--format=%B")
+    subject, _blank, *body = message.strip().splitlines()
+    assert subject == "setup: added asset svc-0, asset svc-1, asset svc-2, asset svc-3 (+8 more)"
+    assert "  Search/svc-5" in body and body[0] == "added:"

@@ -7,6 +7,7 @@ never lost. ``--dry-run`` applies everything inside a transaction, compares, and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -108,13 +109,14 @@ def run(opts: SetupOptions, ctx: Context,
     model = csvfiles.read_model(default_model() if write_model else model_path)
     assessments_path = folder / csvfiles.ASSESSMENTS_FILE
     rows = csvfiles.read_assessments(assessments_path) if assessments_path.exists() else []
+    rows, retired = _retired_rows(folder / DB_FILE, rows, flows)
     csvfiles.check_assessment_names(rows, flows, model)
     evidence = checkfiles.read_folder(folder, flows, model)
     assessor = gitops.user_name(folder)
     now = now_iso()
 
     if dry_run:
-        return _dry_run(ctx, flows, model, rows, evidence, assessor, now)
+        return _dry_run(ctx, flows, model, rows, evidence, assessor, now, retired)
     ctx.require_identity(creating_repo=True)
 
     said: list[str] = []
@@ -158,14 +160,11 @@ def run(opts: SetupOptions, ctx: Context,
     for line in said:
         ctx.print(line)
     _print_report(ctx, report, changed, skipped, changes,
-                  fresh=_skipped_news(folder, assessments_path, skipped))
+                  fresh=_skipped_news(folder, assessments_path, skipped), retired=retired)
     # The git files always go with setup's commit: the first one holds them, so a clone has
     # the merge drivers' attributes and the .env ignore from the start.
-    # The optional files go too when present (gitops.commit leaves out the missing ones).
-    files = [csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, DB_FILE, MATRIX_FILE,
-             ".gitattributes", ".gitignore", csvfiles.ASSESSMENTS_FILE,
-             checkfiles.CHECKS_FILE, checkfiles.ASSETS_FILE]
-    ctx.commit(files, _message(report, changed, changes))
+    ctx.commit([*sources.SETUP_FILES, DB_FILE, MATRIX_FILE],
+               _message(report, changed, changes))
     return EXIT_OK
 
 
@@ -239,20 +238,28 @@ class _UndoOnFailure:
 
 
 def _message(report, changed: set, changes) -> str:
-    parts = _counts(report)
-    if report.checks is not None and report.checks.changed:
-        parts.append("checks: " + ", ".join(_counts(report.checks)))
+    """``setup: added asset sso, Login/sso; archived asset dns-gateway; ...``: what changed,
+    by name as ``assess`` says it (a long list is cut in the subject and given whole below)."""
+    parts, body = [], []
+    for part in (report, report.checks):
+        if part is None:
+            continue
+        for label, entries in (("added", part.added), ("updated", part.updated),
+                               ("archived", part.archived)):
+            if entries:
+                parts.append(f"{label} {_first(entries, 4)}")
+                if len(entries) > 4:
+                    body += [f"{label}:", *(f"  {e}" for e in entries)]
     if changed:
         parts.append(f"{counted(len(changed), 'assessment')} imported")
     if changes:  # the same words as the output: opened, reopened, verified, archived
         parts.append("items: " + _item_counts(changes))
-    return "setup: " + (", ".join(parts) if parts else "refresh")
+    subject = "setup: " + ("; ".join(parts) if parts else "refresh")
+    return subject + ("\n\n" + "\n".join(body) if body else "")
 
 
-def _counts(report: ImportReport) -> list[str]:
-    return [f"{len(entries)} {label}" for label, entries in (
-        ("added", report.added), ("updated", report.updated), ("archived", report.archived))
-        if entries]
+def _first(entries: list[str], n: int) -> str:
+    return ", ".join(entries[:n]) + (f" (+{len(entries) - n} more)" if len(entries) > n else "")
 
 
 def _item_counts(changes) -> str:
@@ -262,21 +269,41 @@ def _item_counts(changes) -> str:
     return ", ".join(f"{n} {r}" for r, n in sorted(by.items()))
 
 
+def _retired_rows(db_path: Path, rows: list[AssessmentRow], flows: list[FlowRow]
+                  ) -> tuple[list[AssessmentRow], list[AssessmentRow]]:
+    """``rows`` split into those to import and those naming an asset the database knows but
+    flows.csv no longer lists (a retired asset: archived with its history, its rows skipped)."""
+    if not rows or not db_path.is_file():
+        return rows, []
+    listed = {f.asset.casefold() for f in flows}
+    with Database(db_path) as db:
+        known = {a.casefold(): a for a in db.known_assets() if a.casefold() not in listed}
+    if not known:
+        return rows, []
+    kept = [r for r in rows if r.asset.casefold() not in known]
+    # Named as the database spells them (the rows may spell them in another case).
+    return kept, [dataclasses.replace(r, asset=known[r.asset.casefold()]) for r in rows
+                  if r.asset.casefold() in known]
+
+
 def _print_report(ctx, report, changed: set, skipped: list[str], changes,
-                  fresh: bool = True) -> None:
+                  fresh: bool = True, retired: list[AssessmentRow] | None = None) -> None:
     """What the import did; the rows skipped as older are told once per change of
-    assessments.csv (``fresh``), and listed with -v."""
+    assessments.csv (``fresh``), and listed with -v; the rows of retired assets in one note."""
     if not (report.changed or changed or changes):
         ctx.print("setup: nothing changed")
+    if retired:
+        names = sorted({r.asset for r in retired}, key=str.casefold)
+        ctx.print(f"skipped {counted(len(retired), 'row')} of {csvfiles.ASSESSMENTS_FILE} "
+                  f"naming {_first(names, 4)}, no longer in {csvfiles.FLOWS_FILE} (archived, "
+                  "with its history)")
     for part, suffix in ((report, ""), (report.checks, " (checks.csv, assets.csv)")):
         if part is None:
             continue
         for label, entries in (("added", part.added), ("updated", part.updated),
                                ("archived", part.archived)):
             if entries:
-                shown = ", ".join(entries[:8]) + (f" (+{len(entries) - 8} more)"
-                                                 if len(entries) > 8 else "")
-                ctx.print(f"{label}{suffix}: {shown}")
+                ctx.print(f"{label}{suffix}: {_first(entries, 8)}")
     if changed:
         ctx.print(f"imported {counted(len(changed), 'assessment')} from "
                   f"{csvfiles.ASSESSMENTS_FILE}")
@@ -291,7 +318,8 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes,
         ctx.print("items: " + _item_counts(changes))
 
 
-def _dry_run(ctx, flows, model, rows, evidence, assessor: str, now: str) -> int:
+def _dry_run(ctx, flows, model, rows, evidence, assessor: str, now: str,
+             retired: list[AssessmentRow]) -> int:
     from sre_maturity.rules.views import load_view
 
     path = ctx.data_dir / DB_FILE
@@ -312,7 +340,7 @@ def _dry_run(ctx, flows, model, rows, evidence, assessor: str, now: str) -> int:
         if tmp is not None:
             tmp.cleanup()
     ctx.print("dry run: nothing was written")
-    _print_report(ctx, report, changed, skipped, changes)
+    _print_report(ctx, report, changed, skipped, changes, retired=retired)
     for line in preview_lines(before_matrix, after_matrix, before_items, after_items):
         ctx.print(line)
     return EXIT_OK

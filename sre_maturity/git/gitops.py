@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from sre_maturity import HOME
@@ -202,22 +203,36 @@ def commit(folder: Path, files: list[str], message: str) -> str | None:
     id, or None when those files have no change.
     """
     present = [f for f in files if (folder / f).exists()]
-    if not present:
+    # A file the last commit has and the folder no longer does (``git rm assessments.csv``):
+    # its deletion goes into this commit too, not left staged.
+    missing = [f for f in files if f not in present]
+    gone = run(folder, "ls-tree", "--name-only", "HEAD", "--", *missing,
+               check=False).split() if missing else []
+    named = present + [f for f in missing if f in gone]
+    if not named or not run(folder, "status", "--porcelain", "--", *named).strip():
         return None
-    if not run(folder, "status", "--porcelain", "--", *present).strip():
-        return None
-    run(folder, "add", "--", *present)
+    if present:
+        run(folder, "add", "--", *present)
     try:
-        run(folder, "commit", "-q", "-m", message, "--", *present)
+        run(folder, "commit", "-q", "-m", message, "--", *named)
     except GitError as exc:
         # Leave nothing of ours staged: the index goes back to what the user had.
-        run(folder, "reset", "-q", "--", *present, check=False)
+        run(folder, "reset", "-q", "--", *named, check=False)
         text = str(exc)
         if "user.email" in text or "identity" in text or "user.name" in text:
             raise GitError(IDENTITY_FIX.replace(", or pass --no-commit",
                                                 ", then commit the data files")) from None
         raise
     return run(folder, "rev-parse", "--short", "HEAD").strip()
+
+
+def untracked(folder: Path, files: Iterable[str]) -> list[str]:
+    """Those of ``files`` that exist in ``folder`` and git has never been given."""
+    present = [f for f in files if (folder / f).is_file()]
+    if not present:
+        return []
+    known = set(run(folder, "ls-files", "--", *present, check=False).split())
+    return [f for f in present if f not in known]
 
 
 IDENTITY_FIX = ("git has no identity to commit with; run git config user.name 'Your Name' and "

@@ -24,10 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from database import Database
-from sre_maturity.store import csvfiles, imports
+from sre_maturity.store import checkfiles, csvfiles, imports
 from sre_maturity.support.errors import InputError
 
 META_PREFIX = "source:"
+# The files setup commits beside the database: the CSVs it reads (add a new one here) and the
+# repository's own files. After a --no-commit setup, the next commit takes those never
+# committed (Context.commit).
+SETUP_FILES = (csvfiles.FLOWS_FILE, csvfiles.MODEL_FILE, csvfiles.ASSESSMENTS_FILE,
+               checkfiles.CHECKS_FILE, checkfiles.ASSETS_FILE, ".gitattributes", ".gitignore")
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,12 @@ class Context:
             self.notice(f"{self.data_dir} is not a git repository; changes are saved but not "
                         "committed (run setup to create one)")
             return
+        from sre_maturity.store.sources import SETUP_FILES
+
+        # A setup run with --no-commit left its files uncommitted: they go with this commit,
+        # so a clone made from now on has the merge drivers' attributes and the CSVs.
+        files = list(files) + [f for f in gitops.untracked(self.data_dir, SETUP_FILES)
+                               if f not in files]
         try:
             sha = gitops.commit(self.data_dir, files, message)
         except GitError as exc:

@@ -51,6 +51,10 @@ def collect_flows(p: Prompter, rows: list[Row] | None = None,
     teams = {r[1]: r[2] for r in rows}
     old_teams = {r[1].casefold(): r[2] for r in previous or [] if r[2]}
     old_targets = {(r[0].casefold(), r[1].casefold()): r[3] for r in previous or []}
+    # An asset named again in any case is the one already entered, spelled as first entered.
+    spelling: dict[str, str] = {}
+    for r in rows:
+        spelling.setdefault(r[1].casefold(), r[1])
     entered: set[str] = set()
     p.write("Enter the application flows (e.g. Login, Checkout); an empty name finishes.")
     while True:
@@ -70,7 +74,7 @@ def collect_flows(p: Prompter, rows: list[Row] | None = None,
             in_flow = [r[1] for r in rows if r[0] == flow]
             p.write(f"  {flow} already has {', '.join(in_flow)}; assets named again get the "
                     "new target")
-        assets = ask_assets(p, flow)
+        assets = [spelling.setdefault(a.casefold(), a) for a in ask_assets(p, flow)]
         for asset in assets:
             team = teams.get(asset)
             if team is None:
@@ -97,7 +101,8 @@ def ask_assets(p: Prompter, flow: str) -> list[str]:
         raw = p.ask(f"  assets in {flow} (comma-separated): ")
         names = [a.strip() for a in raw.split(",") if a.strip()]
         bad = [a for a in names if " / " in a]
-        dupes = {a for a in names if names.count(a) > 1}
+        folded = [a.casefold() for a in names]  # names that differ only in case are one
+        dupes = {a for a in names if folded.count(a.casefold()) > 1}
         if not names:
             p.write("  at least one asset is needed")
         elif bad:
@@ -183,7 +188,7 @@ def run(ctx) -> list[Row] | None:
         raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")
     # Refuse before the questions, not after them, when the commit would fail.
     ctx.require_identity(creating_repo=True)
-    p = Prompter(write=lambda text: print(text, file=ctx.term, flush=True))
+    p = _prompter(ctx)
     flows_path = folder / csvfiles.FLOWS_FILE
     existing: list[Row] = []
     if flows_path.exists():
@@ -203,6 +208,19 @@ def run(ctx) -> list[Row] | None:
         if choice == "r":  # a new list; the old teams and targets are offered as defaults
             return review(p, collect_flows(p, [], previous=existing))
     return review(p, collect_flows(p, existing))
+
+
+def review_refused(ctx, rows: list[Row], problem: str) -> list[Row]:
+    """Setup refused the rows (``problem``): say why and go back to the review, keeping
+    everything typed; returns the rows to try again (Quit: the user gave up)."""
+    p = _prompter(ctx)
+    p.write(f"not written: {problem}")
+    p.write("fix the rows below, or (q)uit writing nothing")
+    return review(p, rows)
+
+
+def _prompter(ctx) -> Prompter:
+    return Prompter(write=lambda text: print(text, file=ctx.term, flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,17 +49,26 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
     """Create or refresh the data folder from its CSVs (interactively or --from-csv)."""
     from sre_maturity.commands import setup_data
     opts = setup_data.SetupOptions.from_args(args)
-    new_flows = None
-    if not opts.from_csv:
-        import interactive_setup
-        from sre_maturity.support.prompts import Quit
+    if opts.from_csv:
+        return setup_data.run(opts, ctx)
+    import interactive_setup
+    from sre_maturity.support.errors import InputError
+    from sre_maturity.support.prompts import Quit
 
-        try:
-            new_flows = interactive_setup.run(ctx)
-        except Quit:
-            print("quit: nothing written", file=ctx.term)
-            return EXIT_OK
-    return setup_data.run(opts, ctx, new_flows=new_flows)
+    # The folder's lock is taken to write, not while the prompts wait for someone.
+    try:
+        new_flows = interactive_setup.run(ctx)
+        while True:
+            try:
+                with ctx.writing():
+                    return setup_data.run(opts, ctx, new_flows=new_flows)
+            except InputError as exc:
+                if new_flows is None:
+                    raise
+                new_flows = interactive_setup.review_refused(ctx, new_flows, str(exc))
+    except Quit:
+        print("quit: nothing written", file=ctx.term)
+        return EXIT_OK
 
 
 def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
@@ -357,15 +366,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _writes(args: argparse.Namespace) -> bool:
-    """Does this command write in the data folder (and so take its lock)?"""
-    if args.command in ("setup", "sync"):
+    """Does this command write in the data folder, without waiting for anyone (and so take
+    its lock for the whole run)? Interactive setup and assess take it only to save and
+    commit, never while a prompt waits; report writes only its own files without --push."""
+    if args.command == "setup":
+        return args.from_csv and not args.dry_run
+    if args.command == "sync":
         return not args.dry_run
     if args.command in ("report", "generate-reports"):
-        return not args.cycle_time
+        return args.push and not args.cycle_time
     if args.command == "assess":
         # --auto and the overrides take the lock themselves, only while they save: checks may
         # take minutes, and another assess must not wait for them.
-        return not (args.auto or args.override or args.clear_override)
+        if args.auto or args.override or args.clear_override:
+            return False
+        from sre_maturity.commands.assessment import AssessOptions
+
+        return AssessOptions.from_args(args).flag_outcome or not sys.stdin.isatty()
     return False
 
 
@@ -386,13 +403,9 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
         for line in settings.describe():
             log.info("setting %s", line)
         if not _writes(args):
-            return args.func(args, ctx)
+            return _dispatch(args, ctx)
         with ctx.writing():
-            try:
-                return args.func(args, ctx)
-            except KeyboardInterrupt:
-                print(f"\nsre_tracker: {_finish_interrupted(args, ctx)}", file=sys.stderr)
-                return EXIT_INTERRUPTED
+            return _dispatch(args, ctx)
     except KeyboardInterrupt:
         # A command that locks only while it saves (assess --auto, --override) holds Ctrl-C
         # until its commit is made: say what it kept.
@@ -424,6 +437,19 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
               "python3 -m pip install -r requirements.txt in the sre-tracker folder (or "
               "install the tool with pipx install .)", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _dispatch(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the command's handler; a Ctrl-C after the database changed finishes the commit."""
+    try:
+        return args.func(args, ctx)
+    except KeyboardInterrupt:
+        if not (ctx.pending_commit or ctx.committed):
+            raise
+        with ctx.writing():
+            said = _finish_interrupted(args, ctx)
+        print(f"\nsre_tracker: {said}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:

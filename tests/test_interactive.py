@@ -74,6 +74,25 @@ def finish(child: pexpect.spawn) -> tuple[int | None, int | None, str]:
     return child.exitstatus, child.signalstatus, child.logfile_read.getvalue()
 
 
+def setup_in_new_folder(tmp_path: Path, assessments: str = "") -> tuple[Path, pexpect.spawn]:
+    """An interactive setup started in a new, empty folder (``assessments``: an
+    assessments.csv put there first)."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    if assessments:
+        (folder / "assessments.csv").write_text(assessments)
+    return folder, spawn(folder, "setup")
+
+
+def enter_flow(child: pexpect.spawn, flow: str, asset: str, team: str) -> None:
+    """At the flow-name prompt: one flow with one new asset (default target), then finish."""
+    reply(child, FLOW_NAME, flow)
+    reply(child, f"  assets in {flow} (comma-separated): ", asset)
+    reply(child, f"  team owning {asset} (optional): ", team)
+    reply(child, f"  target level for {asset} in {flow} [3]: ", "")
+    reply(child, FLOW_NAME, "")
+
+
 def commits(folder: Path) -> list[str]:
     return git(folder, "log", "--format=%s").splitlines()
 
@@ -386,14 +405,13 @@ ROW = "  row number (1-{}, empty to go back): "
 
 
 def test_interactive_setup_writes_flows_model_database_and_commits(tmp_path):
-    folder = tmp_path / "new"
-    folder.mkdir()
-    child = spawn(folder, "setup")
+    folder, child = setup_in_new_folder(tmp_path)
     reply(child, FLOW_NAME, "")
     child.expect_exact("at least one flow is needed")
     reply(child, FLOW_NAME, "Checkout")
-    reply(child, "  assets in Checkout (comma-separated): ", "payment-api, web, web")
-    child.expect_exact("listed twice: web")
+    # Names that differ only in case are one name: twice in one flow...
+    reply(child, "  assets in Checkout (comma-separated): ", "payment-api, web, WEB")
+    child.expect_exact("listed twice: WEB, web")
     reply(child, "  assets in Checkout (comma-separated): ", "payment-api, web")
     reply(child, "  team owning payment-api (optional): ", "Payments")
     reply(child, "  target level for payment-api in Checkout [3]: ", "9")
@@ -404,8 +422,9 @@ def test_interactive_setup_writes_flows_model_database_and_commits(tmp_path):
     reply(child, FLOW_NAME, "checkout")
     child.expect_exact("flow 'checkout' is already entered")
     reply(child, FLOW_NAME, "Login")
-    reply(child, "  assets in Login (comma-separated): ", "web, auth")
-    # web's team is known already, so only its target in this flow is asked
+    reply(child, "  assets in Login (comma-separated): ", "Web, auth")
+    # ... and the same asset in another flow: web's team is known already, so only its
+    # target in this flow is asked, and the row spells it as first entered
     reply(child, "  target level for web in Login [3]: ", "2")
     reply(child, "  team owning auth (optional): ", "")
     reply(child, "  target level for auth in Login [3]: ", "")
@@ -413,8 +432,8 @@ def test_interactive_setup_writes_flows_model_database_and_commits(tmp_path):
     child.expect_exact("flows.csv will hold 4 rows:")
     child.expect_exact("    1) Checkout / payment-api / Payments / 4\r\n")
     child.expect_exact("    4) Login / auth / - / 3\r\n")
-    # Nothing is written before the review (the writers' lock is held meanwhile).
-    assert [p.name for p in folder.iterdir() if p.name != ".sre-tracker.lock"] == []
+    # Nothing is written before the review, not even a lock (none is held while prompts wait).
+    assert list(folder.iterdir()) == []
     reply(child, REVIEW, "w")
     child.expect_exact("wrote the default maturity_model.csv")
     code, signal, _transcript = finish(child)
@@ -432,12 +451,15 @@ def test_interactive_setup_writes_flows_model_database_and_commits(tmp_path):
         "flows.csv", "maturity_model.csv", "sre_data.db", "sre_matrix.csv", ".gitattributes",
         ".gitignore"}
     assert git(folder, "status", "--porcelain") == ""
+    # The file it wrote is one setup --from-csv takes as it is.
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(folder), "setup",
+                           "--from-csv"], env=child_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30)
+    assert proc.returncode == 0 and "setup: nothing changed" in proc.stdout, proc.stderr
 
 
 def test_interactive_setup_interrupted_writes_nothing(tmp_path):
-    folder = tmp_path / "new"
-    folder.mkdir()
-    child = spawn(folder, "setup")
+    folder, child = setup_in_new_folder(tmp_path)
     reply(child, FLOW_NAME, "Checkout")
     reply(child, "  assets in Checkout (comma-separated): ", "payment-api")
     child.expect_exact("  team owning payment-api (optional): ")
@@ -464,11 +486,7 @@ def test_interactive_setup_keeping_existing_flows_changes_nothing(ready):
 def test_interactive_setup_adds_flows_to_existing_ones(ready):
     child = spawn(ready, "setup")
     reply(child, "(k)eep it, (a)dd flows to it, or (r)eplace it? [k/a/r] ", "a")
-    reply(child, FLOW_NAME, "Search")
-    reply(child, "  assets in Search (comma-separated): ", "search-api")
-    reply(child, "  team owning search-api (optional): ", "Discovery")
-    reply(child, "  target level for search-api in Search [3]: ", "")
-    reply(child, FLOW_NAME, "")
+    enter_flow(child, "Search", "search-api", "Discovery")
     reply(child, REVIEW, "w")
     code, _signal, _transcript = finish(child)
     rows = [(r.flow, r.asset) for r in csvfiles.read_flows(ready / "flows.csv")]
@@ -480,9 +498,7 @@ def test_interactive_setup_adds_flows_to_existing_ones(ready):
 
 
 def test_interactive_setup_review_fixes_a_typo_before_anything_is_written(tmp_path):
-    folder = tmp_path / "new"
-    folder.mkdir()
-    child = spawn(folder, "setup")
+    folder, child = setup_in_new_folder(tmp_path)
     reply(child, FLOW_NAME, "Chekout")
     reply(child, "  assets in Chekout (comma-separated): ", "payment-api, web")
     reply(child, "  team owning payment-api (optional): ", "Payments")
@@ -557,9 +573,7 @@ def test_interactive_setup_replacing_offers_the_old_teams_and_targets(ready):
 
 
 def test_interactive_setup_quit_at_the_review_writes_nothing(tmp_path):
-    folder = tmp_path / "new"
-    folder.mkdir()
-    child = spawn(folder, "setup")
+    folder, child = setup_in_new_folder(tmp_path)
     reply(child, FLOW_NAME, "Checkout")
     reply(child, "  assets in Checkout (comma-separated): ", "web")
     reply(child, "  team owning web (optional): ", "")
@@ -678,3 +692,84 @@ def test_status_table_is_coloured_on_a_terminal_unless_no_color(ready, run):
     assert "\x1b[33m1A" in shown[""]  # web's Alerts: level 1, Amber
     assert "\x1b[2m-" in shown[""]  # not assessed: dimmed
     assert "\x1b[" not in shown["1"] and "1A" in shown["1"]
+
+
+# ---------------------------------------------------------------- locks wait only for writes
+def meanwhile(folder: Path, *args: str) -> str:
+    """Another command in the folder while a prompt waits: it must finish without waiting
+    for the lock (no "waiting for another sre-tracker command"); returns its output."""
+    other = spawn(folder, *args)
+    code, _signal, transcript = finish(other)
+    assert code == 0, transcript
+    assert "waiting for another" not in transcript
+    return transcript
+
+
+BOB = ("assess", "--asset", "auth", "--capability", "Alerts", "--level", "1", "--assessor", "bob")
+
+
+def answer_while_others_write(ready: Path, asset: str, questions: list[str],
+                              *others: tuple[str, ...]) -> pexpect.spawn:
+    """jdoe answers the first question, leaves the second waiting while ``others`` run to
+    their end, then answers no and confirms; returns the session at the save."""
+    capability = "Alerts" if questions is ALERTS else "Dashboards"
+    child = spawn(ready, "assess", "--asset", asset, "--capability", capability,
+                  "--assessor", "jdoe")
+    reply(child, questions[0], "y")
+    child.expect_exact(questions[1])  # someone is at lunch, the question waiting
+    for args in others:
+        meanwhile(ready, *args)
+    child.sendline("n")
+    reply(child, NOTES, "")
+    reply(child, SAVE, "y")
+    return child
+
+
+def test_a_waiting_prompt_holds_no_lock_and_the_cell_is_checked_before_saving(ready):
+    child = answer_while_others_write(
+        ready, "web", ALERTS, ("report",), BOB,
+        ("assess", "--asset", "web", "--capability", "Alerts", "--level", "3", "--assessor",
+         "alice"))
+    child.expect_exact("  not saved: web / Alerts was assessed meanwhile by alice at ")
+    code, _signal, transcript = finish(child)
+    assert code == 0 and "saved\r\n" not in transcript.split("not saved")[-1]
+    web = next(e for e in status(ready)["matrix"]
+               if (e["asset"], e["capability"]) == ("web", "Alerts"))
+    assert (web["level"], web["assessed_by"]) == (3, "alice")
+    assert commits(ready)[:2] == ["assess: Checkout, Login/web Alerts none→3 (alice)",
+                                  "assess: Login/auth Alerts none→1 (bob)"]
+    assert git(ready, "status", "--porcelain") == ""
+
+
+def test_a_cell_nobody_touched_meanwhile_is_saved_after_other_writes(ready):
+    child = answer_while_others_write(ready, "payment-api", DASHBOARDS, BOB)
+    child.expect_exact("saved")
+    code, _signal, _transcript = finish(child)
+    assert code == 0
+    assert commits(ready)[:2] == ["assess: Checkout/payment-api Dashboards none→1 (jdoe)",
+                                  "assess: Login/auth Alerts none→1 (bob)"]
+    matrix = {(e["asset"], e["capability"]): e["level"] for e in status(ready)["matrix"]}
+    assert (matrix[("payment-api", "Dashboards")], matrix[("auth", "Alerts")]) == (1, 1)
+    assert git(ready, "status", "--porcelain") == ""
+    assert "payment-api,Checkout,Payments,Monitoring,Dashboards,Assessed,1," in (
+        ready / "sre_matrix.csv").read_text()
+
+
+def test_a_refused_interactive_setup_returns_to_the_review_keeping_the_rows(tmp_path):
+    folder, child = setup_in_new_folder(
+        tmp_path, assessments="Asset Name,Capability,Level\n"
+                              "cart-service,Golden-signal dashboards,2\n")
+    enter_flow(child, "Checkout", "payment-api", "Payments")
+    reply(child, REVIEW, "w")
+    child.expect_exact("not written: assessments.csv:2, column 'Asset Name': unknown asset "
+                       "'cart-service'")
+    child.expect_exact("    1) Checkout / payment-api / Payments / 3\r\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["assessments.csv"]
+    reply(child, REVIEW, "a")
+    enter_flow(child, "Checkout", "cart-service", "Shop")
+    reply(child, REVIEW, "w")
+    child.expect_exact("imported 1 assessment from assessments.csv")
+    code, _signal, _transcript = finish(child)
+    assert code == 0
+    assert {e["asset"] for e in status(folder)["matrix"]} == {"payment-api", "cart-service"}
+    assert git(folder, "status", "--porcelain") == ""

@@ -205,3 +205,34 @@ def test_setup_commit_names_what_it_added_changed_and_archived(ready, run):
     subject, _blank, *body = message.strip().splitlines()
     assert subject == "setup: added asset svc-0, asset svc-1, asset svc-2, asset svc-3 (+8 more)"
     assert "  Search/svc-5" in body and body[0] == "added:"
+
+
+# ---------------------------------------------------------------- names and messages
+def test_one_asset_spelled_in_two_cases_across_flows_is_one_asset(ready, run, monkeypatch):
+    add_rows(ready, "flows.csv", "Checkout,web-frontend,Storefront,3",
+             "Login,Web-Frontend,Storefront,4")
+    out = setup(run, monkeypatch, ready, T1)
+    assert "Login/web-frontend" in out and "Web-Frontend" not in out
+    code, out, err = run(ready, "assess", "--asset", "WEB-FRONTEND", "--capability", "alerts",
+                         "--level", "1")
+    assert code == 0, err
+    with Database(ready / "sre_data.db") as db:
+        assets = db.load_assets()
+    assert "Web-Frontend" not in assets
+    assert (assets["web-frontend"].flows, assets["web-frontend"].target) == (
+        ["Checkout", "Login"], 4)
+    assert "assess: Checkout, Login/web-frontend Alerts none→1" in git(ready, "log", "-1",
+                                                                       "--format=%s")
+    # Twice in one flow, in any case, is a duplicate: file, line, column.
+    add_rows(ready, "flows.csv", "Checkout,WEB-FRONTEND,Storefront,3")
+    code, _out, err = run(ready, "setup", "--from-csv")
+    assert code == 1 and "flows.csv:8" in err and "listed twice in flow 'Checkout'" in err
+
+
+def test_a_name_two_rows_spell_in_two_cases_is_refused_as_ambiguous_not_guessed():
+    from sre_maturity.support.errors import InputError
+    from sre_maturity.support.names import resolve
+
+    assert resolve("asset", "Web", ["web", "Web"]) == "Web"
+    with pytest.raises(InputError, match="asset 'WEB' is ambiguous: web, Web differ only in case"):
+        resolve("asset", "WEB", ["web", "Web"])

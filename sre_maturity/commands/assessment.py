@@ -12,6 +12,7 @@ from datetime import date
 
 from database import DB_FILE, MATRIX_FILE, Database
 from sre_maturity.rules import maturity as mt
+from sre_maturity.rules.views import update_matrix_file
 from sre_maturity.support.context import CommandOptions, Context
 from sre_maturity.support.errors import EXIT_OK, InputError
 from sre_maturity.support.names import resolve
@@ -196,10 +197,7 @@ def run(opts: AssessOptions, ctx: Context) -> int:
     p = Prompter(write=lambda text: print(text, file=shown, flush=True))
     today = now_iso()[:10]
     assessor = opts.assessor or gitops.user_name(ctx.data_dir)
-    from sre_maturity.rules.views import update_matrix_file
-
     saved: list[str] = []
-    touched: set[tuple[str, str]] = set()
     db = ctx.open_db()
     try:
         model, assets = db.load_model(), db.load_assets()
@@ -218,14 +216,12 @@ def run(opts: AssessOptions, ctx: Context) -> int:
                                    interactive, flag_outcome, today, assessor)
                 if line:
                     saved.append(line)
-                    touched.add((asset, cap.name))
         except Quit:
             p.write("quit: nothing more written")
     finally:
-        # Confirmed capabilities stay saved even if a later prompt is interrupted.
-        if saved:
-            update_matrix_file(ctx, db, touched)
         db.close()
+        # Confirmed capabilities stay saved (and committed) even if a later prompt is
+        # interrupted.
         if saved:
             flows = "/".join([assets[asset].flow_label]) if assets else ""
             who = f"({assessor})"
@@ -234,8 +230,24 @@ def run(opts: AssessOptions, ctx: Context) -> int:
             else:
                 message = f"assess: {flows}/{asset} {len(saved)} capabilities {who}\n\n" + \
                     "\n".join(saved)
-            ctx.commit([DB_FILE, MATRIX_FILE], message)
+            with ctx.writing():
+                ctx.commit([DB_FILE, MATRIX_FILE], message)
     return EXIT_OK
+
+
+def _changed_meanwhile(db: Database, asset: str, capability: str,
+                       recorded: mt.Cell | None) -> str:
+    """Why the cell may not be saved now (empty: it may): it was assessed since the questions
+    began, or its asset or capability left the CSVs."""
+    now = db.load_cells({(asset, capability)}).get((asset, capability))
+    if now != recorded and now is not None:
+        return (f"{asset} / {capability} was assessed meanwhile by {now.assessed_by or '?'} "
+                f"at {now.assessed_at} (now {level_label(now)})")
+    if asset not in db.load_assets():
+        return f"asset {asset} was archived meanwhile (it left flows.csv)"
+    if capability not in db.load_model():
+        return f"capability {capability} was archived meanwhile (it left maturity_model.csv)"
+    return ""
 
 
 def _pick_asset(p: Prompter, opts: AssessOptions, assets, interactive: bool,
@@ -337,8 +349,8 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
     """Assess one capability; save it when confirmed. Returns the commit-message part."""
     from database import now_iso
 
-    old = mt.effective_cell(db.load_cells({(asset, cap.name)}).get(
-        (asset, cap.name), mt.Cell(asset, cap.name)), today)
+    recorded = db.load_cells({(asset, cap.name)}).get((asset, cap.name))
+    old = mt.effective_cell(recorded or mt.Cell(asset, cap.name), today)
     if flag_outcome:
         if opts.not_applicable is not None:
             if not opts.not_applicable.strip():
@@ -380,13 +392,29 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
     if needs_confirm and not p.confirm("save this assessment?"):
         p.write("not saved")
         return None
-    with db.transaction():
-        changes = db.record_assessment(
-            asset, cap.name, outcome.state, outcome.level, answers=outcome.answers,
-            failed_question=outcome.failed_question, notes=outcome.notes,
-            na_reason=outcome.na_reason, na_until=outcome.na_until, assessed_by=assessor,
-            assessed_at=now_iso(),
-        )
+    # The folder's lock is taken now, to save, not while the questions waited: another
+    # command may have written meanwhile (a teammate's pull, a cron sync), so the database is
+    # opened again and the cell checked to be as it was when the questions began.
+    # (A run from flags holds the lock from its start: nothing can have changed.)
+    reopen = ctx.lock is None
+    with ctx.writing():
+        wdb = ctx.open_db() if reopen else db
+        try:
+            problem = _changed_meanwhile(wdb, asset, cap.name, recorded) if reopen else ""
+            if problem:
+                p.write(f"  not saved: {problem}; assess it again to answer from there")
+                return None
+            with wdb.transaction():
+                changes = wdb.record_assessment(
+                    asset, cap.name, outcome.state, outcome.level, answers=outcome.answers,
+                    failed_question=outcome.failed_question, notes=outcome.notes,
+                    na_reason=outcome.na_reason, na_until=outcome.na_until,
+                    assessed_by=assessor, assessed_at=now_iso(),
+                )
+            update_matrix_file(ctx, wdb, {(asset, cap.name)})
+        finally:
+            if reopen:
+                wdb.close()
     p.write("saved")
     for ch in changes or []:
         if ch.reason == "reopened" and ch.work_status == mt.REOPENED:

@@ -7,6 +7,7 @@ Headers match case- and space-insensitively (``asset_name`` = ``Asset Name``); f
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Sequence
@@ -283,7 +284,18 @@ def read_flows(path: Path) -> list[FlowRow]:
     if not result and not problems.items:
         problems.add(2, None, "no rows; add one row per asset in a flow")
     problems.raise_if_any()
-    return result
+    return one_spelling(result)
+
+
+def one_spelling(rows: list[FlowRow]) -> list[FlowRow]:
+    """Names that differ only in case are one name (SPEC §11): every flow and asset takes the
+    spelling of its first row, so ``Web-Frontend`` in Login is the ``web-frontend`` of
+    Checkout."""
+    flows: dict[str, str] = {}
+    assets: dict[str, str] = {}
+    return [dataclasses.replace(r, flow=flows.setdefault(r.flow.casefold(), r.flow),
+                                asset=assets.setdefault(r.asset.casefold(), r.asset))
+            for r in rows]
 
 
 def parse_yes_no(value: str) -> bool | None:
@@ -471,8 +483,8 @@ def check_assessment_names(rows: list[AssessmentRow], flows: list[FlowRow],
 
 def flow_rows(rows: list[tuple[str, str, str, int]]) -> list[FlowRow]:
     """Rows as write_flows writes them (header on line 1), e.g. from the setup prompts."""
-    return [FlowRow(line, flow, asset, team, target)
-            for line, (flow, asset, team, target) in enumerate(rows, 2)]
+    return one_spelling([FlowRow(line, flow, asset, team, target)
+                         for line, (flow, asset, team, target) in enumerate(rows, 2)])
 
 
 def write_flows(path: Path, rows: list[tuple[str, str, str, int]]) -> None:

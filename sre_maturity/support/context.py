@@ -173,9 +173,13 @@ class Context:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the data folder's write lock for the block (one writing command at a time)."""
+        """Hold the data folder's write lock for the block (one writing command at a time);
+        within a block that holds it already, nothing more."""
         from sre_maturity.support.writelock import FolderLock
 
+        if self.lock is not None:
+            yield
+            return
         lock = FolderLock(self.data_dir, self.notice)
         lock.acquire()
         self.lock = lock

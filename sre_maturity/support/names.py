@@ -40,8 +40,11 @@ def resolve(kind: str, given: str, choices: Iterable[str], where: str = "") -> s
     known = list(choices)
     if given in known:
         return given
-    folded = {c.casefold(): c for c in known}
-    match = folded.get(given.strip().casefold())
-    if match is None:
+    key = given.strip().casefold()
+    matches = [c for c in known if c.casefold() == key]
+    if not matches:
         raise InputError(unknown_message(kind, given, known, where))
-    return match
+    if len(matches) > 1:  # only a database from before one spelling per name (setup fixes it)
+        raise InputError(f"{kind} {given!r} is ambiguous: {', '.join(matches)} differ only in "
+                         f"case; spell it exactly, and run setup --from-csv to make them one")
+    return matches[0]

@@ -52,7 +52,8 @@ def test_first_setup_imports_and_commits_both_files(folder, run):
     tracked = git(folder, "ls-files").split()
     assert {"checks.csv", "assets.csv"} <= set(tracked)
     assert git(folder, "status", "--porcelain").strip() == ""
-    assert "checks: 4 added" in git(folder, "log", "-1", "--format=%s")
+    assert "; added check paged, check runbook, parameters of web, parameters of auth" in git(
+        folder, "log", "-1", "--format=%s")
 
 
 def test_rerun_changes_nothing_then_updates_and_archives(ready, run):

@@ -176,22 +176,22 @@ def differences(db: Database, wanted: dict[str, dict[tuple, tuple]]) -> list[str
     """How the database's active definitions differ from ``wanted`` (as made by
     :func:`flow_definitions` / :func:`model_definitions`): ``2 assets not in the database:
     a, b``-style phrases, none when they agree. Read only."""
-    out = []
+    found: dict[str, list[str]] = {"not in the database": [], "changed": [],
+                                   "only in the database": []}
     for table, rows in wanted.items():
         kind = KINDS[table]
         have = {k: tuple(r[c] for c in kind.compared)
                 for k, r in schema.definition_rows(db.conn, table, kind.key).items()
                 if r["archived_at"] is None}
         compared = len(kind.compared)
-        for label, keys in (
-                ("not in the database", [k for k in rows if k not in have]),
-                ("changed", [k for k in rows if k in have and have[k] != rows[k][:compared]]),
-                ("only in the database", [k for k in have if k not in rows])):
-            if keys:
-                names = ", ".join(_NAMES[table](k) for k in keys[:3])
-                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
-                out.append(f"{label}: {names}{more}")
-    return out
+        name = _NAMES[table]
+        found["not in the database"] += [name(k) for k in rows if k not in have]
+        found["changed"] += [name(k) for k in rows
+                             if k in have and have[k] != rows[k][:compared]]
+        found["only in the database"] += [name(k) for k in have if k not in rows]
+    return [f"{label}: {', '.join(names[:4])}"
+            + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
+            for label, names in found.items() if names]
 
 
 def _sync_definitions(db: Database, kind: _Definitions, wanted: dict[tuple, tuple],

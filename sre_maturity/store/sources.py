@@ -25,7 +25,7 @@ from pathlib import Path
 
 from database import Database
 from sre_maturity.store import checkfiles, csvfiles, imports
-from sre_maturity.support.errors import InputError
+from sre_maturity.support.errors import InputError, program_name
 
 META_PREFIX = "source:"
 # The files setup commits beside the database: the CSVs it reads (add a new one here) and the
@@ -84,6 +84,6 @@ def stale_sources(db: Database, folder: Path) -> list[str]:
             continue
         if found:
             out.append(f"{source.file} differs from what the database was built from ("
-                       + "; ".join(found) + "); run setup --from-csv to apply it, or "
-                       f"git checkout -- {source.file} to drop the edit")
+                       + "; ".join(found) + f"); run '{program_name()} setup --from-csv' to "
+                       f"apply it, or git checkout -- {source.file} to drop the edit")
     return out

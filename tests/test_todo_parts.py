@@ -311,3 +311,36 @@ def test_a_persons_edit_of_a_part_page_is_read_and_the_tools_cells_restored(
     before = body_reads(wiki, {login["id"]})
     push(run, many, tmp_path)
     assert body_reads(wiki, {login["id"]}) == before
+
+
+# ---------------------------------------------------------------------------- sre_matrix.html
+def test_a_large_matrix_is_an_overview_and_one_self_contained_file_per_flow(
+        many: Path, run, monkeypatch):
+    import re
+
+    from sre_maturity.render import matrix_page
+    run(many, "report")
+    one = (many / "sre_matrix.html").read_text()
+    monkeypatch.setattr(matrix_page, "MATRIX_BYTES", 1000)
+    code, out, err = run(many, "report")
+    assert code == 0, err
+    files = sorted(p.name for p in many.glob("sre_matrix.*.html"))
+    assert files == ["sre_matrix.01-checkout.html", "sre_matrix.02-login.html"]
+    assert "each flow's heatmap in a file of its own (sre_matrix.01-checkout.html" in out
+    main = (many / "sre_matrix.html").read_text()
+    assert '<a href="sre_matrix.02-login.html">Login</a>' in main
+    assert '<section class="flow"' not in main and "Flows at a glance" in main
+    login = (many / "sre_matrix.02-login.html").read_text()
+    assert login.startswith("<!DOCTYPE html>") and login.endswith("</html>\n")
+    assert "<title>SRE maturity matrix: Login</title>" in login
+    assert '<a href="sre_matrix.html">All flows' in login
+    assert login.count('<section class="flow"') == 1 and ">auth</th>" in login
+    for text in (main, login):
+        assert "<script" not in text and not re.search(r'(src|href)="(https?:)?//', text)
+    # the flow's section is the same as in the one-file page
+    section = re.search(r'<section class="flow".*?</section>', login, re.S).group(0)
+    assert section.replace('id="flow-2"', "") in one.replace('id="flow-2"', "")
+    monkeypatch.setattr(matrix_page, "MATRIX_BYTES", 4 * 1024 * 1024)
+    run(many, "report")
+    assert sorted(p.name for p in many.glob("sre_matrix.*.html")) == []
+    assert (many / "sre_matrix.html").read_text().count('<section class="flow"') == 2

@@ -44,6 +44,7 @@ GITIGNORE = (
     "confluence_rulebook.cloud.txt\n"
     "confluence_rulebook.html\n"
     "sre_matrix.html\n"
+    "sre_matrix.*.html\n"
     "*.bak-v*\n"
     ".*.tmp\n"
     ".sre-tracker.*\n"

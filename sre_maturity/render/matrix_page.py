@@ -360,17 +360,20 @@ def _counts(cells: Sequence[mt.MatrixRow], items: Sequence[Mapping], assets: int
 
 def _overview(flow_names: Sequence[str], gates: Mapping[str, mt.Gate],
               assets: Mapping[str, int], marks: Mapping[str, Sequence[str]],
-              categories: Sequence[str], abbr: Mapping[str, str]) -> str:
+              categories: Sequence[str], abbr: Mapping[str, str],
+              files: Sequence[str] | None = None) -> str:
     """Every flow at a glance: go-live ready or blocked (as ``gate --flow`` decides), the
     counts, and the flows x categories heatmap of weakest links; each flow links its section
     (CSS ``:target``: no script)."""
     blocked = sum(1 for f in flow_names if gates[f].closed)
+    links = [f"#flow-{n}" for n in range(1, len(flow_names) + 1)] if files is None else files
     rows = []
     for n, flow in enumerate(flow_names, 1):
         gate = gates[flow]
         verdict = ('<td class="blocked">blocked</td>' if gate.closed
                    else '<td class="ready">ready</td>')
-        rows.append(f'<tr><th scope="row"><a href="#flow-{n}">{_e(flow)}</a></th>{verdict}'
+        rows.append(f'<tr><th scope="row"><a href="{_e(links[n - 1])}">{_e(flow)}</a></th>'
+                    f"{verdict}"
                     f'<td class="n">{len(gate.blocking)}</td>'
                     f'<td class="n">{len(gate.unassessed)}</td>'
                     f'<td class="n">{assets.get(flow, 0)}</td></tr>')
@@ -378,15 +381,18 @@ def _overview(flow_names: Sequence[str], gates: Mapping[str, mt.Gate],
                  + "".join(f'<th scope="col" title="{_e(c)}"><abbr title="{_e(c)}">'
                            f"{_e(abbr[c])}</abbr></th>" for c in categories) + "</tr></thead>")
     heat_rows = "".join(
-        f'<tr><th scope="row"><a href="#flow-{n}">{_e(flow)}</a></th>'
+        f'<tr><th scope="row"><a href="{_e(links[n - 1])}">{_e(flow)}</a></th>'
         + "".join(marks[flow]) + "</tr>" for n, flow in enumerate(flow_names, 1))
+    pick = ("Pick a flow to show only that flow, or "
+            '<a href="#all">show all flows</a>.' if files is None else
+            "Each flow has its own page, one file beside this one (the whole matrix in one "
+            "file would be too large to open): pick a flow to open it.")
     return (
         '<nav class="overview index" aria-label="Flows" id="overview">'
         f"<h2>Flows at a glance</h2><p>{len(flow_names) - blocked} of {len(flow_names)} "
         "flows ready to go live, as <code>gate --flow</code> decides: a flow is blocked while "
         "a go-live item is open or a go-live capability of one of its assets is not assessed. "
-        "Pick a flow to show only that flow, or "
-        '<a href="#all">show all flows</a>.</p>'
+        f"{pick}</p>"
         '<div class="scroll"><table class="gates"><thead><tr><th scope="col">Flow</th>'
         '<th scope="col">Go-live</th><th scope="col">Open go-live items</th>'
         '<th scope="col">Go-live capabilities not assessed</th><th scope="col">Assets</th>'
@@ -466,6 +472,50 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
     :param generated: when the page was generated (shown as given)
     :param commit: the data folder's commit the page shows, or None outside git
     """
+    for _where, piece in render_files(matrix, flows, items, trend=trend, dates=dates,
+                                      generated=generated, commit=commit, split=False):
+        yield piece
+
+
+# One file of the matrix stays under the bound of a page of the to-do list (SPEC §11: no file
+# for a person over 5 MiB; a browser opens a few MiB of tables in well under a second).
+MATRIX_BYTES = 4 * 1024 * 1024
+# What a file grows by, measured on generated data of 60 capabilities in 12 categories: an
+# asset's row of the heatmap with its hover texts, and a row of the go-live list.
+ASSET_ROW_BYTES = 3000
+GO_LIVE_ROW_BYTES = 400
+
+
+def needs_split(matrix: Sequence[mt.MatrixRow], items: Iterable[Mapping]) -> bool:
+    """Whether ``sre_matrix.html`` would pass :data:`MATRIX_BYTES` in one file (estimated
+    from its asset rows and open go-live items, before anything is drawn)."""
+    rows = len({(flow, e.asset) for e in matrix for flow in e.flows})
+    go_live = sum(1 for it in items if it.get("go_live") and mt.is_open(str(it["state"])))
+    return rows * ASSET_ROW_BYTES + go_live * GO_LIVE_ROW_BYTES > MATRIX_BYTES
+
+
+def flow_files(flow_names: Sequence[str]) -> list[str]:
+    """The file of each flow when the matrix is split: ``sre_matrix.03-checkout.html``."""
+    from sre_maturity.render.todo_parts import slug
+    return [f"sre_matrix.{n:02d}-{slug(flow)}.html" for n, flow in enumerate(flow_names, 1)]
+
+
+def is_flow_file(name: str) -> bool:
+    """Whether ``name`` is a flow's file of a split matrix (which ``report`` may remove)."""
+    return name.startswith("sre_matrix.") and name.endswith(".html") and name != HTML_FILE \
+        and name[len("sre_matrix."):len("sre_matrix.") + 2].isdigit()
+
+
+def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
+                 items: Iterable[Mapping], *, trend: Mapping[str, Sequence[float | None]],
+                 dates: Sequence[str], generated: str, commit: str | None, split: bool
+                 ) -> Iterator[tuple[int, str]]:
+    """The matrix pages in pieces, each tagged with its file: 0 for ``sre_matrix.html``,
+    ``n`` for the ``n``-th flow's file (:func:`flow_files`; only with ``split``, when the
+    whole would be too large for one file: then ``sre_matrix.html`` holds the overview and
+    links each flow's self-contained file). Arguments as :func:`render`.
+    """
+
     categories = list(dict.fromkeys(e.category for e in matrix))
     abbr = reports.abbreviations(categories)
     flow_names = list(dict.fromkeys(f["flow"] for f in flows))
@@ -484,14 +534,11 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
     capabilities = len({e.capability for e in matrix})
     source = f"commit {_e(commit)}" if commit else "a folder without git history"
 
-    yield ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-           '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-           '<meta name="color-scheme" content="light">\n'
-           "<title>SRE maturity matrix</title>\n"
-           f"<style>{CSS}</style>\n</head>\n<body>\n")
-    yield ("<header><h1>SRE maturity matrix</h1>"
-           f'<p class="meta">Generated {_e(generated)} from {source} · {assets} assets × '
-           f"{capabilities} capabilities in {len(flow_names)} flows</p></header>\n")
+    meta = (f'<p class="meta">Generated {_e(generated)} from {source} · {assets} assets × '
+            f"{capabilities} capabilities in {len(flow_names)} flows</p>")
+    files = flow_files(flow_names) if split else None
+    yield 0, _head("SRE maturity matrix")
+    yield 0, f"<header><h1>SRE maturity matrix</h1>{meta}</header>\n"
     per_flow_cat: dict[str, dict[str, list[Mapping]]] = {
         flow: defaultdict(list) for flow in flow_names}
     for f in flows:
@@ -499,27 +546,34 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
     weakest_cells = {flow: [_cell_td(rollup_mark(per_flow_cat[flow].get(c, [])), abbr[c])
                             for c in categories] for flow in flow_names}
     if flow_names:
-        yield _overview(flow_names, gates,
-                        {flow: len(by_flow_asset.get(flow, {})) for flow in flow_names},
-                        weakest_cells, categories, abbr)
-    yield _legend(categories, abbr) + "\n"
+        yield 0, _overview(flow_names, gates,
+                           {flow: len(by_flow_asset.get(flow, {})) for flow in flow_names},
+                           weakest_cells, categories, abbr, files)
+    legend = _legend(categories, abbr) + "\n"
+    yield 0, legend
     if not flow_names:
-        yield '<p class="note">No flow is defined yet: run setup.</p>\n'
+        yield 0, '<p class="note">No flow is defined yet: run setup.</p>\n'
     head = ("<thead><tr><th scope=\"col\">Asset</th><th scope=\"col\">Team</th>"
             "<th scope=\"col\">Target</th>"
             + "".join(f'<th scope="col" title="{_e(c)}"><abbr title="{_e(c)}">{_e(abbr[c])}'
                       "</abbr></th>" for c in categories) + "</tr></thead>")
     for n, flow in enumerate(flow_names, 1):
+        where = n if split else 0
+        if split:
+            yield where, _head(f"SRE maturity matrix: {flow}")
+            yield where, (f"<header><h1>SRE maturity matrix: {_e(flow)}</h1>{meta}"
+                          f'<p><a href="{HTML_FILE}">All flows ({HTML_FILE})</a></p>'
+                          f"</header>\n{legend}")
         flow_assets = by_flow_asset.get(flow, {})
         cells = [e for entries in flow_assets.values() for e in entries]
         flow_items = [it for a in flow_assets for it in open_by_asset.get(a, [])]
-        yield (f'<section class="flow" id="flow-{n}" aria-labelledby="flow-{n}-h">'
+        yield where, (f'<section class="flow" id="flow-{n}" aria-labelledby="flow-{n}-h">'
                f'<h2 id="flow-{n}-h">{_e(flow)}</h2>'
                + _go_live_line(gates[flow]) + '<div class="summary">'
                + _counts(cells, flow_items, len(flow_assets))
                + trend_svg(trend.get(flow, []), dates, flow) + "</div>\n")
         weakest = "".join(weakest_cells[flow])
-        yield (f'<div class="scroll"><table class="heat" aria-label="{_e(flow)}: assets by '
+        yield where, (f'<div class="scroll"><table class="heat" aria-label="{_e(flow)}: assets by '
                f'category">{head}<tbody><tr class="weakest"><th scope="row">Weakest link</th>'
                f"<td></td><td></td>{weakest}</tr>\n")
         for asset, entries in flow_assets.items():
@@ -527,17 +581,32 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
             for e in entries:
                 groups[e.category].append(e)
             first = entries[0]
-            yield (f'<tr><th scope="row">{_e(asset)}</th>'
+            yield where, (f'<tr><th scope="row">{_e(asset)}</th>'
                    f"<td>{_e(first.team or '')}</td>"
                    f"<td>{_e(first.target_level)}</td>"
                    + "".join(_cell_td(category_mark(groups.get(c, [])), abbr[c])
                              for c in categories) + "</tr>\n")
-        yield ("</tbody></table></div>\n" + _go_live(gates[flow], flow_items)
-               + "</section>\n")
-    yield ("<footer>Generated by sre-tracker. A level (0–5) is the highest level whose "
-           "questions were all answered yes; a flow is as mature as its weakest asset. "
-           "This file has no scripts and loads nothing from elsewhere.</footer>\n"
-           "</body>\n</html>\n")
+        yield where, ("</tbody></table></div>\n" + _go_live(gates[flow], flow_items)
+                      + "</section>\n")
+        if split:
+            yield where, FOOTER
+    yield 0, FOOTER
+
+
+FOOTER = ("<footer>Generated by sre-tracker. A level (0–5) is the highest level whose "
+          "questions were all answered yes; a flow is as mature as its weakest asset. "
+          "This file has no scripts and loads nothing from elsewhere.</footer>\n"
+          "</body>\n</html>\n")
+
+
+def _head(title: str) -> str:
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            '<meta name="color-scheme" content="light">\n'
+            f"<title>{_e(title)}</title>\n"
+            f"<style>{CSS}</style>\n</head>\n<body>\n")
+
+
 
 
 # ---------------------------------------------------------------------------- Confluence

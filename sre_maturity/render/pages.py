@@ -53,17 +53,43 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
     atomic_write(out_dir / rulebook.HTML_FILE, rulebook.storage_table(table_rows) + "\n")
     commit = gitops.head(ctx.data_dir, DB_FILE)
     generated = now[:16].replace("T", " ") + " UTC"
+    split = matrix_page.needs_split(matrix, items)
+    names = matrix_page.flow_files(list(dict.fromkeys(f["flow"] for f in flows)))
+    written = set()
+    flow_piece: tuple[int, list[str]] = (0, [])
+
+    def flush() -> None:  # one flow's file, whole: a few hundred KB
+        number, pieces = flow_piece
+        if number:
+            with atomic_stream(out_dir / names[number - 1]) as flow_fh:
+                flow_fh.writelines(pieces)
+            written.add(names[number - 1])
+
     with atomic_stream(out_dir / matrix_page.HTML_FILE) as fh:
-        for piece in matrix_page.render(matrix, flows, items, trend=trend, dates=dates,
-                                        generated=generated, commit=commit):
-            fh.write(piece)
+        for where, piece in matrix_page.render_files(
+                matrix, flows, items, trend=trend, dates=dates, generated=generated,
+                commit=commit, split=split):
+            if not where:
+                fh.write(piece)
+                continue
+            if where != flow_piece[0]:
+                flush()
+                flow_piece = (where, [])
+            flow_piece[1].append(piece)
+        flush()
+    for path in out_dir.glob("sre_matrix.*.html"):
+        if matrix_page.is_flow_file(path.name) and path.name not in written:
+            path.unlink(missing_ok=True)  # a flow that left, or a matrix in one file again
+    shown = (f"each flow's heatmap in a file of its own ({names[0]}, …; the whole matrix "
+             "would be too large to open as one file)" if split and names else
+             "the matrix as a heatmap per flow")
     return [
         paste.summary(wiki_files, "the maturity model, "
                       + reports.counted(len(table_rows), "level"))
         + f" (paste it like confluence_page.txt); {rulebook.HTML_FILE}: the same in storage "
         "format",
-        f"{matrix_page.HTML_FILE}: every flow ready or blocked for go-live, and the matrix as a "
-        "heatmap per flow (open it in a browser)",
+        f"{matrix_page.HTML_FILE}: every flow ready or blocked for go-live, and {shown} (open "
+        "it in a browser)",
     ]
 
 

@@ -40,6 +40,14 @@ def cloud_texts(markup: str, columns: list[str]) -> list[list[str]]:
     return [[c.text for c in row] for row in body]
 
 
+def cloud_line(row: dict) -> str:
+    """A to-do row dict (with ``_link``, ``_colour``) as a Cloud table line, cell by cell."""
+    return "|" + "|".join(
+        cloud.card_cell(row[c], row.get("_link", "")) if c == "Rally Card" else
+        cloud.status_cell(row[c], row.get("_colour")) if c == "Status" else cloud.cell(row[c])
+        for c in PAGE_COLUMNS) + "|"
+
+
 def server_texts(markup: str, columns: list[str]) -> list[list[str]]:
     """The same through the server renderer's port."""
     header, *body = wiki_renderer.read_table(markup)
@@ -118,12 +126,7 @@ def test_cloud_card_link_and_status_lozenge():
 def test_cloud_odd_cards_and_statuses_show_as_written(card, url, status, colour):
     row = {**reports.todo_rows([item()])[0], "Rally Card": card, "_link": url,
            "Status": status, "_colour": colour}
-    [texts] = cloud_texts(paste.CLOUD.table(PAGE_COLUMNS, [row]), PAGE_COLUMNS)
-    # paste.CLOUD.table writes plain cells; the to-do row writes the card and lozenge:
-    line = "|" + "|".join(cloud.cell(row[c]) if c not in ("Rally Card", "Status") else
-                          cloud.card_cell(card, url) if c == "Rally Card" else
-                          cloud.status_cell(status, colour) for c in PAGE_COLUMNS) + "|"
-    [texts] = cloud_texts(reports.wiki_header() + "\n" + line, PAGE_COLUMNS)
+    [texts] = cloud_texts(reports.wiki_header() + "\n" + cloud_line(row), PAGE_COLUMNS)
     assert texts[8:10] == [card, status]
 
 
@@ -154,10 +157,7 @@ def _expected(column: str, value: str) -> str:
 @given(_VALUES, _LINKS, _COLOURS)
 def test_any_text_in_any_to_do_cell_shows_as_written_in_both(values, link, colour):
     row = {**values, "_link": link, "_colour": colour}
-    line = "|" + "|".join(cloud.card_cell(row["Rally Card"], link) if c == "Rally Card" else
-                          cloud.status_cell(row["Status"], colour) if c == "Status" else
-                          cloud.cell(row[c]) for c in PAGE_COLUMNS) + "|"
-    [cloud_row] = cloud_texts(reports.wiki_header() + "\n" + line, PAGE_COLUMNS)
+    [cloud_row] = cloud_texts(reports.wiki_header() + "\n" + cloud_line(row), PAGE_COLUMNS)
     [server_row] = server_texts(reports.wiki_table([row]), PAGE_COLUMNS)
     for column, shown_cloud, shown_server in zip(PAGE_COLUMNS, cloud_row, server_row,
                                                  strict=True):
@@ -185,11 +185,7 @@ def test_any_text_in_the_rulebook_shows_as_written_in_both(rows):
                  rally_url=_LINKS, work_status=st.sampled_from(["Defined", "Completed"]),
                  state=st.sampled_from(["open", "done"])))
 def test_the_fast_cloud_row_is_the_row_of_the_item(it):
-    row = reports.todo_row(it)
-    line = "|" + "|".join(cloud.card_cell(row[c], row["_link"]) if c == "Rally Card" else
-                          cloud.status_cell(row[c], row["_colour"]) if c == "Status" else
-                          cloud.cell(row[c]) for c in PAGE_COLUMNS) + "|"
-    assert cloud.todo_row(it) == line
+    assert cloud.todo_row(it) == cloud_line(reports.todo_row(it))
 
 
 # --- which files report writes ---------------------------------------------------------------

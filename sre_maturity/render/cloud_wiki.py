@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 
 from sre_maturity.render import reports
@@ -131,7 +131,3 @@ def todo_row(it: Mapping) -> str:
     """An item's to-do row in the Cloud dialect (as :func:`reports.wiki_todo_row`)."""
     return _ROWS.row(it)
 
-
-def table_row(row: Mapping[str, object], columns: Sequence[str]) -> str:
-    """A table row of plain cells (``columns`` of ``row``)."""
-    return "|" + "|".join(cell(row.get(c, "")) for c in columns) + "|"

@@ -198,6 +198,10 @@ class Database:
                 info.team = r["team"]
         return assets
 
+    def categories_ever(self) -> set[str]:
+        """Every category the model holds or held (archived capabilities' too)."""
+        return {r["category"] for r in self.conn.execute("SELECT category FROM capabilities")}
+
     def flow_assets_ever(self) -> set[tuple[str, str]]:
         """Every (flow, asset) pair flows.csv ever listed, archived ones too."""
         return {(r["flow"], r["asset"]) for r in self.conn.execute("SELECT flow, asset FROM flows")}

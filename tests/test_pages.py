@@ -760,3 +760,17 @@ def test_kept_table_merge_keeps_colours_where_the_tool_has_no_opinion():
         '</td><td data-highlight-colour="#ffebe6"><p>R</p></td><td><p>n</p></td></tr>'
         '<tr><td><p>theirs</p></td><td><p>z</p></td><td><p>3</p></td><td><p /></td>'
         '<td><p /></td></tr></tbody></table>')
+
+
+def test_kept_table_merge_drops_a_column_the_tool_no_longer_writes():
+    from sre_maturity.render import kept_table
+    old = ('<h2>T</h2><table><colgroup><col /><col /><col /></colgroup><tbody>'
+           '<tr><th><p>Key</p></th><th><p>Old category</p></th><th><p>Mine</p></th></tr>'
+           '<tr><td><p>a</p></td><td><p>1</p></td><td><p>x</p></td></tr></tbody></table>')
+    fresh = '<table><tbody><tr><th><p>Key</p></th></tr><tr><td><p>a</p></td></tr></tbody></table>'
+    found = storage_page.locate(storage_page.load(old), "T", storage_page.has_columns("Key"))
+    # Without knowing the column was the tool's, it is a person's and stays.
+    assert "Old category" in kept_table.merge(found, fresh, ("Key",))
+    assert kept_table.merge(found, fresh, ("Key",), known_columns={"old category"}) == (
+        '<table><tbody><tr><th><p>Key</p></th><th><p>Mine</p></th></tr>'
+        '<tr><td><p>a</p></td><td><p>x</p></td></tr></tbody></table>')

@@ -98,13 +98,15 @@ def _read(page: sp.Page, table: etree._Element, keys: Sequence[str]) -> _Table:
     return _Table(open_tag, extras, header, rows[0][1] == "thead", names, body)
 
 
-def _layout(old: _Table, new: _Table) -> list[tuple[int | None, int | None]]:
+def _layout(old: _Table, new: _Table, retired: Collection[str]
+            ) -> list[tuple[int | None, int | None]]:
     """The new table's columns as (index in the tool's table or None for a person's column,
-    index in the old table or None): the old order, the tool's new columns after the tool
-    column they follow in the tool's table."""
+    index in the old table or None): the old order without the tool's ``retired`` columns,
+    the tool's new columns after the tool column they follow in the tool's table."""
     tool = {name: i for i, name in enumerate(new.names)}
     layout: list[tuple[int | None, int | None]] = [
-        (tool.get(name), i) for i, name in enumerate(old.names)]
+        (tool.get(name), i) for i, name in enumerate(old.names)
+        if name in tool or name not in retired]
     placed = {t for t, _o in layout if t is not None}
     for t in range(len(new.names)):
         if t in placed:
@@ -126,17 +128,18 @@ def _tool_cell(new: _Cell, was: _Cell | None) -> str:
 
 
 def merge(found: sp.Found, markup: str, keys: Sequence[str],
-          known: Collection[tuple[str, ...]] = ()) -> str:
+          known: Collection[tuple[str, ...]] = (), known_columns: Collection[str] = ()) -> str:
     """The tool's fresh table ``markup`` with what people added to the old table under
     ``found`` kept (the module's rules). ``known``: keys (folded) of rows the tool once wrote
     that may leave the table (a retired asset); rows of neither ``markup`` nor ``known`` are a
-    person's."""
+    person's. ``known_columns`` likewise for columns (folded header texts: a category the
+    model no longer has)."""
     if found.table is None:
         return markup
     page = sp.load(markup)
     fresh = _read(page, next(el for el in page.elements if sp.local(el) == "table"), keys)
     old = _read(found.page, found.table, keys)
-    layout = _layout(old, fresh)
+    layout = _layout(old, fresh, known_columns)
     same_layout = [o for _t, o in layout] == list(range(len(old.names)))
     wanted = {r.key for r in fresh.rows}
     matches: dict[tuple[str, ...], _Row] = {}
@@ -173,14 +176,15 @@ def merge(found: sp.Found, markup: str, keys: Sequence[str],
 
 
 def table_edit(title: str, is_ours: sp.IsOurs, markup: str, keys: Sequence[str],
-               known: Collection[tuple[str, ...]] = (),
+               known: Collection[tuple[str, ...]] = (), known_columns: Collection[str] = (),
                summary: str = "table updated") -> Callable[[str], tuple[str, bool, str]]:
     """A page edit for ``confluence.update_page`` (as ``storage_page.table_edit``) that keeps
     what people added to the table (:func:`merge`)."""
 
     def apply(body: str) -> tuple[str, bool, str]:
         result = sp.splice_table(body, title, is_ours,
-                                 lambda found: merge(found, markup, keys, known))
+                                 lambda found: merge(found, markup, keys, known,
+                                                     known_columns))
         return result.body, result.changed, summary if result.changed else "no changes"
 
     return apply

@@ -115,6 +115,7 @@ def update_confluence(ctx: Context) -> None:
         known_levels = {(storage_page.fold(c), storage_page.fold(f"L{level}"))
                         for c, level in db.level_specs()}
         pairs = db.flow_assets_ever()
+        categories = db.categories_ever()
     fold = storage_page.fold
     known_assets = {(fold(f), fold(a)) for f, a in pairs}
     known_assets |= {(fold(f), fold(matrix_page.WEAKEST_LINK)) for f, _a in pairs}
@@ -130,7 +131,7 @@ def update_confluence(ctx: Context) -> None:
                 edit = kept_table.table_edit(
                     title, storage_page.has_columns(*matrix_page.SIGNATURE),
                     matrix_page.confluence_table(matrix, flows, client.flavour),
-                    matrix_page.KEY, known_assets)
+                    matrix_page.KEY, known_assets, {fold(c) for c in categories})
             result = confluence.update_page(client, settings.text(name), edit)
             if result["changed"]:
                 ctx.print(f"confluence: '{title}' page updated to version {result['version']} "

@@ -4,6 +4,7 @@ a bare origin and the tool's own merge driver."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,20 @@ def test_the_dump_shows_the_new_tables_in_words(clones):
            "link https://m | fingerprint f1" in text
     assert "overrides: web | oncall-1 | answer yes | reason rota in the wiki | by amy " + T1 + \
            " | until 2027-01-01" in text
+
+
+def test_checks_and_evidence_both_sides_added_survive_a_pull_with_rebase(clones, run,
+                                                                         monkeypatch):
+    a, b = clones
+    edit_checks(run, monkeypatch, a, T1, ["a-first,Alerts,2,,file,runbooks/{asset}.md,,,,\n",
+                                          *ROWS])
+    write(a, [EvidenceRecord("web", "a-first", "pass", "found", "", T1, "2026-11-08", "f")])
+    push(a)
+    edit_checks(run, monkeypatch, b, T2, [*ROWS, "b-last,On-call,2,,file,rota.md,,,,\n"])
+    write(b, [EvidenceRecord("web", "b-last", "fail", "missing", "", T2, "2026-11-08", "f")])
+    proc = subprocess.run(["git", "pull", "-q", "--rebase"], cwd=b, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git(b, "status", "--porcelain").strip() == ""
+    assert {"a-first", "b-last"} <= set(checks_of(b))
+    assert set(stored(b)[0]) == {("web", "a-first"), ("web", "b-last")}

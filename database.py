@@ -336,11 +336,13 @@ class Database:
         cur.row_factory = None
         return cur.execute(sql, params)
 
-    def cell_levels(self, assets: Iterable[str] | None = None) -> Iterator[tuple]:
+    def cell_levels(self, assets: Iterable[str] | None = None, *, by: bool = False
+                    ) -> Iterator[tuple]:
         """``(asset, capability, state, level, na_until)`` of the recorded cells (of
-        ``assets``): all the terminal matrix needs of a cell."""
+        ``assets``): all the terminal matrix needs of a cell (``by``: and who assessed it)."""
         sql, params = _asset_filter(
-            "SELECT asset, capability, state, level, na_until FROM cells WHERE 1=1", [], assets)
+            "SELECT asset, capability, state, level, na_until" + (", assessed_by" if by else "")
+            + " FROM cells WHERE 1=1", [], assets)
         cur = self.conn.cursor()
         cur.row_factory = None
         return cur.execute(sql, params)
@@ -679,18 +681,22 @@ class Database:
         cur.row_factory = None
         return {(r[0], r[1]): EvidenceRecord(*r) for r in cur.execute(sql, params)}
 
-    def person_levels(self, assets: Iterable[str] | None = None, *, checks_source: str
+    def person_levels(self, keys: Iterable[tuple[str, str]], *, checks_source: str
                       ) -> dict[tuple[str, str], tuple[str, int | None]]:
-        """The latest assessment a person made of each cell (of ``assets``): (state, level),
-        history entries whose source is ``checks_source`` (the checks' own) left out."""
-        sql, params = _asset_filter(
-            "SELECT asset, capability, new_state, new_level FROM (SELECT asset, capability, "
-            "new_state, new_level, row_number() OVER (PARTITION BY asset, capability ORDER BY "
-            "assessed_at DESC, seq DESC) AS n FROM assessments WHERE source != ?) WHERE n = 1",
-            [checks_source], assets)
+        """The latest assessment a person made of each cell of ``keys`` (asset, capability)
+        that has one: (state, level), history entries whose source is ``checks_source`` (the
+        checks' own) left out. One indexed look-up per cell."""
         cur = self.conn.cursor()
         cur.row_factory = None
-        return {(r[0], r[1]): (r[2], r[3]) for r in cur.execute(sql, params)}
+        out = {}
+        for asset, capability in keys:
+            row = cur.execute(
+                "SELECT new_state, new_level FROM assessments WHERE asset = ? AND "
+                "capability = ? AND source != ? ORDER BY assessed_at DESC, seq DESC LIMIT 1",
+                (asset, capability, checks_source)).fetchone()
+            if row is not None:
+                out[(asset, capability)] = (row[0], row[1])
+        return out
 
     def set_override(self, override: Override) -> None:
         """Record (or replace) the override of one check for one asset (inside the caller's

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sre_maturity.support.context import CommandOptions, Context
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sre_maturity.rules import views
     from sre_maturity.rules.checkspec import CheckRow
 
-OVERRIDE_DAYS = 90  # an override's default expiry
+MESSAGE_MOVES = 40  # moved cells listed in a run's commit message
 # Verdicts that told nothing because the source could not answer (exit 3, listed).
 COULD_NOT_TELL = ("error",)
 
@@ -60,7 +60,7 @@ class Move(NamedTuple):
     asset: str
     capability: str
     old: int | None
-    new: int | None
+    new: int
     failed_question: str
     answers: list[dict]
     notes: str
@@ -147,8 +147,8 @@ def _scope(db: Database, opts: AutoOptions
                              f"answers a question of {cap!r}")
     today = now_iso()[:10]
     not_applicable: dict[str, set[str]] = {}
-    for (asset, capability), cell in db.load_cells().items():
-        if mt.effective_cell(cell, today).state == mt.NOT_APPLICABLE:
+    for asset, capability, state, _level, until in db.cell_levels(names):
+        if mt.not_applicable_now(state, until, today):
             not_applicable.setdefault(asset, set()).add(capability)
     scopes = [AssetScope(a, (info.team,) if info.team else (), tuple(info.flows),
                          frozenset(not_applicable.get(a, ())))
@@ -320,18 +320,21 @@ def _update_matrix(ctx: Context, db: Database, moves: Sequence[Move]) -> None:
 
 
 def record_moves(db: Database, moves: Sequence[Move]) -> None:
-    """One history entry per moved cell, by ``sre-tracker (checks)``, noting the checks."""
-    from database import now_iso
+    """One history entry per moved cell, by ``sre-tracker (checks)``, noting the checks; the
+    items of all of them brought in line at once (inside the caller's transaction)."""
+    from database import history_entry, now_iso
     from sre_maturity.rules import evidence as ev
     from sre_maturity.rules import maturity as mt
 
+    if not moves:
+        return
     at = now_iso()
-    for m in moves:
-        db.record_assessment(
-            m.asset, m.capability, mt.ASSESSED if m.new is not None else mt.NOT_ASSESSED,
-            m.new, answers=m.answers, failed_question=m.failed_question, notes=m.notes,
-            na_reason="", na_until="", assessed_by=ev.CHECKS_ASSESSOR,
-            assessed_at=at, source=ev.CHECKS_SOURCE)
+    db.append_history([history_entry(
+        m.asset, m.capability, mt.ASSESSED if m.old is not None else mt.NOT_ASSESSED, m.old,
+        mt.ASSESSED, m.new, m.answers, m.failed_question, m.notes, "", "",
+        ev.CHECKS_ASSESSOR, at, ev.CHECKS_SOURCE) for m in moves])
+    touched = {(m.asset, m.capability) for m in moves}
+    db.refresh_items(touched, reassessed=touched, now=at)
 
 
 def run_message(verdicts: Sequence[Verdict], moves: Sequence[Move]) -> str:
@@ -346,8 +349,11 @@ def run_message(verdicts: Sequence[Verdict], moves: Sequence[Move]) -> str:
                 f"{_level_text(m.new)} ({said})")
     else:
         head = f"assess --auto: {len(moves)} levels moved ({said})"
-    body = [f"{m.asset} / {m.capability} {_level_text(m.old)}→{_level_text(m.new)}: {m.notes}"
-            for m in moves]
+    # The moves one line each, up to a screenful (the history holds every one, with notes).
+    body = [f"{m.asset} / {m.capability} {_level_text(m.old)}→{_level_text(m.new)}"
+            for m in moves[:MESSAGE_MOVES]]
+    if len(moves) > MESSAGE_MOVES:
+        body.append(f"... and {len(moves) - MESSAGE_MOVES} more (see history)")
     return head + ("\n\n" + "\n".join(body) if len(moves) > 1 else "")
 
 
@@ -358,6 +364,7 @@ def run_override(opts: AutoOptions, ctx: Context) -> int:
     from database import DB_FILE, MATRIX_FILE, now_iso
     from sre_maturity.commands.assessment import parse_until
     from sre_maturity.git import gitops
+    from sre_maturity.rules import evidence as ev
     from sre_maturity.rules.checkspec import Override
     from sre_maturity.support import interrupts
     from sre_maturity.support.names import resolve
@@ -390,8 +397,7 @@ def run_override(opts: AutoOptions, ctx: Context) -> int:
     today = now[:10]
     until = ""
     if not clearing:
-        until = parse_until(opts.until, today) or (
-            date.fromisoformat(today) + timedelta(days=OVERRIDE_DAYS)).isoformat()
+        until = ev.override_until(datetime.fromisoformat(now), parse_until(opts.until, today))
     by = opts.assessor or gitops.user_name(ctx.data_dir)
     with ctx.writing(), interrupts.deferred():
         with ctx.open_db() as db:
@@ -449,18 +455,21 @@ def plan_moves(db: Database, model: Mapping[str, mt.Capability], verdicts: Itera
     keys = set(cells) | {(v.asset, v.capability) for v in verdicts
                          if v.verdict != "not_applicable"}
     found = views.cell_evidence(db, keys, now, overlay=verdicts)
-    current = db.load_cells(set(found))
+    current = {(r[0], r[1]): r for r in db.cell_levels({a for a, _c in found})}
     today = now.date().isoformat()
     moves = []
     for key, seen in found.items():
-        cell = mt.effective_cell(current.get(key) or mt.Cell(*key), today)
-        cap = model.get(key[1])
-        if cell.state == mt.NOT_APPLICABLE or cap is None:
+        asset, capability, state, level, until = current.get(key) or (*key, mt.NOT_ASSESSED,
+                                                                      None, "")
+        cap = model.get(capability)
+        if mt.not_applicable_now(state, until, today) or cap is None:
             continue
-        old = cell.level if cell.state == mt.ASSESSED else None
+        old = level if state == mt.ASSESSED else None
         new = seen.result.level
         notes = _notes(seen)
-        if new is None and old is not None:
+        if new is None:
+            if old is None:
+                continue
             # An assessed cell cannot go back to Not Assessed, and unknown never counts as
             # healthy: with nothing answering level 1 any more, the level is 0.
             new = 0

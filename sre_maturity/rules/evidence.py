@@ -160,12 +160,17 @@ def fingerprint_for(check: CheckRow, used: Iterable[tuple[str, str]]) -> str:
 def states_for(asset: str, teams: Iterable[str], flows: Iterable[str],
                checks: Iterable[CheckRow], params: Mapping[str, str],
                records: Mapping[tuple[str, str], EvidenceRecord],
-               overrides: Mapping[tuple[str, str], Override], now: datetime
+               overrides: Mapping[tuple[str, str], Override], now: datetime,
+               fingerprints: Mapping[tuple[str, str], str] | None = None
                ) -> list[CheckState]:
     """How each check that applies to ``asset`` stands now, from the stored evidence and
-    overrides (keyed by ``(asset, check name)``): what ``cell`` and ``summary`` take."""
+    overrides (keyed by ``(asset, check name)``): what ``cell`` and ``summary`` take.
+    ``fingerprints`` holds current fingerprints already known (a run's verdicts carry them),
+    so their targets are not filled in again."""
     teams, flows = tuple(teams), tuple(flows)
-    return [state(c, records.get((asset, c.name)), current_fingerprint(c, asset, params),
+    known = fingerprints or {}
+    return [state(c, records.get((asset, c.name)),
+                  known.get((asset, c.name)) or current_fingerprint(c, asset, params),
                   overrides.get((asset, c.name)), now)
             for c in checks if applies(c.applies_to, asset, teams, flows)]
 

@@ -189,9 +189,14 @@ def level_from_answers(
 
 def effective_cell(cell: Cell, today: str) -> Cell:
     """The cell as it counts today: an expired Not Applicable mark counts as Not Assessed."""
-    if cell.state == NOT_APPLICABLE and cell.na_until and cell.na_until < today:
+    if cell.state == NOT_APPLICABLE and not not_applicable_now(cell.state, cell.na_until, today):
         return Cell(asset=cell.asset, capability=cell.capability)
     return cell
+
+
+def not_applicable_now(state: str, na_until: str, today: str) -> bool:
+    """Whether a cell in ``state`` with this expiry is Not Applicable today."""
+    return state == NOT_APPLICABLE and not (na_until and na_until < today)
 
 
 def asset_target(targets: Iterable[int]) -> int:

@@ -394,6 +394,7 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
     from sre_maturity.rules.checkspec import DEFINITIVE, EvidenceRecord
 
     keys = set(keys)
+    overlay = list(overlay)
     names = {a for a, _c in keys}
     by_capability: dict[str, list[CheckRow]] = {}
     for check in db.load_checks():
@@ -408,7 +409,17 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
                 v.asset, v.check, v.verdict, v.detail, v.link or "", v.checked_at,
                 v.valid_until or "", v.fingerprint)
     overrides = {(o.asset, o.check): o for o in db.load_overrides()}
-    person = db.person_levels(names, checks_source=ev.CHECKS_SOURCE)
+    # The person's latest answer is the cell's own unless the checks moved it since.
+    person: dict[tuple[str, str], tuple[str, int | None]] = {}
+    by_checks = []
+    for asset, capability, state, level, _until, by in db.cell_levels(names, by=True):
+        if (asset, capability) in keys:
+            if by == ev.CHECKS_ASSESSOR:
+                by_checks.append((asset, capability))
+            else:
+                person[(asset, capability)] = (state, level)
+    person.update(db.person_levels(by_checks, checks_source=ev.CHECKS_SOURCE))
+    fingerprints = {(v.asset, v.check): v.fingerprint for v in overlay}
     out = {}
     for asset, capability in sorted(keys):
         info, cap = assets.get(asset), model.get(capability)
@@ -420,7 +431,7 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
         if not checks:
             continue
         states = ev.states_for(asset, teams, info.flows, checks, params.get(asset, {}),
-                               records, overrides, now)
+                               records, overrides, now, fingerprints)
         state, level = person.get((asset, capability), (mt.NOT_ASSESSED, None))
         person_level = level if state == mt.ASSESSED else None
         questions = {lv: len(spec.questions) for lv, spec in cap.levels.items()}

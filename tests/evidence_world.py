@@ -2,15 +2,19 @@
 PagerDuty, a web site) on 127.0.0.1, and a data folder whose checks.csv / assets.csv point at
 them. Used by the ``assess --auto`` tests, the README capture and the bench.
 
-    python -m tests.evidence_world DIR     # or: python tests/evidence_world.py DIR
+    python tests/evidence_world.py DIR [--disabled-alert ASSET] [--nobody-on-call SERVICE]
+                                       [--failing-runbook ASSET]
 
-writes the example data into DIR (set up, committed), starts the fakes and prints the
-settings to ``export``; it serves until Ctrl-C.
+starts the fakes with what the checks of DIR's ``assets.csv`` (the example data) look for,
+points its ``runbook_url`` column at the fake web site, prints the settings to ``export`` and
+serves until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,23 +80,66 @@ def assets_csv(src: Sources, assets: list[str]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def populate_from(src: Sources, folder: Path, *, disabled: Iterable[str] = (),
+                  nobody: Iterable[str] = (), failing: Iterable[str] = ()) -> None:
+    """Give the assets of ``folder/assets.csv`` (the example data's columns) what their checks
+    look for: an alerting rule per ``prometheus_service`` (and a request-rate series), a Splunk
+    alert matching ``splunk_alert`` (disabled for the assets in ``disabled``), a PagerDuty
+    service per ``pagerduty_service`` with someone on call (nobody for the services in
+    ``nobody``), a routing search result, and a runbook page per ``runbook_url``, which is
+    rewritten to point at the fake web site (answering 503 for the assets in ``failing``)."""
+    path = folder / "assets.csv"
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    services: set[str] = set()
+    for row in rows:
+        asset = row["Asset Name"]
+        if row.get("prometheus_service"):
+            service = row["prometheus_service"]
+            src.prometheus.add_rule(f"{service}-down", {"service": service})
+            src.prometheus.series[
+                f'sum(rate(http_requests_total{{service="{service}"}}[5m]))'] = [({}, 12.5)]
+        if row.get("splunk_alert"):
+            src.splunk.add_alert(row["splunk_alert"],
+                                 disabled=asset in disabled)
+            src.splunk.results[f'search index=alerts service="{asset}" | stats count'] = [
+                {"count": "3"}]
+        team = row.get("pagerduty_service")
+        if team and team not in services:
+            services.add(team)
+            src.pagerduty.add_service(team, on_call=None if team in set(nobody) else 1)
+        if row.get("runbook_url"):
+            page = f"/runbooks/{asset}"
+            if asset in set(failing):
+                src.web.page(page, "upstream unavailable", status=503)
+            else:
+                src.web.page(page, f"<h1>Runbook: {asset}</h1>")
+            row["runbook_url"] = src.web.url + page
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["Asset Name"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main(argv: list[str]) -> int:
     """Serve the example world until Ctrl-C (see the module docstring)."""
+    import argparse
     import time
 
-    if len(argv) != 1:
-        print("usage: python tests/evidence_world.py DIR", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(description="serve fake evidence sources for DIR's "
+                                                 "assets.csv (its runbook_url rewritten)")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--disabled-alert", action="append", default=[], metavar="ASSET")
+    parser.add_argument("--nobody-on-call", action="append", default=[], metavar="SERVICE")
+    parser.add_argument("--failing-runbook", action="append", default=[], metavar="ASSET")
+    args = parser.parse_args(argv)
     with ExitStack() as stack:
         src = start(stack)
-        names = ["payment-api", "web", "auth"]
-        populate(src, names, healthy={"payment-api", "auth"})
-        folder = Path(argv[0])
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "assets.csv").write_text(assets_csv(src, names), encoding="utf-8")
+        populate_from(src, args.folder, disabled=args.disabled_alert,
+                      nobody=args.nobody_on_call, failing=args.failing_runbook)
         for name, value in src.settings().items():
             print(f"export {name}='{value}'")
-        print(f"# runbooks under {src.web.url}/runbooks/ ; Ctrl-C stops the fakes", flush=True)
+        print("# the fakes serve until Ctrl-C", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -187,20 +187,17 @@ def summary_counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
     return {name: counted.get(name, 0) for name in VERDICTS}
 
 
-def json_text(verdicts: Sequence[Verdict], moves: Sequence[Move], *, explain: bool = False,
-              dry_run: bool = False) -> str:
-    """``{"results", "levels", "summary"}`` as SPEC §12 pins it."""
+def json_text(verdicts: Sequence[Verdict], moves: Sequence[Move], *,
+              explain: bool = False) -> str:
+    """``{"results", "levels", "summary"}`` as SPEC §12 pins it (the summary holds only the
+    counts by verdict, so they add up to the results)."""
     import json
 
-    summary: dict[str, Any] = {**summary_counts(verdicts), "total": len(verdicts),
-                               "levels_moved": len(moves)}
-    if dry_run:
-        summary["dry_run"] = True
     return json.dumps({
         "results": [result_dict(v, explain=explain) for v in verdicts],
         "levels": [{"asset": m.asset, "capability": m.capability, "old": m.old, "new": m.new}
                    for m in moves],
-        "summary": summary}, indent=2, ensure_ascii=False)
+        "summary": summary_counts(verdicts)}, indent=2, ensure_ascii=False)
 
 
 def junit_text(verdicts: Sequence[Verdict]) -> str:
@@ -248,7 +245,7 @@ def show_run(ctx: Context, opts: AutoOptions, verdicts: Sequence[Verdict],
     """Print the run in the asked format (json and junit always: they are the data asked
     for; the table is silenced by -q)."""
     if opts.format == "json":
-        _data(json_text(verdicts, moves, explain=opts.explain, dry_run=opts.dry_run))
+        _data(json_text(verdicts, moves, explain=opts.explain))
         return
     if opts.format == "junit":
         _data(junit_text(verdicts))

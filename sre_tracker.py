@@ -407,11 +407,7 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
         with ctx.writing():
             return _dispatch(args, ctx)
     except KeyboardInterrupt:
-        # A command that locks only while it saves (assess --auto, --override) holds Ctrl-C
-        # until its commit is made: say what it kept.
-        said = _finish_interrupted(args, ctx) if ctx is not None and ctx.committed else \
-            "interrupted; nothing was written"
-        print(f"\nsre_tracker: {said}", file=sys.stderr)
+        print("\nsre_tracker: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrackerError as exc:
         if verbosity > 0:

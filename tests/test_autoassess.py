@@ -439,3 +439,29 @@ def test_checks_run_while_another_command_holds_the_lock(data, world):
     assert proc.returncode == 0, err
     assert json.loads(out)["summary"]["pass"] > 0
     assert commits(data) == before + 1
+
+
+@pytest.mark.parametrize("stage", ["before-db-commit", "before-git-commit"])
+def test_ctrl_c_while_saving_finishes_the_save_and_its_commit(data, world, tmp_path, stage):
+    """The save is short and held whole: a Ctrl-C in it is acted on once the commit is made."""
+    import signal
+    import time
+
+    marker = tmp_path / "paused"
+    env = {**os.environ, **world.settings(), "SRE_TRACKER_TEST_PAUSE": stage,
+           "SRE_TRACKER_TEST_PAUSE_FILE": str(marker)}
+    before = commits(data)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sre_tracker.py"), "--data-dir",
+                             str(data), "assess", "--auto"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    marker.unlink()
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "the change saved before the interrupt is committed (" in err
+    assert commits(data) == before + 1
+    assert git(data, "status", "--porcelain") == ""
+    assert cell(data, "web", "Alerts").level == 1

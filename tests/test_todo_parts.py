@@ -344,3 +344,11 @@ def test_a_large_matrix_is_an_overview_and_one_self_contained_file_per_flow(
     run(many, "report")
     assert sorted(p.name for p in many.glob("sre_matrix.*.html")) == []
     assert (many / "sre_matrix.html").read_text().count('<section class="flow"') == 2
+
+
+def test_check_recognises_the_index_of_a_split_list(many: Path, run, wiki, small_pages,
+                                                    tmp_path):
+    push(run, many, tmp_path)
+    code, out, err = run(many, "check")
+    assert "index of the split to-do list under 'SRE Action Items': 3 parts on child pages" \
+        in out, out + err

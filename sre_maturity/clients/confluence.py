@@ -719,6 +719,19 @@ def check_page(client: ConfluenceClient, page_id: str | int, title: str) -> str:
     where = f"page '{page['title']}' v{page['version']}"
     if info.table:
         return f"{where}, table '{title}' with {info.rows} row{'' if info.rows == 1 else 's'}"
+    parts = _index_rows(page["body"], title) if info.heading else None
+    if parts is not None:
+        return (f"{where}, index of the split to-do list under '{title}': {parts} "
+                f"part{'' if parts == 1 else 's'} on child pages")
     if info.heading:
         return f"{where}, heading '{title}' has no table yet: the table will be added under it"
     return f"{where}, heading '{title}' not found: the table will be appended"
+
+
+def _index_rows(body: str, title: str) -> int | None:
+    """The rows of a split list's index under ``title`` (see ``todo_parts``), or None."""
+    from sre_maturity.render import storage_page, todo_parts
+    found = storage_page.locate(storage_page.load(body), title, todo_parts.INDEX_IS_OURS)
+    if found.table is None:
+        return None
+    return sum(1 for _tr in found.table.iter("{*}tr")) - 1

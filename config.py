@@ -133,6 +133,14 @@ class Settings:
                 lines.append(f"{s.name} = {s.shown} ({s.source})")
         return lines
 
+    def check_service(self, prefix: str) -> None:
+        """Raise ConfigError for the first setting of one service (``CONFLUENCE_``, ``RALLY_``,
+        ...) whose value is not valid: a command checks every service it will talk to before
+        it writes anything."""
+        for name in self.values:
+            if name.startswith(prefix):
+                self.get(name)
+
     def missing(self, names: tuple[str, ...] | list[str]) -> list[str]:
         return [n for n in names if not self.get(n)]
 
@@ -191,7 +199,55 @@ def _parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}={value!r} is not a yes/no value; use true or false")
 
 
-def _check_url(name: str, value: str) -> None:
+# Below this length a "secret" is not a real key: masking it would mangle ordinary words.
+MIN_SECRET = 8
+# Every secret value this process has read (settings of any source, valid or not).
+_known_secrets: set[str] = set()
+
+
+def remember_secret(value: str | None) -> None:
+    """Add a value to what :func:`mask_secrets` hides (clients of other services call this
+    for their own tokens)."""
+    if value and len(value.strip()) >= MIN_SECRET:
+        _known_secrets.add(value.strip())
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every known secret (any service's, from any source) replaced by
+    ``<hidden>``: a server may echo another service's key, a user may paste a key into the
+    wrong setting. Longest first, so a key that contains another is hidden whole."""
+    for secret in sorted(_known_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "<hidden>")
+    return text
+
+
+def _shown(value: str) -> str:
+    """A value quoted in a validation message: a long one (a key pasted into the wrong
+    setting?) is described, never echoed."""
+    return repr(value) if len(value) <= 24 else f"a {len(value)}-character value"
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine (localhost, 127.0.0.0/8, ::1): the only place plain http may go."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain") or \
+            host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(name: str, value: str) -> str:
+    """Validate a service URL setting (any ``*_URL``); return it without a trailing ``/``.
+
+    Refused, never echoing what could be a credential: a user or password in it, a query or
+    fragment (``?apikey=…``), plain ``http://`` to anything but this machine (the key would
+    cross the network, and any proxy, in clear text), and anything that is not a URL.
+    """
     authority = value.split("//", 1)[-1].split("/", 1)[0]
     if "@" in authority:
         # Never echo it: what precedes the @ is a user name and often a password.
@@ -204,27 +260,39 @@ def _check_url(name: str, value: str) -> None:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(
-            f"{name} is not a valid URL ({value!r}); use the form https://host[/path]"
+            f"{name} is not a valid URL ({_shown(value)}); use the form https://host[/path]"
         )
+    if parsed.query or parsed.fragment or "?" in value or "#" in value:
+        raise ConfigError(
+            f"{name} has a query or fragment (?… or #…); give only https://host[/path] and put "
+            "any key in its own setting"
+        )
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        raise ConfigError(
+            f"{name} uses http://, which would send the credentials in clear text to "
+            f"{parsed.hostname} and every proxy on the way; use https:// (plain http is "
+            "accepted only for this machine: localhost, 127.0.0.1, ::1)"
+        )
+    return value.rstrip("/")
 
 
 def validate(name: str, value: str) -> str:
     """Check one setting's value; return it normalised or raise ConfigError naming it."""
     value = value.strip()
     if name.endswith("_URL"):
-        _check_url(name, value)
-        return value.rstrip("/")
+        return check_url(name, value)
     if name in ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "CONFLUENCE_PAGE_ID",
                 "CONFLUENCE_RULEBOOK_PAGE_ID", "CONFLUENCE_MATRIX_PAGE_ID"):
         if not (value.isascii() and value.isdigit()):  # "²³".isdigit() is True
-            raise ConfigError(f"{name} must be a numeric id, not {value!r}")
+            raise ConfigError(f"{name} must be a numeric id, not {_shown(value)}")
     elif name == "RALLY_PARENT_ID":
         if not re.fullmatch(r"[A-Za-z]+[0-9]+", value):
-            raise ConfigError(f"{name} must be a FormattedID such as F1234, not {value!r}")
+            raise ConfigError(f"{name} must be a FormattedID such as F1234, not "
+                              f"{_shown(value)}")
         return value.upper()
     elif name == "CONFLUENCE_API":
         if value.lower() not in ("auto", "cloud", "datacenter"):
-            raise ConfigError(f"{name} must be cloud, datacenter or auto, not {value!r}")
+            raise ConfigError(f"{name} must be cloud, datacenter or auto, not {_shown(value)}")
         return value.lower()
     elif name == "SRE_TRACKER_GIT_COMMIT":
         return "true" if _parse_bool(name, value) else "false"
@@ -250,12 +318,17 @@ def _latin1(text: str) -> bool:
 
 
 def _read_env_file(path: Path) -> dict[str, str | None]:
+    """The file's values; a secret is taken exactly as written (python-dotenv would expand a
+    ``${…}`` inside a generated key or token)."""
     from dotenv import dotenv_values
 
     try:
-        return dict(dotenv_values(path, encoding="utf-8"))
+        values = dict(dotenv_values(path, encoding="utf-8"))
+        raw = dotenv_values(path, encoding="utf-8", interpolate=False)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8") from exc
+    values.update({name: raw[name] for name in SECRETS if name in raw})
+    return values
 
 
 def load(
@@ -292,6 +365,9 @@ def load(
             env_path = None
     file_values = _read_env_file(env_path) if env_path else {}
 
+    for name in SECRETS:
+        for given in (flags, environ, file_values):
+            remember_secret(given.get(name))
     values: dict[str, Setting] = {}
     for name, (default, _meaning) in VARIABLES.items():
         if name == "SRE_TRACKER_DATA_DIR":
@@ -310,7 +386,8 @@ def load(
                 except ConfigError as exc:
                     if not name.startswith(SERVICE_PREFIXES):
                         raise
-                    values[name] = Setting(name, None, source, error=str(exc))
+                    values[name] = Setting(name, None, source,
+                                           error=mask_secrets(str(exc)))
                 break
         else:
             values[name] = Setting(name, None, "unset")

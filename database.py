@@ -60,6 +60,23 @@ class VerdictLike(Protocol):
     def fingerprint(self) -> str: ...
 
 
+class FileReplaced(DatabaseError):
+    """``sre_data.db`` was replaced by another program (git pull, checkout, merge) while this
+    run had it open: what the run wrote went into the old file, and nothing was saved."""
+
+    def __init__(self, path: Path, *, committed: bool) -> None:
+        if committed:
+            text = (f"{path} was replaced after this command saved its change in it (a git "
+                    "pull, checkout or merge meanwhile?): the change went with the old file and "
+                    "is neither in the folder nor in git; run the command again")
+        else:
+            text = (f"{path} was replaced while this command ran (a git pull, checkout or "
+                    "merge meanwhile?), so this change did not reach it: nothing was saved; run "
+                    "the command again")
+        super().__init__(text)
+        self.committed = committed
+
+
 class Rollback(Exception):
     """Raised inside :meth:`Database.transaction` to undo it without an error."""
 
@@ -75,14 +92,19 @@ class Database:
     # Called just before each transaction commits (the command context notes that the data
     # files must follow).
     on_commit: Callable[[], None] | None = None
+    # Called after each commit (and VACUUM) with the file's signature (schema.signature): what
+    # the folder's file must still be when git commits it.
+    on_saved: Callable[[tuple[int, int, int, int] | None], None] | None = None
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = Path(path)
         self.migrated_from: int | None = None
         self.backup: Path | None = None
         self._sound = False
+        self.identity: tuple[int, int] | None = None
         self._before: dict[tuple[str, str], mt.Cell] = {}
         self._specs: dict[tuple[str, int], mt.LevelSpec] | None = None
+        schema.check_regular(self.path)
         if not self.path.exists() and not create:
             raise DatabaseError(
                 f"no {self.path.name} in {self.path.parent}; run '{program_name()} setup' "
@@ -96,8 +118,12 @@ class Database:
             self.conn.execute("PRAGMA journal_mode=DELETE")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.migrated_from, self.backup = schema.prepare(self.conn, self.path)
+            self.identity = schema.inode_of(self.path)
         except sqlite3.DatabaseError as exc:
             self.close()
+            if schema.in_use(exc):
+                raise DatabaseError(schema.in_use_text(self.path) + "; nothing was written"
+                                    ) from None
             raise DatabaseError(
                 f"{self.path} is damaged ({exc}); restore it from git "
                 f"(git checkout -- {self.path.name}) or move it away"
@@ -130,25 +156,54 @@ class Database:
         that changed nothing and must leave the file byte-identical).
         """
         self.conn.execute("BEGIN IMMEDIATE")
+        changes_before = self.conn.total_changes
+        if self.identity is None:  # a file SQLite created on this first write
+            self.identity = schema.inode_of(self.path)
         try:
             yield self.conn
             interrupts.pause("before-db-commit")
+            self.check_same_file(committed=False)
         except Rollback:
-            self.conn.execute("ROLLBACK")
-            self._before.clear()
+            self._rollback()
             return
+        except sqlite3.Error:
+            self._rollback()
+            # SQLite refuses to write to a file that was unlinked under it ("readonly
+            # database"): say what happened, not what it looks like.
+            self.check_same_file(committed=False)
+            raise
         except BaseException:
-            self.conn.execute("ROLLBACK")
-            self._before.clear()
+            self._rollback()
             raise
         # From COMMIT on the change is kept: a Ctrl-C now waits until the caller has written
         # and committed the data files (interrupts.py).
         with interrupts.deferred():
-            if self.on_commit is not None:
+            # A transaction that changed no row leaves nothing for the files and git to follow.
+            if self.on_commit is not None and self.conn.total_changes != changes_before:
                 self.on_commit()
             self.conn.execute("COMMIT")
             self._before.clear()
             interrupts.pause("after-db-commit")
+            self.check_same_file(committed=True)
+            self._saved()
+
+    def _saved(self) -> None:
+        if self.on_saved is not None:
+            self.on_saved(schema.signature(self.path))
+
+    def _rollback(self) -> None:
+        """Undo the open transaction; SQLite has already undone it after some errors (a full
+        disk), and a second ROLLBACK would hide the real cause behind "no transaction"."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._before.clear()
+
+    def check_same_file(self, *, committed: bool) -> None:
+        """Raise FileReplaced when the folder's ``sre_data.db`` is no longer the file this
+        connection writes to (a git pull or checkout replaced it meanwhile: the folder lock
+        cannot stop git). The change is then in the unlinked old file, not in the folder."""
+        if schema.inode_of(self.path) != self.identity:
+            raise FileReplaced(self.path, committed=committed)
 
     def check(self) -> None:
         """A full ``quick_check`` now, whatever the remembered stamp says."""
@@ -157,7 +212,10 @@ class Database:
     def compact(self, *, always: bool = False) -> bool:
         """VACUUM after a big change (``always``: whatever the free pages), so the committed
         file is no larger than its data; True when it ran."""
-        return schema.compact(self.conn, 0 if always else schema.VACUUM_FREE_PAGES)
+        ran = schema.compact(self.conn, 0 if always else schema.VACUUM_FREE_PAGES)
+        if ran:
+            self._saved()
+        return ran
 
 
     # ------------------------------------------------------------------ reading

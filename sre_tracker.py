@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from config import __version__
+from config import __version__, mask_secrets
 from sre_maturity.support.context import Context
 from sre_maturity.support.errors import (
     CLONE_NAME,
@@ -328,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _MaskingFormatter(logging.Formatter):
+    """Log lines (and -v tracebacks) with every known secret hidden."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
 @contextmanager
 def _logging(verbosity: int) -> Iterator[None]:
     """Route the tool's log lines to stderr for one run, then put the logger back as it was
@@ -339,7 +346,7 @@ def _logging(verbosity: int) -> Iterator[None]:
     logger = logging.getLogger("sre_tracker")
     saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("sre_tracker: %(message)s"))
+    handler.setFormatter(_MaskingFormatter("sre_tracker: %(message)s"))
     logger.handlers = [handler]
     logger.setLevel(level)
     logger.propagate = False
@@ -361,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    with _logging(verbosity):
+    from sre_maturity.support.interrupts import as_interrupts
+
+    with _logging(verbosity), as_interrupts():
         return _run(args, verbosity)
 
 
@@ -400,6 +409,7 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
         from sre_maturity.rules.views import write_matrix_file
 
         ctx = Context(settings, verbosity, rewrite_matrix=write_matrix_file)
+        ctx.data_files = _data_files(args)
         for line in settings.describe():
             log.info("setting %s", line)
         if not _writes(args):
@@ -407,21 +417,28 @@ def _run(args: argparse.Namespace, verbosity: int) -> int:
         with ctx.writing():
             return _dispatch(args, ctx)
     except KeyboardInterrupt:
-        print("\nsre_tracker: interrupted; nothing was written", file=sys.stderr)
+        print(f"\nsre_tracker: interrupted; nothing was written{_rally_note(args)}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrackerError as exc:
         if verbosity > 0:
             log.exception("details")
         from sre_maturity.render.reports import visible
 
-        print(f"sre_tracker: error: {visible(exc)}", file=sys.stderr)
+        print(f"sre_tracker: error: {visible(mask_secrets(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # e.g. `status | head`
         return EXIT_OK
     except (OSError, sqlite3.Error) as exc:
         if verbosity > 0:
             log.exception("details")
-        print(f"sre_tracker: error: {_os_error_text(exc, ctx)}", file=sys.stderr)
+        text = _os_error_text(exc, ctx)
+        if ctx is not None and ctx.pending_commit:
+            # The database took the change before the failure: say so (the next writing
+            # command commits it, writelock.py).
+            text += ("; the change itself is saved in sre_data.db and the next sre-tracker "
+                     "command commits it")
+        print(f"sre_tracker: error: {mask_secrets(text)}", file=sys.stderr)
         return EXIT_ERROR
     except ModuleNotFoundError as exc:
         package = RUNTIME_PACKAGES.get((exc.name or "").partition(".")[0])
@@ -448,31 +465,46 @@ def _dispatch(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_INTERRUPTED
 
 
+def _data_files(args: argparse.Namespace) -> list[str]:
+    """The files a writing command commits (and an interrupted run's leftover commit takes)."""
+    from database import DB_FILE, MATRIX_FILE
+    from sre_maturity.store.sources import SETUP_FILES
+
+    files = [DB_FILE, MATRIX_FILE]
+    if args.command == "setup":
+        files += SETUP_FILES
+    return files
+
+
+def _rally_note(args: argparse.Namespace) -> str:
+    """What an interrupted push adds: a create may have reached Rally, its answer unread."""
+    if not getattr(args, "push", False):
+        return ""
+    return ("; Rally may hold stories created just before the interrupt: the next "
+            "report --push adopts them by their item keys, it never creates them twice")
+
+
 def _finish_interrupted(args: argparse.Namespace, ctx: Context) -> str:
     """After a Ctrl-C: commit what the database already holds, then say truly what was kept."""
-    from database import DB_FILE, MATRIX_FILE
+    from database import DB_FILE
     from sre_maturity.support import interrupts
 
     before = len(ctx.committed)
     if ctx.pending_commit:
         try:
-            from sre_maturity.store.sources import SETUP_FILES
-
-            files = [DB_FILE, MATRIX_FILE]
-            if args.command == "setup":
-                files += SETUP_FILES
             with interrupts.deferred():
-                ctx.commit(files, f"{args.command}: changes saved before an interrupt")
+                ctx.commit(ctx.data_files, f"{args.command}: changes saved before an interrupt")
         except KeyboardInterrupt:
             pass  # a second Ctrl-C during the commit: it was finished all the same
         except TrackerError as exc:
             return f"interrupted; the change is saved in {DB_FILE}, but {exc}"
         if len(ctx.committed) == before and not ctx.settings.commit:
             return "interrupted; the change saved before the interrupt is kept (not committed)"
+    rally = _rally_note(args)
     if ctx.committed:
         return (f"interrupted; the change saved before the interrupt is committed "
-                f"({ctx.committed[-1]}); nothing more was written")
-    return "interrupted; nothing was written"
+                f"({ctx.committed[-1]}); nothing more was written" + rally)
+    return "interrupted; nothing was written" + rally
 
 
 def _os_error_text(exc: OSError | sqlite3.Error, ctx: Context | None) -> str:
@@ -484,6 +516,12 @@ def _os_error_text(exc: OSError | sqlite3.Error, ctx: Context | None) -> str:
             # Corruption found while reading (the open-time check runs once per file version).
             return (f"{path} is damaged ({exc}); restore it from git "
                     f"(git checkout -- {Path(path).name}) or move it away")
+        from sre_maturity.store import schema
+
+        if schema.in_use(exc):
+            return schema.in_use_text(Path(path))
+        if "full" in str(exc).lower():
+            return f"{path}: the disk is full ({exc}); free some disk space and run again"
         return (f"{path}: {exc}; check that the file and its folder are writable by you "
                 "(and not on a read-only disk)")
     path = exc.filename or "?"

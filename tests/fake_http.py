@@ -195,3 +195,36 @@ class FakeSource(FakeServer):
         finally:
             with self.lock:
                 self.busy -= 1
+
+
+class Listener:
+    """A bare TCP listener on 127.0.0.1 standing in for an HTTP proxy: keeps every byte it is
+    sent (``received``) and answers 502, so a test can tell whether a request ever left."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.received = b""
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.received += conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()

@@ -155,8 +155,9 @@ def _many_assets(folder: Path, names: list[str]) -> None:
     (folder / "assessments.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-@pytest.mark.parametrize("fault", [{"status": 504}, {"status": 502}, {"status": None}],
-                         ids=["504", "502", "dropped"])
+@pytest.mark.parametrize("fault", [{"status": 504}, {"status": 502}, {"status": None},
+                                   {"status": 200}],
+                         ids=["504", "502", "dropped", "200-proxy-page"])
 def test_500_then_600_items_with_a_lost_answer_gives_one_story_per_item(folder, run, rally,
                                                                         fault):
     names = [f"svc-{n:02d}" for n in range(40)]  # 15 items each (levels 1-5 of 3 capabilities)

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
+import config
 from config import confluence_flavour, is_cloud_host
 from sre_maturity.clients.http_retry import CappedRetry, mount_retries
 from sre_maturity.render import storage_format
@@ -234,7 +235,8 @@ class ConfluenceClient:
         self.timeout = timeout
         self.retries = retries
         self.request_count = 0  # requests sent by this client (urllib3 retries not counted)
-        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        for secret in secrets:
+            config.remember_secret(secret)
         self.session = requests.Session()
         # trust_env stays True: REQUESTS_CA_BUNDLE and proxy variables keep working.
         self.session.auth = auth
@@ -385,9 +387,7 @@ class ConfluenceClient:
     # --- transport ---------------------------------------------------------------------------
 
     def _hide(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<hidden>")
-        return text
+        return config.mask_secrets(text)
 
     def _error(self, message: str, kind: type[ConfluenceError] = ConfluenceError
                ) -> ConfluenceError:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError, ResponseError
 
+import config
 from sre_maturity.clients.http_retry import RETRY_STATUSES, CappedRetry, mount_retries
 from sre_maturity.support.errors import OutcomeUnknown, RallyError
 
@@ -150,7 +151,7 @@ class RallyClient:
         self.timeout = timeout
         self.retries = retries
         self.request_count = 0  # HTTP exchanges seen by requests (urllib3 retries not counted)
-        self._secret = api_key or ""
+        config.remember_secret(api_key)
         self.session = self._make_session(api_key, version, retries, backoff, max_retry_after)
 
     def __repr__(self) -> str:
@@ -195,10 +196,9 @@ class RallyClient:
                   resp.status_code, resp.elapsed.total_seconds() * 1000)
 
     def _error(self, message: str) -> RallyError:
-        # Server texts are quoted in messages; make sure none can carry the key back to us.
-        if len(self._secret) >= 8:  # a shorter "key" is not a real one; don't mangle text
-            message = message.replace(self._secret, "<hidden>")
-        return RallyError(message)
+        # Server texts are quoted in messages; make sure none can carry a key back to us
+        # (this client's, or another service's the server echoes).
+        return RallyError(config.mask_secrets(message))
 
     def _request(self, method: str, path: str, *, params: dict | None = None,
                  body: Any = None) -> requests.Response:
@@ -283,9 +283,14 @@ class RallyClient:
                               + (f": {detail}" if detail else f"; check {fix}"))
         if inner is None:
             kind = resp.headers.get("Content-Type", "no content type").split(";")[0]
-            raise self._error(f"Rally sent a reply that is not WSAPI JSON for {method} {path} "
-                              f"(HTTP {status}, {kind}); check RALLY_BASE_URL or try again "
-                              "later")
+            error = self._error(f"Rally sent a reply that is not WSAPI JSON for {method} {path} "
+                                f"(HTTP {status}, {kind}); check RALLY_BASE_URL or try again "
+                                "later")
+            if method not in _IDEMPOTENT and _creates(path):
+                # A create answered 2xx with a body nobody can read (cut short, a proxy's
+                # page): Rally may well have made the stories, so they are looked up.
+                raise OutcomeUnknown(str(error))
+            raise error
         if inner.get("Warnings"):
             log.debug("Rally warnings for %s %s: %s", method, path, inner["Warnings"])
         errors = [str(e) for e in inner.get("Errors") or []]

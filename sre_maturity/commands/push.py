@@ -20,7 +20,13 @@ from sre_maturity.render.stories import (
     select_for_rally,
     story_payload,
 )
-from sre_maturity.support.errors import EXIT_OK, ConfluenceError, PageNeedsFix, PartialFailure
+from sre_maturity.support.errors import (
+    EXIT_OK,
+    ConfigError,
+    ConfluenceError,
+    PageNeedsFix,
+    PartialFailure,
+)
 
 ctx_log = logging.getLogger("sre_tracker.push")
 
@@ -28,9 +34,15 @@ if TYPE_CHECKING:
     from sre_maturity.support.context import Context
 
 
-def require_settings(settings: Settings, purpose: str = "report --push") -> None:
-    """Refuse before any work when a Rally setting the push needs is missing."""
+def require_settings(settings: Settings, purpose: str = "report --push", *,
+                     pages: bool = True) -> None:
+    """Refuse before any work when a Rally setting the push needs is missing, or when a
+    setting of either service it talks to (Confluence too, with ``pages``) is not valid: a bad
+    page setting must not stop the run after Rally was written."""
+    settings.check_service("RALLY_")
     settings.require(RALLY_REQUIRED, purpose)
+    if pages:
+        settings.check_service("CONFLUENCE_")
 
 
 def _progress(ctx: Context, done: int, total: int) -> None:
@@ -158,7 +170,7 @@ def update_pages(ctx: Context) -> int:
     except PageNeedsFix as exc:  # says itself what to change; a plain re-run cannot help
         raise PartialFailure(f"Rally is up to date, but the Confluence page was not updated: "
                              f"{exc}") from exc
-    except ConfluenceError as exc:
+    except (ConfluenceError, ConfigError) as exc:
         raise PartialFailure(f"Rally is up to date, but the Confluence page was not updated: "
                              f"{exc}; run the command again to update the page") from exc
     return code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sre_maturity import HOME
 from sre_maturity.git import gitops
 from sre_maturity.render.reports import counted
 from sre_maturity.rules.checkspec import AssetParams, CheckRow
-from sre_maturity.store import checkfiles, csvfiles, sources
+from sre_maturity.store import checkfiles, csvfiles, schema, sources
 from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
 from sre_maturity.store.imports import (
     ImportReport,
@@ -91,6 +92,7 @@ def run(opts: SetupOptions, ctx: Context,
     folder: Path = ctx.data_dir
     if not folder.is_dir():
         raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")
+    schema.check_regular(folder / DB_FILE)  # a link or a pipe: refused before any write
     flows_path = folder / csvfiles.FLOWS_FILE
     if new_flows is not None:
         flows = csvfiles.flow_rows(new_flows)
@@ -138,7 +140,7 @@ def run(opts: SetupOptions, ctx: Context,
         ctx.prepare_folder()
 
         db = Database(folder / DB_FILE, create=True)
-        db.on_commit = ctx.db_committed  # a Ctrl-C after the commit finishes it (interrupts.py)
+        ctx.attach(db)  # a Ctrl-C after the commit finishes it (interrupts.py)
         try:
             with db.transaction():
                 report, changed, skipped, changes = _import(db, flows, model, rows, evidence,
@@ -215,7 +217,7 @@ class _UndoOnFailure:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.first = not (folder / DB_FILE).exists()
+        self.first = not os.path.lexists(folder / DB_FILE)  # a link is the user's: kept
         self.had_git = (folder / ".git").exists()
         self.before = {name: (folder / name).read_bytes() if (folder / name).is_file() else None
                        for name in self.TOUCHED} if self.first else {}

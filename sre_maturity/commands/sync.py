@@ -96,11 +96,14 @@ def run(opts: SyncOptions, ctx: Context) -> int:
     settings: Settings = ctx.settings
     if not opts.dry_run:
         ctx.require_identity()
+    if not opts.no_confluence and not opts.dry_run:
+        settings.check_service("CONFLUENCE_")  # before anything is written (§11)
     if opts.from_csv:
         stories = read_rally_export(Path(opts.from_csv))
         source = Path(opts.from_csv).name
     else:
         from sre_maturity.clients import rally
+        settings.check_service("RALLY_")
         settings.require(RALLY_REQUIRED, "sync (or use sync --from-csv EXPORT.csv)")
         with rally.client_from_settings(settings) as rc:
             parent = rc.resolve_parent(settings.text("RALLY_PARENT_ID"))

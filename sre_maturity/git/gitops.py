@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,7 @@ GITIGNORE = (
     "sre_matrix.html\n"
     "sre_matrix.*.html\n"
     "*.bak-v*\n"
+    "sre_data.db-journal\n"
     ".*.tmp\n"
     ".sre-tracker.*\n"
 )
@@ -70,9 +72,24 @@ def run(cwd: Path, *args: str, check: bool = True, input: bytes | None = None) -
     """Run ``git args`` in ``cwd``; return stdout. Raises GitError when check and it fails."""
     proc = call(cwd, *args, input=input)
     if check and proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+        raise GitError(failure_text(args[0], proc.stderr.decode("utf-8", "replace")))
     return proc.stdout.decode("utf-8", "replace")
+
+
+def failure_text(command: str, stderr: str) -> str:
+    """What a failed git command means, in one line: a lock file left by another (or a
+    crashed) git command is named with what to do; otherwise git's last line."""
+    locked = re.search(r"Unable to create '([^']+\.lock)': File exists", stderr)
+    if locked:
+        return (f"git {command} failed: the lock file {locked.group(1)} exists (another git "
+                "command is running, or one crashed); when none is running, delete that file "
+                "and run again")
+    full = re.search(r"No space left on device|unable to write|disk quota", stderr, re.I)
+    detail = stderr.strip().splitlines()
+    last = detail[-1] if detail else "no message"
+    if full and not re.search(r"No space left", last):
+        last = next(line for line in detail if full.group(0).lower() in line.lower())
+    return f"git {command} failed: {last}"
 
 
 def repo_root(folder: Path) -> Path | None:
@@ -99,8 +116,15 @@ def git_dir(folder: Path) -> Path | None:
 
 def _refused(folder: Path, stderr: str) -> None:
     """Raise what git said when it refuses a repository that is there (safe.directory: the
-    folder belongs to another user); "not a repository" is left to the caller."""
+    folder belongs to another user; a damaged ``.git``); "not a repository" is left to the
+    caller when there is no ``.git`` in the folder."""
     if "safe.directory" not in stderr:
+        if os.path.lexists(folder / ".git"):
+            first = next((line.strip() for line in stderr.splitlines() if line.strip()),
+                         "no message")
+            raise GitError(f"{folder / '.git'} is there but git cannot use it ({first}); "
+                           "repair it (git fsck, or restore .git/HEAD), or move it away to "
+                           "start a new history")
         return
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     reason = lines[0].removeprefix("fatal: ") if lines else "dubious ownership"

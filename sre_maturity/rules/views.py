@@ -9,13 +9,12 @@ at a time.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sre_maturity.store.csvfiles import atomic_stream
 from sre_maturity.support.context import Context
 
 if TYPE_CHECKING:
@@ -275,35 +274,6 @@ def load_view(db, today: str | None = None):
 
 
 # ---------------------------------------------------------------------------- files
-@contextmanager
-def atomic_stream(path: Path) -> Iterator[TextIO]:
-    """A file written through a temporary sibling and renamed over ``path`` when complete:
-    a crash or an error never leaves half a file."""
-    import tempfile
-
-    # A unique temporary name: two writers never share one (ignored by the folder's
-    # .gitignore as .*.tmp).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as fh:
-            yield fh
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _mode_for(path: Path) -> int:
-    """The mode ``path`` has, or a new file would get (mkstemp makes its file 0600)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
 def write_matrix_file(ctx: Context, db) -> None:
     """Rewrite sre_matrix.csv from the database (deterministic, for diffs and review).
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TextIO
 
 from sre_maturity.rules.maturity import MAX_LEVEL, OWNERS, PRIORITIES
 from sre_maturity.support.errors import InputError
@@ -516,30 +519,49 @@ def csv_record(cells: Sequence[str]) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write text to path via a temporary file so a crash never leaves half a file.
+    """Write text to path via a temporary file so a crash never leaves half a file."""
+    with atomic_stream(path) as handle:
+        handle.write(text)
+
+
+@contextmanager
+def atomic_stream(path: Path) -> Iterator[TextIO]:
+    """A file written through a temporary sibling and renamed over ``path`` when complete:
+    a crash or an error never leaves half a file.
 
     The temporary file's name is unique (``.<name>.<random>.tmp``, ignored by the data folder's
     .gitignore), so two writers never share one; it takes the mode the file has or would get.
+    A failure (a full disk, a read-only folder) names ``path``, never the temporary file.
     """
-    import os
     import tempfile
 
     try:
-        mode = path.stat().st_mode & 0o777
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.chmod(tmp, _mode_for(path))
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename in (None, tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mode_for(path: Path) -> int:
+    """The mode ``path`` has, or a new file would get (mkstemp makes its file 0600)."""
+    try:
+        return path.stat().st_mode & 0o777
     except OSError:
         mask = os.umask(0)
         os.umask(mask)
-        mode = 0o666 & ~mask
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        return 0o666 & ~mask
 
 
 def _line_of(problem: str) -> int:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -254,9 +255,57 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def check_regular(path: Path) -> None:
+    """Refuse a database path that is there but is not a regular file: a symbolic link (git
+    would commit the link, not the data, and teammates would get a dangling link), a FIFO (it
+    would hang the reader), a device or a socket. Nothing is touched."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return  # a folder in its place is check_header's message
+    what = "a symbolic link" if stat.S_ISLNK(mode) else \
+        "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+    raise DatabaseError(f"{path} is {what}, not the database file itself; git must commit the "
+                        "data, so put the real file there (move the link or pipe away first)")
+
+
+def inode_of(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` now, None when there is none: a git checkout or
+    pull that replaces the database gives the path a new inode."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def signature(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, modification time in ns) of the file at ``path`` now, None when
+    there is none. Once no connection holds the file, git may replace it by a new file that
+    gets the freed inode number back: the size and time still tell the two apart."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def in_use(exc: sqlite3.Error) -> bool:
+    """True when SQLite failed because another program holds a lock on the file."""
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
+
+
+def in_use_text(path: Path) -> str:
+    return (f"{path} is in use by another program (a sqlite3 session or a database browser "
+            "has it open and locked); close it there and run the command again")
+
+
 def check_header(path: Path) -> None:
     """Refuse a file that is not SQLite at all (before SQLite sees it), an empty one (SQLite
     would quietly make a new database in it) and a folder in its place; none is touched."""
+    check_regular(path)
     if path.is_dir():
         raise DatabaseError(f"{path} is a folder, not the database file; move it away (or "
                             "restore the file from git)")

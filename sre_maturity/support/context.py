@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from config import Settings
-from sre_maturity.support.errors import GitError, InputError
+from sre_maturity.support.errors import GitError, InputError, TrackerError
 
 if TYPE_CHECKING:
     from database import Database
     from sre_maturity.support.writelock import FolderLock
 
 log = logging.getLogger("sre_tracker")
+
+RECOVER_MESSAGE = ("recover: commit the change an interrupted run saved in the database but "
+                   "did not commit")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ class Context:
     matrix_behind: bool = False
     pending_commit: bool = False
     committed: list = field(default_factory=list)
+    # The files this command commits with the database (what an interrupted run's leftover
+    # commit takes too), and the database file (device, inode) its change went into.
+    data_files: list = field(default_factory=lambda: ["sre_data.db", "sre_matrix.csv"])
+    committed_into: tuple | None = None  # schema.signature of the file after our last change
+    _note_written: bool = False
     # Rewrites sre_matrix.csv from an open database (views.write_matrix_file; handed in by
     # the entry point, as the read model sits above this module).
     rewrite_matrix: Callable[[Context, Any], None] | None = None
@@ -91,9 +99,10 @@ class Context:
         if text in self._said or self.verbosity < 0:
             return
         self._said.add(text)
+        from config import mask_secrets
         from sre_maturity.render.reports import visible
 
-        print(f"sre_tracker: {visible(text)}", file=self.err)
+        print(f"sre_tracker: {visible(mask_secrets(text))}", file=self.err)
 
     def warn(self, text: str) -> None:
         """A warning on stderr that the data may mislead: said once per run, even with -q."""
@@ -114,7 +123,7 @@ class Context:
 
         self.prepare_folder()
         db = Database(self.db_path(), create=create)
-        db.on_commit = self.db_committed
+        self.attach(db)
         if db.migrated_from is not None:
             backup = db.backup.name if db.backup else "none"
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
@@ -166,7 +175,14 @@ class Context:
                              "--data-dir")
         if gitops.repo_root(self.data_dir) is None:
             return
-        gitops.register_drivers(self.data_dir)
+        try:
+            gitops.register_drivers(self.data_dir)
+        except GitError as exc:
+            # A read-only clone (a CI workspace, another user's folder): reading needs no
+            # driver, and a write fails on its own later with its own message.
+            self.notice(f"the merge drivers are not registered in this clone ({exc}); reading "
+                        "works, but git merges and diffs of sre_data.db need them: run a "
+                        "command once where .git/config is writable")
         if gitops.env_tracked(self.data_dir):
             self.notice("warning: .env is tracked by git and holds secrets; run "
                         "'git rm --cached .env' and commit")
@@ -184,17 +200,53 @@ class Context:
         lock.acquire()
         self.lock = lock
         try:
+            self.recover()
             yield
         finally:
             self.lock = None
             lock.release()
 
+    def attach(self, db: Database) -> None:
+        """Follow ``db``'s commits: the data files and git must catch up with each."""
+        db.on_commit = self.db_committed
+        db.on_saved = self.db_saved
+
+    def db_saved(self, signature: tuple | None) -> None:
+        """The database file as this run's last change left it."""
+        self.committed_into = signature
+
+    def recover(self) -> None:
+        """Commit first what an earlier run saved in the database but never committed (it was
+        killed, or git failed, between the two commits): otherwise a re-run finds nothing to
+        do, the change never reaches git, and teammates never get it."""
+        from sre_maturity.git import gitops
+        from sre_maturity.support import writelock
+
+        files = writelock.uncommitted(self.data_dir)
+        if files is None or not self.will_commit() or not gitops.has_identity(self.data_dir):
+            return
+        before = len(self.committed)
+        try:
+            self.commit(files, RECOVER_MESSAGE)
+        except TrackerError as exc:
+            self.notice(f"an interrupted run left a change in {files[0]} that git does not "
+                        f"have, and committing it failed: {exc}")
+            return
+        if len(self.committed) > before:
+            self.notice(f"committed the change an interrupted run had saved but not committed "
+                        f"({self.committed[-1]})")
+
     def db_committed(self) -> None:
         """The database is committing a change: the matrix file and git must follow."""
+        from sre_maturity.support import writelock
+
         self.matrix_behind = True
         self.pending_commit = True
         if self.lock is not None:
             self.lock.mark_matrix_stale()
+        if self.settings.commit and not self._note_written:
+            writelock.mark_uncommitted(self.data_dir, self.data_files)
+            self._note_written = True
 
     def matrix_written(self) -> None:
         """sre_matrix.csv now shows this run's changes (called by the matrix writer)."""
@@ -238,10 +290,35 @@ class Context:
 
         with interrupts.deferred():
             if DB_FILE in files:
+                self.check_not_replaced()
                 self.ensure_matrix()
             interrupts.pause("before-git-commit")
+            if DB_FILE in files:
+                self.check_not_replaced()
             self._commit(files, message)
             self.pending_commit = False
+            if self.settings.commit:
+                from sre_maturity.support import writelock
+
+                writelock.clear_uncommitted(self.data_dir)
+                self._note_written = False
+
+    def check_not_replaced(self) -> None:
+        """Refuse to commit (and to report success) when ``sre_data.db`` was replaced after
+        this run's change went into it (a git pull or checkout meanwhile): the change is in
+        the old, unlinked file. The matrix file is put back in line with the database there."""
+        from database import FileReplaced
+        from sre_maturity.store import schema
+
+        now = schema.signature(self.db_path())
+        # No file at all: a failed first setup took back what it created; nothing to commit.
+        if self.committed_into is None or now is None or now == self.committed_into:
+            return
+        self.committed_into = None
+        self.matrix_behind = True
+        self.ensure_matrix()
+        self.pending_commit = False
+        raise FileReplaced(self.db_path(), committed=True)
 
     def _commit(self, files: list[str], message: str) -> None:
         from sre_maturity.git import gitops

@@ -1,4 +1,8 @@
-"""Ctrl-C around the moment data becomes permanent.
+"""Ctrl-C (and SIGTERM, SIGHUP) around the moment data becomes permanent.
+
+SIGTERM (a CI cancel, ``timeout``) and SIGHUP (a closed terminal) are handled as Ctrl-C
+(``as_interrupts()``): the same rollback before the database commits, the same finished commit
+after it.
 
 Before the database transaction commits, Ctrl-C rolls it back: nothing is written. From the
 ``COMMIT`` on, a Ctrl-C is held (``deferred()``) until the data files are consistent and
@@ -27,7 +31,9 @@ PAUSE_LIMIT = 60.0  # seconds a paused test run waits before going on by itself
 _depth = 0
 _pending = False
 _reached: dict[str, int] = {}
-_previous: object = None
+_previous: dict[int, object] = {}
+# The signals that stop a run the way Ctrl-C does.
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _hold(signum: int, frame: object) -> None:
@@ -39,21 +45,41 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def as_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so a
+    cancelled job or a closed terminal rolls back or finishes its commit like Ctrl-C."""
+    if not _main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, _interrupt) for s in STOPPING if s != signal.SIGINT}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT inside the block; raise KeyboardInterrupt when the outermost block ends
-    normally after one arrived (an exception already on its way wins)."""
+    """Hold SIGINT, SIGTERM and SIGHUP inside the block; raise KeyboardInterrupt when the
+    outermost block ends normally after one arrived (an exception already on its way wins)."""
     global _depth, _previous, _pending
     own = _main_thread() and _depth == 0
     if own:
-        _previous = signal.signal(signal.SIGINT, _hold)
+        _previous = {s: signal.signal(s, _hold) for s in STOPPING}
     _depth += 1
     try:
         yield
     finally:
         _depth -= 1
         if own:
-            signal.signal(signal.SIGINT, _previous)  # type: ignore[arg-type]
+            for signum, handler in _previous.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
             interrupted, _pending = _pending, False
     if own and interrupted:
         raise KeyboardInterrupt

@@ -5,6 +5,10 @@ git directory (``.git/``, never tracked), or on ``.sre-tracker.lock`` in the dat
 is in no repository (removed again on release, so the folder is left as it was). A second
 command waits, and says so once after a second.
 
+``sre-tracker.uncommitted`` (in ``.git/``) exists from a database commit until git has the
+change; it lists the files to commit. A run killed in between (kill -9, a full disk, a git lock
+file) leaves it, and the next writing command commits that leftover first.
+
 ``sre-tracker.matrix-stale`` (next to the lock) exists while the database has committed a change
 that ``sre_matrix.csv`` may not show yet; a run killed in between leaves it, and the next commit
 rewrites the matrix from the database first.
@@ -12,6 +16,7 @@ rewrites the matrix from the database first.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -24,6 +29,7 @@ LOCK_FILE = "sre-tracker.lock"
 FOLDER_LOCK_FILE = ".sre-tracker.lock"
 STALE_FILE = "sre-tracker.matrix-stale"
 FOLDER_STALE_FILE = ".sre-tracker.matrix-stale"
+UNCOMMITTED_FILE = "sre-tracker.uncommitted"
 WAIT_NOTICE_AFTER = 1.0  # seconds of waiting before saying so
 _POLL = 0.05
 
@@ -121,6 +127,9 @@ class FolderLock:
             path, fd = self.held.pop()
             if path.name == FOLDER_LOCK_FILE:
                 path.unlink(missing_ok=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # the next waiter names no holder that has left
             os.close(fd)
 
     # --- the stale-matrix note ---------------------------------------------------------------
@@ -149,8 +158,52 @@ def mark_matrix_stale(folder: Path) -> None:
 
 
 def _holder(path: Path) -> str:
+    """The process id written in the lock file, when that process still runs (the file is
+    emptied on release, so another program holding the lock shows none, and a dead
+    holder's id is not shown either)."""
     try:
         text = path.read_text(encoding="ascii", errors="replace").strip()
     except OSError:
         return ""
-    return text if text.isdigit() else ""
+    return text if text.isdigit() and _alive(int(text)) else ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # there, but another user's
+    return True
+
+
+# --- the uncommitted-change note ---------------------------------------------------------------
+
+def _uncommitted_path(folder: Path) -> Path | None:
+    from sre_maturity.git import gitops
+    git_dir = gitops.git_dir(folder)
+    return git_dir / UNCOMMITTED_FILE if git_dir is not None else None
+
+
+def mark_uncommitted(folder: Path, files: list[str]) -> None:
+    """Note that the database holds a change git does not have yet, and which files carry it."""
+    path = _uncommitted_path(folder)
+    if path is not None:
+        path.write_text("".join(f"{name}\n" for name in files), encoding="utf-8")
+
+
+def uncommitted(folder: Path) -> list[str] | None:
+    """The files an earlier run left uncommitted (None: it finished its commit)."""
+    path = _uncommitted_path(folder)
+    try:
+        text = path.read_text(encoding="utf-8") if path is not None else None
+    except FileNotFoundError:
+        return None
+    return None if text is None else [line for line in text.splitlines() if line.strip()]
+
+
+def clear_uncommitted(folder: Path) -> None:
+    path = _uncommitted_path(folder)
+    if path is not None:
+        path.unlink(missing_ok=True)

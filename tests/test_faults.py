@@ -355,3 +355,17 @@ def test_a_lock_held_by_another_program_names_no_stale_process(ready, tmp_path):
 
 def test_the_rollback_journal_is_ignored_by_git(ready):
     assert "sre_data.db-journal" in (ready / ".gitignore").read_text(encoding="utf-8")
+
+
+def test_a_killed_first_setup_leaves_no_notes_in_the_folder_once_set_up(folder, tmp_path,
+                                                                         run):
+    proc, marker = paused(folder, tmp_path, "after-db-commit", "setup", "--from-csv")
+    proc.kill()
+    finish(proc, marker)
+    assert (folder / ".sre-tracker.lock").exists()  # what the kill left
+    code, _out, err = run(folder, "setup", "--from-csv")
+    assert code == 0, err
+    assert not (folder / ".sre-tracker.lock").exists()
+    assert not (folder / ".sre-tracker.matrix-stale").exists()
+    assert git(folder, "status", "--porcelain", "--untracked-files=no") == ""
+    assert head_pair_agrees(folder, tmp_path)

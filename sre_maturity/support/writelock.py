@@ -77,8 +77,34 @@ class FolderLock:
             path = self.dir / _names(self.in_git)[0]
             if any(p == path for p, _fd in self.held):
                 self.stale_at_start = self.stale_at_start or self.matrix_stale()
+                if self.in_git:
+                    self._sweep_folder_notes()
                 return
             self.held.append((path, self._take(path)))
+
+    def _sweep_folder_notes(self) -> None:
+        """A first setup killed before its repository was finished leaves the folder's own
+        lock and stale-matrix note behind; once the folder is a repository (and this run holds
+        its lock) the note moves into ``.git`` and both files go, unless another run holds
+        that old lock."""
+        lock, stale = (self.folder / name for name in _names(False))
+        if stale.exists():
+            self.stale_at_start = True
+            self.mark_matrix_stale()
+            stale.unlink(missing_ok=True)
+        if not lock.exists() or any(p == lock for p, _fd in self.held):
+            return
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock.unlink(missing_ok=True)
+        except OSError:
+            pass  # held by a run that started before the repository existed
+        finally:
+            os.close(fd)
 
     def _take(self, path: Path) -> int:
         said = False

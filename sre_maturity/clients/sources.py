@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
+import config
 from sre_maturity.clients.http_retry import mount_retries
 from sre_maturity.support.errors import SourceError
 
@@ -58,10 +59,11 @@ class OwnHostAuth(requests.auth.AuthBase):
 
 def mask(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced by ``<hidden>`` (longest first, so a secret that
-    contains another is hidden whole)."""
+    contains another is hidden whole): these ``secrets`` and every other one the tool knows
+    (a source may echo the Rally key; config.mask_secrets)."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "<hidden>")
-    return text
+    return config.mask_secrets(text)
 
 
 class SourceClient:
@@ -82,6 +84,8 @@ class SourceClient:
         self.timeout = timeout
         self.retries = retries
         self.secrets = [s for s in secrets if s]
+        for secret in self.secrets:
+            config.remember_secret(secret)
         self.sent: list[str] = []  # every request, secrets masked (for --explain)
         self.session = requests.Session()
         # trust_env stays on: REQUESTS_CA_BUNDLE and proxy variables keep working.

@@ -58,7 +58,7 @@ class Context:
     pending_commit: bool = False
     committed: list = field(default_factory=list)
     # The files this command commits with the database (what an interrupted run's leftover
-    # commit takes too), and the database file (device, inode) its change went into.
+    # commit takes too), and the database file as its last change left it.
     data_files: list = field(default_factory=lambda: ["sre_data.db", "sre_matrix.csv"])
     committed_into: tuple | None = None  # schema.signature of the file after our last change
     _note_written: bool = False

@@ -155,6 +155,10 @@ class Database:
         Raise :class:`Rollback` inside to undo everything quietly (a dry run, or a refresh
         that changed nothing and must leave the file byte-identical).
         """
+        if self.identity is not None:
+            # Replaced while this connection sat open (a pull while a prompt waited): SQLite
+            # would call it a read-only database.
+            self.check_same_file(committed=False)
         self.conn.execute("BEGIN IMMEDIATE")
         changes_before = self.conn.total_changes
         if self.identity is None:  # a file SQLite created on this first write

@@ -369,3 +369,28 @@ def test_a_killed_first_setup_leaves_no_notes_in_the_folder_once_set_up(folder, 
     assert not (folder / ".sre-tracker.matrix-stale").exists()
     assert git(folder, "status", "--porcelain", "--untracked-files=no") == ""
     assert head_pair_agrees(folder, tmp_path)
+
+
+def test_a_pull_while_an_interactive_assess_waits_saves_into_the_new_file(ready, tmp_path):
+    import shutil
+
+    from test_interactive import NOTES, SAVE, reply, spawn
+    from test_interactive import finish as finish_child
+
+    child = spawn(ready, "assess", "--asset", "web", "--capability", "Alerts")
+    child.expect_exact("Do any alerts exist?")
+    reply(child, "] ", "n")
+    reply(child, NOTES, "")
+    child.expect_exact(SAVE)
+    # What a git pull does to the file while the prompt waits: a new file in its place. The
+    # save opens the folder's file again under the lock, so it lands there (no read-only
+    # disk, no write into the old file).
+    db = ready / "sre_data.db"
+    shutil.copyfile(db, ready / "pulled.db")
+    os.replace(ready / "pulled.db", db)
+    child.sendline("y")
+    code, _sig, transcript = finish_child(child)
+    assert code == 0, transcript
+    assert "read-only" not in transcript and "\r\nsaved" in transcript
+    assert level(ready, "web", "Alerts") == 0
+    assert git(ready, "status", "--porcelain") == "" and head_pair_agrees(ready, tmp_path)

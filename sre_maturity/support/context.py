@@ -205,6 +205,10 @@ class Context:
         finally:
             self.lock = None
             lock.release()
+            # Another command may write the database while this run does not hold the lock
+            # (an interactive assess between saving and committing): its file changes, and
+            # that is no sign of git replacing it.
+            self.committed_into = None
 
     def attach(self, db: Database) -> None:
         """Follow ``db``'s commits: the data files and git must catch up with each."""
@@ -222,6 +226,8 @@ class Context:
         from sre_maturity.git import gitops
         from sre_maturity.support import writelock
 
+        if self._note_written:
+            return  # the note is this run's own: its commit follows
         files = writelock.uncommitted(self.data_dir)
         if files is None or not self.will_commit() or not gitops.has_identity(self.data_dir):
             return

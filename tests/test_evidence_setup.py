@@ -191,3 +191,42 @@ def test_check_fails_when_the_files_were_changed_but_not_imported(ready, run, ed
     assert line.endswith("; the database holds others: run setup --from-csv to import them")
     assert run(ready, "setup", "--from-csv")[0] == 0
     assert check_line(run, ready)[1].startswith("ok    checks: ")
+
+
+# ---------------------------------------------------------------- the stale-CSV notice
+def notices(run, folder: Path) -> list[str]:
+    code, _out, err = run(folder, "status")
+    assert code == 0, err
+    return [line for line in err.splitlines() if "differs from what the database" in line]
+
+
+def test_no_notice_without_the_files_or_once_they_are_imported(ready, run):
+    assert notices(run, ready) == []
+    files(ready)
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    assert notices(run, ready) == []
+
+
+def test_an_edited_or_removed_file_is_said_in_one_line_until_imported(ready, run):
+    files(ready)
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    files(ready, CHECKS.replace("{splunk_alert},,3", "{splunk_alert},results>=1,3"),
+          ASSETS.replace("auth-*", "auth-5xx"))
+    err = run(ready, "status")[2]  # an edit that makes a row invalid is said as such
+    assert ("checks.csv changed since the last setup and cannot be read: checks.csv:2, column "
+            "'Expect': a splunk_alert check takes no Expect") in err
+    files(ready, CHECKS.replace("{splunk_alert},,3", "{splunk_alert},,5"),
+          ASSETS.replace("auth-*", "auth-5xx"))
+    assert notices(run, ready) == [
+        "sre_tracker: warning: checks.csv differs from what the database was built from "
+        "(changed: check paged); run 'sre_tracker.py setup --from-csv' to apply it, or git "
+        "checkout -- checks.csv to drop the edit",
+        "sre_tracker: warning: assets.csv differs from what the database was built from "
+        "(changed: parameter splunk_alert of auth); run 'sre_tracker.py setup --from-csv' to "
+        "apply it, or git checkout -- assets.csv to drop the edit"]
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    assert notices(run, ready) == []
+    (ready / "checks.csv").unlink()
+    (line,) = notices(run, ready)
+    assert "checks.csv differs from what the database was built from (only in the database: " \
+           "check paged, check runbook)" in line

@@ -20,8 +20,9 @@ from sre_maturity.store.csvfiles import AssessmentRow, FlowRow, ModelRow
 from sre_maturity.support.errors import InputError
 from sre_maturity.support.names import unknown_message
 
-__all__ = ["ImportReport", "differences", "flow_definitions", "import_assessments",
-           "import_checks", "import_definitions", "model_definitions"]
+__all__ = ["ImportReport", "check_definitions", "differences", "flow_definitions",
+           "import_assessments", "import_checks", "import_definitions", "model_definitions",
+           "param_definitions"]
 
 
 @dataclass(frozen=True)
@@ -147,20 +148,32 @@ def import_definitions(
     return report
 
 
+def check_definitions(checks: list[CheckRow]) -> dict[str, dict[tuple, tuple]]:
+    """The checks rows ``checks.csv`` asks for: {"checks": {key: written values}}."""
+    import json
+
+    return {"checks": {(c.name,): (c.capability, c.level, c.question, c.kind, c.target,
+                                   c.expect, c.valid_days,
+                                   json.dumps(list(c.applies_to), ensure_ascii=False), c.mode,
+                                   c.fingerprint, c.line) for c in checks}}
+
+
+def param_definitions(assets: list[AssetParams]) -> dict[str, dict[tuple, tuple]]:
+    """The asset_params rows ``assets.csv`` asks for: one per asset and column."""
+    return {"asset_params": {(a.asset, name): (value,) for a in assets
+                             for name, value in a.params.items()}}
+
+
 def import_checks(db: Database, checks: list[CheckRow], assets: list[AssetParams],
                   now: str) -> ImportReport:
     """Bring the checks and the assets' parameters in line with checks.csv and assets.csv
     (empty lists when a file is absent: everything it held is archived). Runs inside the
     caller's transaction; the evidence already taken is kept (a changed definition voids it
     through its fingerprint, not by deletion)."""
-    import json
-
     report = ImportReport()
-    wanted = {(c.name,): (c.capability, c.level, c.question, c.kind, c.target, c.expect,
-                          c.valid_days, json.dumps(list(c.applies_to), ensure_ascii=False),
-                          c.mode, c.fingerprint, c.line) for c in checks}
-    report.note(_sync_definitions(db, _CHECKS, wanted, now), lambda k: f"check {k[0]}")
-    params = {(a.asset, name): (value,) for a in assets for name, value in a.params.items()}
+    wanted = check_definitions(checks)["checks"]
+    report.note(_sync_definitions(db, _CHECKS, wanted, now), _NAMES["checks"])
+    params = param_definitions(assets)["asset_params"]
     result = _sync_definitions(db, _PARAMS, params, now)
     # One line per asset, not per parameter: "parameters of web" says where to look.
     for attr in ("added", "updated", "archived"):

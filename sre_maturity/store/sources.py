@@ -42,12 +42,47 @@ class Source:
     file: str
     # The file's rows as definitions: {table: {key: values}} (raises InputError when unreadable).
     definitions: Callable[[Path], dict[str, dict[tuple, tuple]]]
-    required: bool = True  # a missing optional file is no difference
+    # A missing optional file holds no rows of its ``tables``: a difference only while the
+    # database still holds some (a removed checks.csv), found without reading any file.
+    required: bool = True
+    tables: tuple[str, ...] = ()
+
+
+class _Unchecked(Exception):
+    """A file this one is validated against cannot be read: that file's own line says so."""
+
+
+def _assets_definitions(path: Path) -> dict[str, dict[tuple, tuple]]:
+    """assets.csv as definitions, validated against the folder's flows."""
+    try:
+        flows = csvfiles.read_flows(path.parent / csvfiles.FLOWS_FILE)
+    except InputError:
+        raise _Unchecked from None
+    return imports.param_definitions(checkfiles.read_assets(path, flows))
+
+
+def _checks_definitions(path: Path) -> dict[str, dict[tuple, tuple]]:
+    """checks.csv as definitions, validated as setup does: against the folder's flows, model
+    and the columns of assets.csv."""
+    folder = path.parent
+    try:
+        flows = csvfiles.read_flows(folder / csvfiles.FLOWS_FILE)
+        model = csvfiles.read_model(folder / csvfiles.MODEL_FILE)
+        assets_path = folder / checkfiles.ASSETS_FILE
+        assets = checkfiles.read_assets(assets_path, flows) if assets_path.is_file() else []
+    except InputError:
+        raise _Unchecked from None
+    return imports.check_definitions(
+        checkfiles.read_checks(path, model, flows, checkfiles.param_columns(assets)))
 
 
 SOURCES: list[Source] = [
     Source(csvfiles.FLOWS_FILE, lambda p: imports.flow_definitions(csvfiles.read_flows(p))),
     Source(csvfiles.MODEL_FILE, lambda p: imports.model_definitions(csvfiles.read_model(p))),
+    # Optional, but a file removed while the database holds its rows is a difference too.
+    Source(checkfiles.CHECKS_FILE, _checks_definitions, required=False, tables=("checks",)),
+    Source(checkfiles.ASSETS_FILE, _assets_definitions, required=False,
+           tables=("asset_params",)),
 ]
 
 
@@ -67,15 +102,19 @@ def stale_sources(db: Database, folder: Path) -> list[str]:
     out = []
     for source in SOURCES:
         path = folder / source.file
-        if not path.is_file():
-            if source.required:
-                out.append(f"{source.file} is missing from {folder}; restore it "
-                           f"(git checkout -- {source.file})")
+        if not path.is_file() and source.required:
+            out.append(f"{source.file} is missing from {folder}; restore it "
+                       f"(git checkout -- {source.file})")
             continue
         try:
-            if recorded.get(META_PREFIX + source.file) == fingerprint(path):
+            if not path.is_file():
+                found = imports.differences(db, dict.fromkeys(source.tables, {}))
+            elif recorded.get(META_PREFIX + source.file) == fingerprint(path):
                 continue
-            found = imports.differences(db, source.definitions(path))
+            else:
+                found = imports.differences(db, source.definitions(path))
+        except _Unchecked:
+            continue
         except InputError as exc:
             out.append(f"{source.file} changed since the last setup and cannot be read: {exc}")
             continue

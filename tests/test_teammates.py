@@ -118,8 +118,13 @@ def test_a_hand_edit_of_the_csvs_is_said_in_one_line(ready, run):
         lines = [line for line in err.splitlines() if "flows.csv" in line]
         assert len(lines) == 1, (args, err)
         assert "asset query-parser" in lines[0] and "setup --from-csv" in lines[0]
+    code, out, err = run(ready, "check")
+    assert code == 1 and "FAIL  csv: flows.csv differs from what the database was built from" \
+        in out + err and "warning" not in err
     assert run(ready, "setup", "--from-csv")[0] == 0
     assert "flows.csv" not in run(ready, "status")[2]
+    code, out, _err = run(ready, "check")
+    assert code == 0 and "ok    csv: the CSVs are what the database was built from" in out
     # Reformatting (same rows, other bytes) is no difference.
     (ready / "flows.csv").write_text((ready / "flows.csv").read_text().replace("\n", "\r\n"))
     assert "warning" not in run(ready, "status")[2]

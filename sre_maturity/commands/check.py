@@ -15,6 +15,7 @@ from sre_maturity.render import pages
 from sre_maturity.render.reports import counted
 from sre_maturity.rules.checkspec import CheckRow
 from sre_maturity.store import checkfiles, csvfiles
+from sre_maturity.store.sources import stale_sources
 from sre_maturity.support.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -41,8 +42,11 @@ def run(ctx: Context) -> int:
     stored: tuple[list[CheckRow], dict[str, dict[str, str]]] | None = None
     if db_path.exists():
         try:
-            with ctx.open_db() as db:
+            with ctx.open_db(warn_stale=False) as db:
                 results.append((True, f"database: {db_path.name} schema {db.schema_version()}"))
+                stale = stale_sources(db, folder)
+                results += [(False, f"csv: {line}") for line in stale] or [
+                    (True, "csv: the CSVs are what the database was built from")]
                 stored = db.load_checks(), db.load_asset_params()
                 kinds = {c.kind for c in stored[0]}
         except TrackerError as exc:

@@ -118,7 +118,9 @@ class Context:
 
         return self.data_dir / DB_FILE
 
-    def open_db(self, *, create: bool = False) -> Database:
+    def open_db(self, *, create: bool = False, warn_stale: bool = True) -> Database:
+        """The data folder's database (``warn_stale``: with a warning when the CSVs differ
+        from what it was built from, once per run)."""
         from database import Database
 
         self.prepare_folder()
@@ -128,7 +130,7 @@ class Context:
             backup = db.backup.name if db.backup else "none"
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "
                         f"{db.schema_version()} (backup: {backup})")
-        if "sources checked" not in self._said:
+        if warn_stale and "sources checked" not in self._said:
             self._said.add("sources checked")
             from sre_maturity.store.sources import stale_sources
 

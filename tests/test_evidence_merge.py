@@ -92,9 +92,30 @@ def test_a_check_both_sides_changed_takes_the_side_imported_last(clones, run, mo
     edit_checks(run, monkeypatch, a, T2, [ROWS[0].replace("m.example", "a.example"),
                                           *ROWS[1:]])
     push(a)
-    assert pull(b).returncode != 0  # git cannot merge the two lines of checks.csv
-    # The database merged all the same, newest import first: the conflict is the CSV's.
+    # checks.csv merges as a union (like flows.csv): both versions of the row stay in the file,
+    # and every command then names the duplicate for a person to settle.
+    assert pull(b).returncode == 0
+    assert (b / "checks.csv").read_text(encoding="utf-8").count("dash-1,") == 2
+    code, _out, err = run(b, "setup", "--from-csv")
+    assert code == 1 and "checks.csv" in err and "dash-1" in err
+    # The database merged all the same, newest import first.
     assert checks_of(b)["dash-1"] == "https://a.example.com/{asset}"
+
+
+def test_checks_both_sides_appended_at_the_end_merge_as_a_union(clones, run, monkeypatch):
+    a, b = clones
+    attributes = (a / ".gitattributes").read_text(encoding="utf-8").splitlines()
+    assert {"checks.csv merge=union", "assets.csv merge=union"} <= set(attributes)
+    edit_checks(run, monkeypatch, a, T1, [*ROWS, "a-end,Alerts,2,,file,runbooks/{asset}.md,,,,\n"])
+    push(a)
+    edit_checks(run, monkeypatch, b, T2, [*ROWS, "b-end,On-call,2,,file,rota.md,,,,\n"])
+    proc = pull(b)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (b / "checks.csv").read_text(encoding="utf-8")
+    assert "a-end," in text and "b-end," in text
+    assert {"a-end", "b-end"} <= set(checks_of(b))
+    code, out, _err = run(b, "setup", "--from-csv")
+    assert (code, out.strip()) == (0, "setup: nothing changed")
 
 
 def test_evidence_and_overrides_union_newest_wins_per_asset_and_check(clones):

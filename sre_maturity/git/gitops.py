@@ -31,6 +31,9 @@ GITATTRIBUTES = (
     # Two SREs who each add a row at the end of flows.csv both keep theirs (git's own union
     # merge); a row both changed stays twice, and every command then names the duplicate.
     "flows.csv merge=union\n"
+    # The same for the evidence files: rows added at the end by two SREs both stay.
+    "checks.csv merge=union\n"
+    "assets.csv merge=union\n"
 )
 GITIGNORE = (
     "# sre-tracker data folder\n"

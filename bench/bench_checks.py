@@ -129,7 +129,8 @@ def main() -> int:
               f"{len(result['levels']):,} levels moved), fakes at {LATENCY * 1000:.0f} ms a "
               "request:")
         print(f"  wall time     {wall:6.2f} s   target < {TARGET:.0f} s   "
-              f"{'ok' if wall < TARGET else 'MISS'}")
+              f"{'ok' if wall < TARGET else 'MISS'}   (load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         print(f"  commits       {made:6d}     target 1        {'ok' if made == 1 else 'MISS'}")
         summary = {k: v for k, v in result["summary"].items() if v}
         print(f"  verdicts      {summary}")

@@ -193,8 +193,12 @@ def run_checks(checks: Sequence[CheckRow], params_by_asset: Mapping[str, Mapping
                                              fingerprint))
     secrets = secrets_of(settings)
     runner = _Runner(settings, data_dir, options, secrets, outcomes)
-    for kind, kind_jobs in jobs.items():
-        runner.run(kind, kind_jobs)
+    # Each kind asks its own source: they run side by side (a run waits for its slowest
+    # source, not for the sum of them); each job's outcome has its own key.
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        for future in [pool.submit(runner.run, kind, kind_jobs)
+                       for kind, kind_jobs in jobs.items()]:
+            future.result()
     out = []
     for index, (asset, check, fingerprint) in enumerate(rows):
         o = outcomes[index]

@@ -242,7 +242,9 @@ def commit(folder: Path, files: list[str], message: str) -> str | None:
     if present:
         run(folder, "add", "--", *present)
     try:
-        run(folder, "commit", "-q", "-m", message, "--", *named)
+        # The message goes through stdin: a long one (a run that moved thousands of cells,
+        # a setup that added thousands of rows) would pass the system's argument limit.
+        run(folder, "commit", "-q", "-F", "-", "--", *named, input=message.encode("utf-8"))
     except GitError as exc:
         # Leave nothing of ours staged: the index goes back to what the user had.
         run(folder, "reset", "-q", "--", *named, check=False)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
                     "priority", "milestone", "rally_id", "why", "criteria", "flows")
 PAGE_COUNTED_FIELDS = ("asset", "state", "go_live", "owner")
+# Above this many assets changed at once, sre_matrix.csv is written whole, not patched.
+PATCH_ASSETS = 100
 # The stored item fields report's files read (the rest of an item dict comes from the model).
 REPORT_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_oid",
                       "rally_id", "rally_url")
@@ -294,7 +296,8 @@ def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> 
     """Bring sre_matrix.csv up to date after a change of the ``touched`` cells: their rows
     are computed again and every other row is copied as it is (rows whose Not Applicable mark
     has expired are recomputed too). Without a usable file (missing, another header, a touched
-    row not in it) the whole file is written instead."""
+    row not in it), or when the change spans many assets (an ``assess --auto`` run), the whole
+    file is written instead: streaming it is then cheaper than computing entries to patch."""
     import csv
 
     from database import MATRIX_FILE
@@ -304,6 +307,9 @@ def update_matrix_file(ctx: Context, db, touched: Iterable[tuple[str, str]]) -> 
     today = _today(None)
     touched = set(touched) | set(db.expired_cells(today))
     names = {a for a, _c in touched}
+    if len(names) > PATCH_ASSETS:
+        write_matrix_file(ctx, db)
+        return
     entries, _flows = matrix(db, today, assets=names)
     fresh = {(reports.neutralise(e["asset"]), reports.neutralise(e["capability"])):
              reports.matrix_row(e) for e in entries if (e["asset"], e["capability"]) in touched}

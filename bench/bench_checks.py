@@ -39,6 +39,7 @@ import evidence_world  # noqa: E402
 
 LATENCY = 0.02
 TARGET = 15.0
+TEAMS = 40  # datagen's teams
 CHECKS = evidence_world.CHECKS_HEADER + """\
 alert-pages,Capability 00-0,1,,splunk_alert,{splunk_alert},,7,,gate
 alert-rule,Capability 00-1,1,,prometheus_rule,{service={prometheus_service}},,7,,gate
@@ -69,16 +70,30 @@ def prepare(folder: Path, assets: int, src: evidence_world.Sources,
     datagen.write_folder(folder, assets)
     names = [f"asset-{a:05d}" for a in range(assets)]
     (folder / "checks.csv").write_text(CHECKS, encoding="utf-8")
-    (folder / "assets.csv").write_text(evidence_world.assets_csv(src, names), encoding="utf-8")
+    # Each asset's PagerDuty service is its team's (as on-call is organised): 40 services.
+    rows = evidence_world.assets_csv(src, names).splitlines()
+    rows = [rows[0]] + [_team_service(row, i) for i, row in enumerate(rows[1:])]
+    (folder / "assets.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     (folder / "runbooks").mkdir()
     for i, name in enumerate(names):
         if i % 10:  # every tenth asset has no runbook file: some checks fail
             (folder / "runbooks" / f"{name}.md").write_text(f"# {name}\n", encoding="utf-8")
-    evidence_world.populate(src, names, healthy={n for i, n in enumerate(names) if i % 7})
+    evidence_world.populate(src, names, healthy={n for i, n in enumerate(names) if i % 7},
+                            pagerduty=False)
+    for team in range(TEAMS):
+        src.pagerduty.add_service(f"team-{team}", on_call=1 if team % 9 else None)
     done = tool(folder, ["setup", "--from-csv"], env)
     if done.returncode != 0:
         raise SystemExit(f"setup failed: {done.stderr}")
     return names
+
+
+def _team_service(row: str, index: int) -> str:
+    """An assets.csv row (asset, alert, service, pagerduty service, runbook) with the asset's
+    team (datagen: ``team-<index % 40>``) as its PagerDuty service."""
+    cells = row.split(",")
+    cells[3] = f"team-{index % TEAMS}"
+    return ",".join(cells)
 
 
 def flows_of(folder: Path) -> list[str]:

@@ -58,15 +58,17 @@ def start(stack: ExitStack, latency: float = 0.0) -> Sources:
                    stack.enter_context(FakeWeb(latency=latency)))
 
 
-def populate(src: Sources, assets: list[str], *, healthy: set[str] | None = None) -> None:
+def populate(src: Sources, assets: list[str], *, healthy: set[str] | None = None,
+             pagerduty: bool = True) -> None:
     """Give every asset a Prometheus alerting rule, a Splunk alert, a PagerDuty service with
-    someone on call and a runbook page; assets not in ``healthy`` (None: all are) get a
-    disabled alert and no one on call."""
+    someone on call (``pagerduty``: else no service) and a runbook page; assets not in
+    ``healthy`` (None: all are) get a disabled alert and no one on call."""
     for asset in assets:
         good = healthy is None or asset in healthy
         src.prometheus.add_rule(f"{asset}-down", {"service": asset})
         src.splunk.add_alert(f"{asset} 5xx", disabled=not good)
-        src.pagerduty.add_service(asset, on_call=1 if good else None)
+        if pagerduty:
+            src.pagerduty.add_service(asset, on_call=1 if good else None)
         src.web.page(f"/runbooks/{asset}", f"<h1>Runbook of {asset}</h1>")
 
 

@@ -138,7 +138,7 @@ def cmd_merge_matrix(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_dump(args: argparse.Namespace, ctx: Context) -> int:
     """Print a database as sorted readable text (git diff text-conversion; plumbing)."""
     from sre_maturity.git import merge
-    ctx.out.write(merge.dump(Path(args.file)))
+    ctx.data.write(merge.dump(Path(args.file)))
     return EXIT_OK
 
 

@@ -711,6 +711,15 @@ def test_quiet_never_silences_the_data_asked_for(ready, run, argv):
     assert quiet[2] == ""
 
 
+def test_quiet_dump_still_prints_the_text_git_diff_reads(ready, run):
+    """dump is git's textconv for sre_data.db: its text is the data asked for, so a user who
+    runs it with -q (or a textconv command line that carries -q) still gets it."""
+    loud = run(ready, "dump", str(ready / "sre_data.db"))
+    quiet = run(ready, "-q", "dump", str(ready / "sre_data.db"))
+    assert loud[0] == quiet[0] == 0
+    assert quiet[1] == loud[1] and "schema" in quiet[1]
+
+
 def test_quiet_closed_gate_still_says_why_on_stderr(ready, run):
     code, out, err = run(ready, "-q", "gate", "--flow", "Checkout")
     assert (code, out) == (4, "")

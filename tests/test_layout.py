@@ -142,7 +142,11 @@ def test_readme_map_names_every_module_and_only_existing_ones():
     named = set(re.findall(r"`([a-z_/]+)\.py`", section))
     expected = {str(path.relative_to(ROOT).with_suffix("")) for path in project_modules().values()
                 if path.name != "__init__.py"}
-    assert {name for name in named if not name.startswith("tests/")} == expected
+    helpers = {name for name in named if name.startswith(("tests/", "bench/"))}
+    assert named - helpers == expected
+    # The tests' and the bench's scripts it names exist, and every bench script is named.
+    assert [name for name in helpers if not (ROOT / f"{name}.py").is_file()] == []
+    assert {f"bench/{path.stem}" for path in (ROOT / "bench").glob("*.py")} <= helpers
 
 
 def test_the_tool_type_checks():

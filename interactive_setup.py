@@ -11,7 +11,7 @@ import sys
 
 from sre_maturity.render.reports import counted
 from sre_maturity.store import csvfiles
-from sre_maturity.support.errors import InputError
+from sre_maturity.support.errors import InputError, require_data_folder
 from sre_maturity.support.prompts import Prompter, Quit
 
 
@@ -184,8 +184,7 @@ def run(ctx) -> list[Row] | None:
         raise InputError("setup asks questions and needs a terminal; to build from the CSVs "
                          "instead, run setup --from-csv")
     folder = ctx.data_dir
-    if not folder.is_dir():
-        raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")
+    require_data_folder(folder)
     # Refuse before the questions, not after them, when the commit would fail.
     ctx.require_identity(creating_repo=True)
     p = _prompter(ctx)

@@ -313,3 +313,25 @@ def test_a_repository_git_refuses_is_reported_as_git_said(ready, run):
     assert code == 1 and "git refuses the repository" in line
     assert "dubious ownership" in line and "safe.directory" in line
     assert "created a git repository" not in out
+
+
+@pytest.mark.parametrize("argv", [["status"], ["setup", "--from-csv"], ["report"],
+                                  ["assess", "--asset", "web", "--capability", "Alerts",
+                                   "--level", "1"]])
+def test_a_data_dir_that_is_a_file_says_so_not_that_it_is_missing(run, tmp_path, argv):
+    """--data-dir pointed at flows.csv (an easy slip) says the path is a file."""
+    afile = tmp_path / "flows.csv"
+    afile.write_text("Flow,Asset Name\nLogin,web\n", encoding="utf-8")
+    code, _out, err = run(afile, *argv)
+    line = one_line(err)
+    assert code == 1 and "is a file, not a folder" in line and "does not exist" not in line
+    assert afile.read_text(encoding="utf-8") == "Flow,Asset Name\nLogin,web\n"
+
+
+def test_report_output_dir_that_is_a_file_says_so(ready, run, tmp_path):
+    afile = tmp_path / "out.txt"
+    afile.write_text("x", encoding="utf-8")
+    code, _out, err = run(ready, "report", "--output-dir", str(afile))
+    assert code == 1 and "is a file, not a folder" in one_line(err)
+    code, _out, err = run(ready, "report", "--output-dir", str(tmp_path / "nope"))
+    assert code == 1 and "does not exist" in one_line(err)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sre_maturity.support.context import CommandOptions, Context
-from sre_maturity.support.errors import EXIT_OK, InputError, PartialFailure
+from sre_maturity.support.errors import EXIT_OK, InputError, PartialFailure, require_data_folder
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,11 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     from sre_maturity.rules import views
 
     out_dir = Path(opts.output_dir).expanduser() if opts.output_dir else ctx.data_dir
-    if not out_dir.is_dir():
+    if not opts.output_dir:
+        require_data_folder(out_dir)
+    elif out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--output-dir {out_dir} is a file, not a folder; give a folder")
+    elif not out_dir.is_dir():
         raise InputError(f"--output-dir {out_dir} does not exist; create it first")
     tag = ctx.settings.text("RALLY_TAG")
     title = ctx.settings.text("CONFLUENCE_TABLE_TITLE")

@@ -28,7 +28,7 @@ from sre_maturity.store.imports import (
     import_definitions,
 )
 from sre_maturity.support.context import CommandOptions, Context
-from sre_maturity.support.errors import EXIT_OK, InputError, program_name
+from sre_maturity.support.errors import EXIT_OK, InputError, program_name, require_data_folder
 
 # Where an installed wheel puts the shipped files (pyproject: [tool.setuptools.data-files]).
 SHARE = Path("share") / "sre-tracker"
@@ -90,8 +90,7 @@ def run(opts: SetupOptions, ctx: Context,
     """
     dry_run, new_model, interactive = opts.dry_run, opts.new_model, not opts.from_csv
     folder: Path = ctx.data_dir
-    if not folder.is_dir():
-        raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")
+    require_data_folder(folder)
     schema.check_regular(folder / DB_FILE)  # a link or a pipe: refused before any write
     flows_path = folder / csvfiles.FLOWS_FILE
     if new_flows is not None:

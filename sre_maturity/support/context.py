@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from config import Settings
-from sre_maturity.support.errors import GitError, InputError, TrackerError
+from sre_maturity.support.errors import GitError, TrackerError, require_data_folder
 
 if TYPE_CHECKING:
     from database import Database
@@ -172,9 +172,7 @@ class Context:
             return
         self._said.add("prepared")
         from sre_maturity.git import gitops
-        if not self.data_dir.is_dir():
-            raise InputError(f"data folder {self.data_dir} does not exist; create it or pass "
-                             "--data-dir")
+        require_data_folder(self.data_dir)
         if gitops.repo_root(self.data_dir) is None:
             return
         try:

@@ -6,6 +6,8 @@ on stderr and the exit code carried by the exception.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -27,6 +29,16 @@ def program_name() -> str:
     invoked = PurePath(sys.argv[0] if sys.argv and sys.argv[0] else CLONE_NAME).name
     # Windows launchers are sre-tracker.exe or sre-tracker-script.py.
     return INSTALLED_NAME if invoked.startswith(INSTALLED_NAME) else CLONE_NAME
+
+
+def require_data_folder(folder: Path) -> None:
+    """Refuse a data folder that is missing, or that is a file, in one line saying which."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise InputError(f"data folder {folder} is a file, not a folder; pass --data-dir with "
+                         "the folder that holds flows.csv")
+    raise InputError(f"data folder {folder} does not exist; create it or pass --data-dir")
 
 
 class TrackerError(Exception):

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sre_maturity.support.errors import InputError
+from sre_maturity.support.errors import InputError, require_data_folder
 
 LOCK_FILE = "sre-tracker.lock"
 FOLDER_LOCK_FILE = ".sre-tracker.lock"
@@ -69,9 +69,7 @@ class FolderLock:
     def acquire(self) -> None:
         """Wait for the lock. A folder that became a repository while this run waited (a
         first setup) has its lock in ``.git/`` from then on: that one is taken too."""
-        if not self.folder.is_dir():
-            raise InputError(f"data folder {self.folder} does not exist; create it or pass "
-                             "--data-dir")
+        require_data_folder(self.folder)
         while True:
             self.dir, self.in_git = state_dir(self.folder)
             path = self.dir / _names(self.in_git)[0]

@@ -74,9 +74,10 @@ def cmd_setup(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_assess(args: argparse.Namespace, ctx: Context) -> int:
     """Assess one capability (or --all) of an asset, record it and commit; --auto runs the
     checks, --override / --clear-override record or lift a person's answer to one."""
+    from sre_maturity.commands import autoassess
     if args.auto or args.override or args.clear_override:
-        from sre_maturity.commands import autoassess
         return autoassess.run(autoassess.AutoOptions.from_args(args), ctx)
+    autoassess.refuse_auto_flags(autoassess.AutoOptions.from_args(args))
     from sre_maturity.commands import assessment
     return assessment.run(assessment.AssessOptions.from_args(args), ctx)
 

@@ -465,3 +465,16 @@ def test_ctrl_c_while_saving_finishes_the_save_and_its_commit(data, world, tmp_p
     assert commits(data) == before + 1
     assert git(data, "status", "--porcelain") == ""
     assert cell(data, "web", "Alerts").level == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--check", "pages"), "--check goes with --auto"),
+    (("--format", "json"), "--format goes with --auto"),
+    (("--answer", "yes"), "--answer goes with --override CHECK"),
+])
+def test_auto_flags_on_a_plain_assess_are_refused(data, run, args, message):
+    code, _out, err = run(data, "assess", "--asset", "web", "--capability", "Alerts",
+                          "--level", "2", *args)
+    assert code == 1
+    assert message in err
+    assert cell(data, "web", "Alerts") is None

@@ -73,6 +73,17 @@ def run(opts: AutoOptions, ctx: Context) -> int:
     return run_auto(opts, ctx)
 
 
+def refuse_auto_flags(opts: AutoOptions) -> None:
+    """A flag of ``--auto`` or ``--override`` given to a plain assess is an error, not
+    silently ignored."""
+    for flag, value in (("--check", opts.check), ("--explain", opts.explain),
+                        ("--format", opts.format != "table"), ("--answer", opts.answer),
+                        ("--reason", opts.reason)):
+        if value:
+            goes = "--override CHECK" if flag in ("--answer", "--reason") else "--auto"
+            raise InputError(f"{flag} goes with {goes}")
+
+
 # ---------------------------------------------------------------------------- --auto
 def run_auto(opts: AutoOptions, ctx: Context) -> int:
     """Run the checks, record verdicts and moved levels, commit once; exit 0, 3 or 1."""

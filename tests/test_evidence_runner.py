@@ -206,6 +206,15 @@ def test_empty_parameters_not_applicable_and_applies_to(tmp_path, sources):
     assert ("a", "only-web") not in got and got[("b", "only-web")].verdict == "fail"
 
 
+def test_not_applicable_wins_over_an_empty_parameter(tmp_path):
+    """A capability marked Not Applicable is not_applicable even where the asset has no
+    parameter for the check (it is not a configuration gap to fix)."""
+    checks = [check("runbook", "http", "{runbook_url}", capability="Runbooks")]
+    assets = [AssetScope("b", ("Storefront",), ("Login",), frozenset({"runbooks"}))]
+    (v,) = run(tmp_path, checks, {"b": {"runbook_url": ""}}, assets, settings_of(tmp_path))
+    assert v.verdict == "not_applicable" and "Not Applicable for b" in v.detail
+
+
 def test_a_probe_refused_by_address_is_unconfigured(tmp_path):
     (v,) = run(tmp_path, [check("r", "http", "http://169.254.169.254/latest")], {}, ["a"],
                settings_of(tmp_path))

@@ -140,6 +140,10 @@ def secrets_of(settings: Settings) -> list[str]:
     return [s.value for name, s in settings.values.items() if name in SECRETS and s.value]
 
 
+def _not_applicable(check: CheckRow, asset: str) -> _Outcome:
+    return _Outcome("not_applicable", f"{check.capability} is marked Not Applicable for {asset}")
+
+
 def run_checks(checks: Sequence[CheckRow], params_by_asset: Mapping[str, Mapping[str, str]],
                assets: Iterable[AssetScope], settings: Settings, data_dir: Path, trust: Trust,
                explain: bool = False, *, now: datetime | None = None,
@@ -169,13 +173,15 @@ def run_checks(checks: Sequence[CheckRow], params_by_asset: Mapping[str, Mapping
                 resolved = targets.resolve(check.kind, check.target, scope.name, params)
             except TargetRefused as exc:
                 rows.append((scope.name, check, rules.fingerprint_for(check, ())))
-                outcomes[index] = _Outcome("unconfigured", str(exc))
+                # Not Applicable is what the asset is, whatever its parameters say.
+                outcomes[index] = (_not_applicable(check, scope.name)
+                                   if check.capability.casefold() in na
+                                   else _Outcome("unconfigured", str(exc)))
                 continue
             fingerprint = rules.fingerprint_for(check, resolved.used)
             rows.append((scope.name, check, fingerprint))
             if check.capability.casefold() in na:
-                outcomes[index] = _Outcome("not_applicable", f"{check.capability} is marked "
-                                           f"Not Applicable for {scope.name}")
+                outcomes[index] = _not_applicable(check, scope.name)
             elif unconfigured.get(check.kind):
                 outcomes[index] = _Outcome("unconfigured", str(unconfigured[check.kind]))
             elif check.kind == "command" and not trust.allows(check.target, data_dir):

@@ -355,6 +355,17 @@ def test_check_reaches_each_configured_source(ready, run, monkeypatch, sources):
     assert "wrong-token-123" not in out
 
 
+def test_check_names_an_invalid_pagerduty_url_as_its_line(ready, run, monkeypatch):
+    """PAGERDUTY_URL has a default, so only a token makes it read: an invalid one is the
+    pagerduty line's failure, and every other line of check still shows."""
+    monkeypatch.setenv("PAGERDUTY_TOKEN", "pd-token-123")
+    monkeypatch.setenv("PAGERDUTY_URL", "ftp://pagerduty.example.com")
+    code, out, err = run(ready, "check")
+    assert code == 1 and err == ""
+    assert "FAIL  pagerduty: PAGERDUTY_URL is not a valid URL" in out
+    assert "ok    database:" in out and "pd-token-123" not in out
+
+
 def test_check_is_silent_about_sources_nobody_uses(ready, run):
     code, out, _err = run(ready, "check")
     assert "splunk" not in out and "prometheus" not in out and "pagerduty" not in out

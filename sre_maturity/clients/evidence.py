@@ -130,7 +130,9 @@ def reach_sources(settings: Settings, kinds: Iterable[str] = ()) -> list[tuple[b
         try:
             with module.client_from_settings(settings, retries=1) as client:
                 out.append((True, f"{name}: {client.reach()}"))
-        except SourceError as exc:
+        except (SourceError, ConfigError) as exc:
+            # An invalid URL setting (PAGERDUTY_URL is only read once its token is set) is
+            # this source's failed line; the other sources are still reached.
             out.append((False, f"{name}: {exc}"))
     return out
 

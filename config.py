@@ -148,7 +148,8 @@ class Settings:
         """Raise ConfigError naming every unset variable of ``names``."""
         missing = self.missing(names)
         if missing:
-            where = f" in {self.env_file}" if self.env_file else ""
+            # Without a settings file yet, name the one the tool would read.
+            where = f" in {self.env_file or self.data_dir / '.env'}"
             raise ConfigError(
                 f"{purpose} needs {', '.join(missing)}; set {'it' if len(missing) == 1 else 'them'}"
                 f"{where} or in the environment (see .env.example)"
@@ -357,6 +358,9 @@ def load(
     env_path: Path | None
     if env_file:
         env_path = Path(env_file).expanduser()
+        if env_path.is_dir():
+            raise ConfigError(f"--env-file {env_file} is a folder; give the settings file "
+                              "(e.g. .env in the data folder)")
         if not env_path.is_file():
             raise ConfigError(f"--env-file {env_file}: no such file")
     else:

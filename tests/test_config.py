@@ -113,6 +113,18 @@ def test_require_names_every_missing_setting(tmp_path):
                ("RALLY_WORKSPACE_ID", "RALLY_PROJECT_ID", "RALLY_PARENT_ID"))
 
 
+def test_require_without_a_settings_file_names_where_one_would_be_read(tmp_path):
+    s = config.load(data_dir=str(tmp_path), environ={})
+    with pytest.raises(ConfigError) as info:
+        s.require(config.RALLY_REQUIRED, "sync")
+    assert f"set them in {tmp_path.resolve() / '.env'} or in the environment" in str(info.value)
+
+
+def test_an_env_file_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder"):
+        config.load(data_dir=str(tmp_path), env_file=str(tmp_path), environ={})
+
+
 def test_confluence_missing_lists_credentials(tmp_path):
     s = config.load(data_dir=str(tmp_path), environ={
         "CONFLUENCE_BASE_URL": "https://acme.atlassian.net/wiki", "CONFLUENCE_PAGE_ID": "1"})

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,19 @@ def start(stack: ExitStack, latency: float = 0.0) -> Sources:
                    stack.enter_context(FakePrometheus(latency=latency)),
                    stack.enter_context(FakePagerDuty(latency=latency)),
                    stack.enter_context(FakeWeb(latency=latency)))
+
+
+@contextmanager
+def serving(setenv: Callable[[str, str], object], assets: list[str], healthy: set[str]
+            ) -> Iterator[Sources]:
+    """The four fakes, :func:`populate` d (``healthy`` as it takes it), with the tool's
+    settings pointing at them through ``setenv`` (a test's ``monkeypatch.setenv``)."""
+    with ExitStack() as stack:
+        src = start(stack)
+        populate(src, assets, healthy=healthy)
+        for name, value in src.settings().items():
+            setenv(name, value)
+        yield src
 
 
 def populate(src: Sources, assets: list[str], *, healthy: set[str] | None = None,

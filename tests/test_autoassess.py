@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from contextlib import ExitStack
 from pathlib import Path
 
 import evidence_world
@@ -34,11 +33,8 @@ runbook,Dashboards,1,,http,{runbook_url},,7,,gate
 def world(monkeypatch: pytest.MonkeyPatch):
     """The four fakes, populated (web's alert disabled and nobody on call for it), with the
     tool's settings pointing at them."""
-    with ExitStack() as stack:
-        src = evidence_world.start(stack)
-        evidence_world.populate(src, ASSETS, healthy={"payment-api", "auth"})
-        for name, value in src.settings().items():
-            monkeypatch.setenv(name, value)
+    with evidence_world.serving(monkeypatch.setenv, ASSETS,
+                                {"payment-api", "auth"}) as src:
         yield src
 
 

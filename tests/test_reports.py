@@ -190,11 +190,15 @@ def test_status_json_written_in_blocks_is_each_entry_encoded_as_a_dict(n):
     flows = [{"flow": "Checkout", "category": "Cat 0", "capability": "Cap 0", "level": 1,
               "rag": "Red", "not_assessed": 2}]
     summary = {"assets": 3, "by_owner": {"Asset": 2}}
+    # Every third entry has checks (SPEC §12 evidence); the others' evidence is null.
+    evidence = {(r[0], r[4]): {"checks": 2, "pass": 1, "fail": 0, "unknown": 1,
+                               "conflict": i % 2 == 0, "overrides": 0}
+                for i, r in enumerate(rows) if i % 3 == 0}
     out = io.StringIO()
-    reports.write_status_json(out, rows, flows, summary)
+    reports.write_status_json(out, rows, flows, summary, evidence)
     encode = json.JSONEncoder(ensure_ascii=False).encode
-    entries = [{k: v for k, v in zip(mt.MATRIX_FIELDS, r, strict=True) if k != "why"}
-               for r in rows]
+    entries = [{**{k: v for k, v in zip(mt.MATRIX_FIELDS, r, strict=True) if k != "why"},
+                "evidence": evidence.get((r[0], r[4]))} for r in rows]
     assert out.getvalue() == (
         '{\n  "matrix": [\n    ' + ",\n    ".join(encode(e) for e in entries) + "\n  ],\n"
         '  "flows": [\n    ' + encode(flows[0]) + "\n  ],\n"

@@ -47,12 +47,19 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
             grid, flow_grid = views.category_grid(db, levels=levels)
             grid, flow_grid = _filter_grid(grid, flow_grid, opts.flow)
             summary = views.summary_of(db, grid, *_grid_counts(grid), levels=levels)
+            shown = views.shown_evidence(db, grid)
+            model = db.load_model() if shown else {}
+            marks = {(a, model[c].category): mark for (a, c), sh in shown.items()
+                     for mark in (sh.mark,) if mark and c in model}
         else:
             rows, flows = views.matrix_rows(db, levels=levels)
             rows, flows = _filter(rows, flows, opts.flow, opts.asset)
             summary = views.summary(db, rows, levels=levels)
+            shown = views.shown_evidence(db, {r.asset for r in rows}) \
+                if opts.format != "csv" else {}
     if opts.format == "json":
-        reports.write_status_json(ctx.data, rows, flows, summary)
+        reports.write_status_json(ctx.data, rows, flows, summary,
+                                  {k: sh.summary for k, sh in shown.items()})
     elif opts.format == "csv":
         reports.write_matrix_rows_csv(ctx.data, rows)
     else:
@@ -62,11 +69,11 @@ def _run(opts: StatusOptions, ctx: Context) -> int:
         if opts.asset:
             from sre_maturity.rules import maturity as mt
             matrix = [dict(zip(mt.MATRIX_FIELDS, r, strict=True)) for r in rows]
-            ctx.data.write(reports.asset_detail(matrix, colour))
+            ctx.data.write(reports.asset_detail(matrix, colour, shown))
             ctx.print_data()
             ctx.print_data("\n".join(reports.summary_lines(summary)))
         else:
-            ctx.data.write(reports.status_table(grid, flow_grid, summary, colour))
+            ctx.data.write(reports.status_table(grid, flow_grid, summary, colour, marks))
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sre_maturity.rules import maturity as mt
 
@@ -393,12 +393,18 @@ def pad(text: str, width: int) -> str:
 
 def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Sequence]]],
                  flows: Mapping[str, Mapping[str, Sequence]], summary: Mapping,
-                 colour: bool) -> str:
+                 colour: bool, marks: Mapping[tuple[str, str], str] | None = None) -> str:
     """The matrix in the terminal: assets x categories, flow weakest-link rows, counts.
 
-    ``assets`` and ``flows`` are the numbers of :func:`maturity.category_grid`. Names are
-    shown visible (:func:`visible`); names that then look alike share a row or a column.
+    ``assets`` and ``flows`` are the numbers of :func:`maturity.category_grid`; ``marks`` the
+    evidence mark of an (asset, category) whose capabilities checks answer
+    (:data:`evidence.MARKS`), explained in the legend when any shows. Names are shown visible
+    (:func:`visible`); names that then look alike share a row or a column.
     """
+    from sre_maturity.rules import evidence as ev
+
+    marks = marks or {}
+    marked: dict[tuple[str, str], str] = {}  # (asset, category) as shown -> mark
     shown: dict[str, str] = {}  # category -> as shown
 
     def show(category: str) -> str:
@@ -414,6 +420,9 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
         row = rows.setdefault(visible(asset), (target, {}))[1]
         for category, (size, assessed, na, low, rag) in cats.items():
             acc = row.setdefault(show(category), [0, 0, 0, None, None])
+            if (asset, category) in marks:
+                spot = (visible(asset), show(category))
+                marked[spot] = ev.strongest((marked.get(spot, ""), marks[asset, category]))
             acc[0] += size
             acc[1] += assessed
             acc[2] += na
@@ -455,6 +464,7 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
                 text, rag = ("n/a" if size and na == size else "-"), None
             else:
                 text = f"{low}{(rag or ' ')[0]}{'*' if assessed + na < size else ''}"
+            text += marked.get((asset, cat), "")
             line += paint(text, rag, col)
         out.append(line.rstrip())
     if flow_rows:
@@ -473,19 +483,31 @@ def status_table(assets: Mapping[str, tuple[int, Sequence[str], Mapping[str, Seq
     out.append("legend: level 0-5 + R/A/G (Red: go-live gap, Amber: below target, Green: on "
                "target); '-' not assessed; '*' some capabilities not assessed (a flow's "
                "cell with '*' is never Green)")
+    used = set(marked.values())
+    if used:
+        out.append("        " + "; ".join(f"'{m}' {text}" for m, text in ev.MARKS.items()
+                                          if m in used))
     out.append("        " + ", ".join(f"{a} = {c}" for c, a in abbr.items()))
     out.append("")
     out.extend(summary_lines(summary))
     return "\n".join(out) + "\n"
 
 
-def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
-    """One line per capability of a single asset: level, target, RAG and why."""
+def asset_detail(matrix: Sequence[Mapping], colour: bool,
+                 shown: Mapping[tuple[str, str], Any] | None = None) -> str:
+    """One line per capability of a single asset: level, target, RAG and why; with ``shown``
+    (:class:`views.Shown` by asset and capability) what a level checks answer rests on, on a
+    second line: the mark, the checks' counts and each failed check with what it saw."""
+    from sre_maturity.rules import evidence as ev
+
+    shown = shown or {}
+    raw = [(e["asset"], e["capability"]) for e in matrix]
     matrix = _visible_entries(matrix, _SHOWN_FIELDS)
     out = []
+    used: set[str] = set()
     width = max((text_width(e["capability"]) for e in matrix), default=10) + 2
     cat_width = max((text_width(e["category"]) for e in matrix), default=10) + 2
-    for e in matrix:
+    for key, e in zip(raw, matrix, strict=True):
         if e["state"] == mt.ASSESSED:
             text = f"L{e['level']} (target {e['target_level']}, go-live {e['go_live_level']})"
             rag = e["rag"]
@@ -500,7 +522,30 @@ def asset_detail(matrix: Sequence[Mapping], colour: bool) -> str:
             label = f"{_ANSI[rag]}{label}{_RESET}"
         out.append(f"{pad(e['category'], cat_width)}{pad(e['capability'], width)}{label}{tail}"
                    .rstrip())
+        seen = shown.get(key)
+        if seen is not None:
+            used.add(seen.mark)
+            out.append(" " * (cat_width + width) + evidence_line(seen))
+    used.discard("")
+    if used:
+        out.append("")
+        out.append("marks: " + "; ".join(f"'{m}' {text}" for m, text in ev.MARKS.items()
+                                         if m in used))
     return "\n".join(out) + "\n"
+
+
+def evidence_line(seen: Any) -> str:
+    """What a cell's level rests on in words: ``+ checks: 2 pass, 1 fail, ...; failed: NAME
+    (what it saw)`` (``seen`` a :class:`views.Shown`)."""
+    s = seen.summary
+    counts = ", ".join(f"{s[k]} {k}" for k in ("pass", "fail", "unknown") if s[k])
+    parts = [f"{seen.mark + ' ' if seen.mark else ''}checks: {counts or 'none'}"]
+    if s["overrides"]:
+        parts.append(counted(int(s["overrides"]), "override"))
+    if s["conflict"]:
+        parts.append("the evidence disagrees with the person's answer")
+    parts += [f"{name} says no: {visible(detail) or 'no detail'}" for name, detail in seen.failed]
+    return "; ".join(parts)
 
 
 def summarise(matrix: Sequence[Mapping], items: Iterable[Mapping]) -> dict:
@@ -653,11 +698,13 @@ def write_matrix_rows_csv(stream: TextIO, rows: Iterable[Sequence]) -> None:
 
 
 def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[Mapping],
-                      summary: Mapping) -> None:
+                      summary: Mapping, evidence: Mapping[tuple[str, str], Mapping] | None = None
+                      ) -> None:
     """``{"matrix": [...], "flows": [...], "summary": {...}}``, one entry per line, written to
     ``stream`` a block of entries at a time; ``rows`` are matrix rows (tuples of
     :data:`maturity.MATRIX_FIELDS` values), each shown as the object of its fields but
-    ``why``.
+    ``why``, with ``evidence``: the cell's entry of ``evidence`` (SPEC §12), null when no
+    check applies to it.
 
     The text is what ``json.JSONEncoder(ensure_ascii=False)`` makes of each entry as a dict
     (``json.dumps(indent=...)`` would fall back to the pure-Python encoder, ten times
@@ -693,7 +740,8 @@ def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[
             f'"go_live_level": {old(go_live) or enc(go_live)}, "rag": {old(rag) or enc(rag)}, '
             f'"open_items": {old(n) or enc(n)}, "assessed_by": {old(by) or enc(by)}, '
             f'"assessed_at": {old(at) or enc(at)}, "not_applicable_reason": '
-            f'{old(reason) or enc(reason)}, "not_applicable_until": {old(until) or enc(until)}}}')
+            f'{old(reason) or enc(reason)}, "not_applicable_until": {old(until) or enc(until)}'
+            f'{", " + _evidence_json(evidence, name, capability) if evidence else _NO_EVIDENCE}}}')
         if len(block) == 2000:
             stream.write(between + ",\n    ".join(block))
             block, between = [], ",\n    "
@@ -705,6 +753,13 @@ def write_status_json(stream: TextIO, rows: Iterable[Sequence], flows: Iterable[
 
 
 _NOTHING = object()  # a value no entry holds
+_NO_EVIDENCE = ', "evidence": null'
+
+
+def _evidence_json(evidence: Mapping[tuple[str, str], Mapping], asset: str, capability: str
+                   ) -> str:
+    found = evidence.get((asset, capability))
+    return '"evidence": ' + ("null" if found is None else json.dumps(dict(found)))
 
 
 def items_csv(items: Sequence[Mapping]) -> str:

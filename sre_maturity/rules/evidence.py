@@ -261,3 +261,28 @@ def summary(states: Sequence[CheckState], result: Cell | None = None) -> dict[st
             "unknown": sum(1 for s in states if s.evidence is None),
             "conflict": bool(result and result.conflict),
             "overrides": sum(1 for s in states if s.override is not None)}
+
+
+# ---------------------------------------------------------------------------- marks
+# What a cell's level rests on, as one mark after the level wherever a level shows (status,
+# sre_matrix.html): a disagreement first, then an override, then evidence alone.
+MARK_CONFLICT, MARK_OVERRIDE, MARK_EVIDENCE = "!", "~", "+"
+MARKS = {MARK_CONFLICT: "the checks' evidence disagrees with the person's answer (the "
+                        "evidence wins)",
+         MARK_OVERRIDE: "a person overrides a check's verdict",
+         MARK_EVIDENCE: "the level rests on checks' evidence"}
+_MARK_RANK = {"": 0, MARK_EVIDENCE: 1, MARK_OVERRIDE: 2, MARK_CONFLICT: 3}
+
+
+def mark(states: Sequence[CheckState], result: Cell) -> str:
+    """The mark of a cell (``""``: its level rests on the person's answers alone)."""
+    if result.conflict:
+        return MARK_CONFLICT
+    if any(s.override is not None for s in states):
+        return MARK_OVERRIDE
+    return MARK_EVIDENCE if "evidence" in result.rests_on else ""
+
+
+def strongest(marks: Iterable[str]) -> str:
+    """The mark of a group of cells (a category, a flow): the most telling of theirs."""
+    return max(marks, key=_MARK_RANK.__getitem__, default="")

@@ -416,3 +416,47 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
                              if (asset, c.name) in records},
             ev.cell(questions, states, person_level), person_level)
     return out
+
+
+class Shown(NamedTuple):
+    """How a cell's level shows what it rests on: the pinned ``evidence`` summary of
+    ``status --format json``, the mark (:data:`evidence.MARKS`, ``""`` for none) and the
+    gate checks that say no with what they saw (``(check, detail)``; an override's reason)."""
+
+    summary: dict[str, object]
+    mark: str
+    failed: tuple[tuple[str, str], ...]
+
+
+def shown_evidence(db, assets: Iterable[str] | None = None, now: datetime | None = None
+                   ) -> dict[tuple[str, str], Shown]:
+    """:class:`Shown` of every cell (of ``assets``) a check applies to. One read of the
+    checks table and nothing more when there are no checks."""
+    from datetime import UTC
+    from datetime import datetime as moment
+
+    from sre_maturity.rules import evidence as ev
+
+    capabilities = {c.capability for c in db.load_checks()}
+    if not capabilities:
+        return {}
+    names = list(db.load_assets()) if assets is None else list(assets)
+    found = cell_evidence(db, {(a, c) for a in names for c in capabilities},
+                          now or moment.now(UTC))
+    overrides = {(o.asset, o.check): o for o in db.load_overrides()} if found else {}
+    out = {}
+    for key, seen in found.items():
+        failed = []
+        for s in seen.states:
+            if not s.gate or s.says is not False:
+                continue
+            if s.override is not None:
+                o = overrides.get((key[0], s.check))
+                failed.append((s.check, f"overridden no by {o.by}: {o.reason}" if o
+                               else "overridden no"))
+            else:
+                record = seen.records.get(s.check)
+                failed.append((s.check, record.detail if record else ""))
+        out[key] = Shown(ev.summary(seen.states, seen.result) or {},
+                         ev.mark(seen.states, seen.result), tuple(failed))
+    return out

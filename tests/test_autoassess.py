@@ -80,7 +80,8 @@ def test_auto_records_verdicts_moves_levels_and_commits_once(data, run):
     assert cell(data, "payment-api", "Alerts").level == 2
     web = cell(data, "web", "Alerts")
     assert (web.level, web.assessed_by) == (1, "sre-tracker (checks)")
-    assert web.failed_question == "Do alerts page the on-call engineer?"
+    assert web.failed_question.startswith("Do alerts page the on-call engineer? — check pages "
+                                          "says no: saved search 'web 5xx'")
     assert cell(data, "web", "On-call").level == 0
     message = git(data, "log", "-1", "--format=%B")
     assert message.startswith("assess --auto: ")
@@ -88,7 +89,8 @@ def test_auto_records_verdicts_moves_levels_and_commits_once(data, run):
     assert "fail" in out and "pages" in out
     history = run(data, "history", "--asset", "web", "--capability", "Alerts")[1]
     assert "by sre-tracker (checks) (checks)" in history
-    assert "checks: some-alerts pass; pages fail (saved search 'web 5xx'" in history
+    assert "checks: some-alerts pass (" in history
+    assert "; pages fail (saved search 'web 5xx'" in history
 
 
 def test_second_run_moves_nothing(data, run):

@@ -109,3 +109,106 @@ def test_status_without_checks_shows_no_marks(ready, run):
     assert code == 0
     assert "rests on checks" not in out and "marks:" not in out
 
+
+
+# ---------------------------------------------------------------------------- history, gaps
+def test_history_shows_check_driven_changes_with_their_evidence(data, run):
+    code, out, err = run(data, "history", "--asset", "web", "--capability", "Alerts")
+    assert code == 0, err
+    assert "none → 1  by sre-tracker (checks) (checks)" in out
+    assert "L1 yes (evidence): Do any alerts exist?" in out
+    assert "L2 no (evidence: pages): Do alerts page the on-call engineer?" in out
+    assert "answered no: Do alerts page the on-call engineer? — check pages says no: saved " \
+           "search 'web 5xx'" in out
+    notes = next(x for x in out.splitlines() if x.strip().startswith("notes:"))
+    assert "some-alerts pass (" in notes and "pages fail (saved search 'web 5xx'" in notes
+
+
+def test_gap_texts_name_the_failed_check_and_what_it_saw(data, run):
+    said = "check pages says no: saved search 'web 5xx' (app search) is disabled"
+    code, out, _err = run(data, "status", "--asset", "web")
+    assert f"answered no: Do alerts page the on-call engineer? — {said}" in out
+    code, _out, err = run(data, "report", "--include-amber")
+    assert code == 0, err
+    page = (data / "confluence_page.txt").read_text(encoding="utf-8")
+    row = next(x for x in page.splitlines() if "Alerts → L2" in x and "web" in x)
+    assert "check pages says no" in row and "web 5xx" in row
+    stories = (data / "rally_import.csv").read_text(encoding="utf-8").splitlines()
+    story = next(x for x in stories if x.startswith("[SRE] web - Alerts L2"))
+    assert "check pages says no: saved search" in story and "web 5xx" in story
+
+
+def test_an_overridden_no_names_who_overrode_it(data, run):
+    code, _out, err = run(data, "assess", "--override", "runbook", "--asset", "auth",
+                          "--answer", "no", "--reason", "the runbook is a stub", "--assessor",
+                          "jdoe")
+    assert code == 0, err
+    code, out, _err = run(data, "status", "--asset", "auth")
+    assert "check runbook says no: overridden no by jdoe: the runbook is a stub" in out
+
+
+# ---------------------------------------------------------------------------- pages
+def test_matrix_page_marks_cells_and_explains_the_marks(data, run):
+    import html as html_text
+
+    code, _out, err = run(data, "assess", "--override", "pages", "--asset", "web", "--answer",
+                          "yes", "--reason", "pages through the old pager")
+    assert code == 0, err
+    code, _out, err = run(data, "report")
+    assert code == 0, err
+    page = html_text.unescape((data / "sre_matrix.html").read_text(encoding="utf-8"))
+    assert "the level rests on checks' evidence" in page
+    assert "a person overrides a check's verdict" in page
+    web = page[page.index("<th scope=\"row\">web</th>"):]
+    web = web[: web.index("</tr>")]
+    assert "~<small>" in web
+    assert "Alerts: ~ checks: 1 pass, 1 fail; 1 override" in web
+    payment = page[page.index("<th scope=\"row\">payment-api</th>"):]
+    assert "+<small>" in payment[: payment.index("</tr>")]
+
+
+def test_matrix_page_without_checks_has_no_marks(ready, run):
+    code, _out, err = run(ready, "report")
+    assert code == 0, err
+    page = (ready / "sre_matrix.html").read_text(encoding="utf-8")
+    assert "rests on checks" not in page
+
+
+def test_rulebook_marks_automated_questions_and_overrides(data, run):
+    code, _out, err = run(data, "assess", "--override", "runbook", "--asset", "auth",
+                          "--answer", "no", "--reason", "a stub")
+    assert code == 0, err
+    code, _out, err = run(data, "report")
+    assert code == 0, err
+    book = (data / "confluence_rulebook.txt").read_text(encoding="utf-8")
+    storage = (data / "confluence_rulebook.html").read_text(encoding="utf-8")
+    assert "automated: some-alerts" in storage and "automated: pages" in storage
+    assert "runbook (overridden for auth)" in storage
+    # The wiki file says the same, escaped for wiki markup (- : [ ] ( ) shown as typed).
+    assert "&#91;automated&#58; some\\-alerts&#93;" in book
+    assert "runbook \\(overridden for auth\\)" in book
+    line = next(x for x in book.splitlines() if "Is someone reachable out of hours" in x)
+    assert "automated" not in line
+
+
+@pytest.mark.parametrize("flavour", ["datacenter", "cloud"])
+def test_confluence_matrix_table_marks_cells_with_a_legend_row(data, run, flavour):
+    from lxml import html as lxml_html
+
+    from database import Database
+    from sre_maturity.render import matrix_page
+    from sre_maturity.rules import views
+
+    run(data, "assess", "--asset", "auth", "--capability", "Alerts", "--level", "0")
+    with Database(data / "sre_data.db") as db:
+        matrix, flows = views.matrix_rows(db)
+        evidence = views.shown_evidence(db)
+    table = lxml_html.fromstring(matrix_page.confluence_table(matrix, flows, flavour,
+                                                              evidence))
+    rows = {(tr[0].text_content(), tr[1].text_content()): tr for tr in table.iter("tr")}
+    assert rows[("Login", "auth")][5].text_content() == "0*! Red"  # Alerting: a conflict
+    assert rows[("Checkout", "payment-api")][4].text_content().startswith("1+")
+    assert (matrix_page.LEGEND_LABEL, matrix_page.MARKS_LEGEND) in rows
+    plain = lxml_html.fromstring(matrix_page.confluence_table(matrix, flows, flavour))
+    texts = [tr[1].text_content() for tr in plain.iter("tr")]
+    assert matrix_page.MARKS_LEGEND not in texts

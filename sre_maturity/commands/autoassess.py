@@ -507,12 +507,18 @@ def _answers(cap: mt.Capability, seen: views.CellEvidence) -> tuple[list[dict], 
             out.append({"level": level, "question": question, "answer": got.value,
                         "source": got.source, "checks": list(got.failed)})
             if not got.value:
-                return out, question
+                from sre_maturity.rules import evidence as ev
+
+                # The gap texts (status, page, story) say which check said no and what it saw.
+                said = ev.says_no(seen.failed(got.failed))
+                return out, f"{question} — {said}" if said else question
     return out, ""
 
 
 def _notes(seen: views.CellEvidence) -> str:
-    """The history note: each check of the cell and what it says now."""
+    """The history note: each check of the cell, what it says now and what it saw."""
+    from sre_maturity.rules import evidence as ev
+
     parts = []
     for s in seen.states:
         mode = "" if s.gate else " (advisory)"
@@ -520,7 +526,7 @@ def _notes(seen: views.CellEvidence) -> str:
             parts.append(f"{s.check}{mode} overridden: {'yes' if s.override else 'no'}")
         elif s.evidence is not None:
             record = seen.records.get(s.check)
-            detail = f" ({record.detail})" if record and s.evidence == "fail" else ""
+            detail = f" ({ev.gist(record.detail)})" if record and record.detail.strip() else ""
             parts.append(f"{s.check}{mode} {s.evidence}{detail}")
         else:
             parts.append(f"{s.check}{mode} no valid evidence")

@@ -41,8 +41,8 @@ def run(opts: HistoryOptions, ctx: Context) -> int:
                        f"by {e['assessed_by'] or '?'} ({e['source']})")
         if e["answers"]:
             ctx.print_data("    answers: " + "; ".join(
-                f"L{a['level']} {'yes' if a['answer'] else 'no'}: {a['question']}"
-                for a in e["answers"]))
+                f"L{a['level']} {'yes' if a['answer'] else 'no'}{_answered_by(a)}: "
+                f"{a['question']}" for a in e["answers"]))
         if e["failed_question"]:
             ctx.print_data(f"    answered no: {e['failed_question']}")
         if e["na_reason"]:
@@ -64,6 +64,16 @@ def _history_names(db, asset: str | None, capability: str | None
         capability = resolve("capability", capability,
                              {*db.load_model(), *db.history_names("capability")})
     return asset, capability
+
+
+def _answered_by(answer: dict) -> str:
+    """Where a check-driven entry's answer came from (`` (evidence: pages)``, `` (person)``);
+    nothing for a person's own assessment, whose answers carry no source."""
+    source = answer.get("source")
+    if not source:
+        return ""
+    checks = answer.get("checks") or []
+    return f" ({source}: {', '.join(checks)})" if checks else f" ({source})"
 
 
 def _level_text(state: str, level: int | None) -> str:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import html
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import lru_cache
+from typing import Any
 
 from sre_maturity.render import reports, storage_format
+from sre_maturity.rules import evidence as ev
 from sre_maturity.rules import maturity as mt
 
 HTML_FILE = "sre_matrix.html"
@@ -66,6 +68,10 @@ LEGEND = (
     "some asset is not assessed, and then never Green."
 )
 
+# The legend row for the evidence marks (SPEC §12), its own row so the first one's text (what
+# the tool recognises its row by) stays as pages already hold it.
+MARKS_LEGEND = "After a level: " + "; ".join(f"{m} {text}" for m, text in ev.MARKS.items())
+
 
 @lru_cache(maxsize=65536)  # names, owners, criteria and reasons recur on every row
 def _e(value: object) -> str:
@@ -104,6 +110,23 @@ def category_mark(entries: Sequence[mt.MatrixRow]) -> Mark:
     if any(e.state == mt.NOT_ASSESSED for e in entries):
         return Mark(f"{level}*", rag, "partial", detail)
     return Mark(str(level), rag, "assessed", detail)
+
+
+def with_evidence(mark: Mark, entries: Sequence[mt.MatrixRow],
+                  evidence: Mapping[tuple[str, str], Any]) -> Mark:
+    """``mark`` with what its capabilities' levels rest on (SPEC §12): the most telling
+    evidence mark (:data:`evidence.MARKS`) after the text, each checked capability's evidence
+    in the detail (``evidence``: :class:`views.Shown` by asset and capability)."""
+    if not evidence:
+        return mark
+    found = [(e.capability, evidence[e.asset, e.capability]) for e in entries
+             if (e.asset, e.capability) in evidence]
+    sign = ev.strongest(seen.mark for _c, seen in found)
+    if not found or not sign:
+        return mark
+    words = "; ".join(f"{c}: {reports.evidence_line(seen)}" for c, seen in found)
+    return replace(mark, text=mark.text + sign,
+                   detail=f"{mark.detail}; {words}" if mark.detail else words)
 
 
 def _entry_label(e: mt.MatrixRow) -> str:
@@ -319,7 +342,8 @@ def _cell_td(mark: Mark, abbr: str) -> str:
             f"{_e(mark.text)}{rag}</td>")
 
 
-def _legend(categories: Sequence[str], abbr: Mapping[str, str]) -> str:
+def _legend(categories: Sequence[str], abbr: Mapping[str, str], marks: Iterable[str] = ()
+            ) -> str:
     swatches = [
         ('<span class="cell green">3<small>G</small></span>Green: at target, no open item'),
         ('<span class="cell amber">2<small>A</small></span>Amber: below target'),
@@ -333,6 +357,9 @@ def _legend(categories: Sequence[str], abbr: Mapping[str, str]) -> str:
         ('<span class="cell unknown">3*</span>a flow whose assessed assets are on target '
          "while some are not assessed: not Green"),
     ]
+    used = set(marks)
+    swatches += [f'<span class="cell">2{_e(m)}</span>{_e(text)}'
+                 for m, text in ev.MARKS.items() if m in used]
     cats = ", ".join(f"<abbr title=\"{_e(c)}\">{_e(abbr[c])}</abbr> {_e(c)}"
                      for c in categories)
     return ('<section class="legend" aria-label="Legend">'
@@ -462,7 +489,8 @@ def _status_td(work_status: str, state: str) -> str:
 def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iterable[Mapping],
            *,
            trend: Mapping[str, Sequence[float | None]], dates: Sequence[str], generated: str,
-           commit: str | None) -> Iterator[str]:
+           commit: str | None, evidence: Mapping[tuple[str, str], Any] | None = None
+           ) -> Iterator[str]:
     """``sre_matrix.html`` in pieces (write them in order): one section per flow.
 
     :param matrix: the matrix rows (:func:`maturity.matrix_rows`), model order
@@ -471,9 +499,11 @@ def render(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping], items: Iter
     :param trend: per flow, the go-live share at each of ``dates`` (see :func:`go_live_trend`)
     :param generated: when the page was generated (shown as given)
     :param commit: the data folder's commit the page shows, or None outside git
+    :param evidence: :class:`views.Shown` of the cells checks answer (marks, SPEC §12)
     """
     for _where, piece in render_files(matrix, flows, items, trend=trend, dates=dates,
-                                      generated=generated, commit=commit, split=False):
+                                      generated=generated, commit=commit, split=False,
+                                      evidence=evidence):
         yield piece
 
 
@@ -508,14 +538,15 @@ def is_flow_file(name: str) -> bool:
 
 def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
                  items: Iterable[Mapping], *, trend: Mapping[str, Sequence[float | None]],
-                 dates: Sequence[str], generated: str, commit: str | None, split: bool
+                 dates: Sequence[str], generated: str, commit: str | None, split: bool,
+                 evidence: Mapping[tuple[str, str], Any] | None = None
                  ) -> Iterator[tuple[int, str]]:
     """The matrix pages in pieces, each tagged with its file: 0 for ``sre_matrix.html``,
     ``n`` for the ``n``-th flow's file (:func:`flow_files`; only with ``split``, when the
     whole would be too large for one file: then ``sre_matrix.html`` holds the overview and
     links each flow's self-contained file). Arguments as :func:`render`.
     """
-
+    evidence = evidence or {}
     categories = list(dict.fromkeys(e.category for e in matrix))
     abbr = reports.abbreviations(categories)
     flow_names = list(dict.fromkeys(f["flow"] for f in flows))
@@ -549,7 +580,7 @@ def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
         yield 0, _overview(flow_names, gates,
                            {flow: len(by_flow_asset.get(flow, {})) for flow in flow_names},
                            weakest_cells, categories, abbr, files)
-    legend = _legend(categories, abbr) + "\n"
+    legend = _legend(categories, abbr, {seen.mark for seen in evidence.values()}) + "\n"
     yield 0, legend
     if not flow_names:
         yield 0, '<p class="note">No flow is defined yet: run setup.</p>\n'
@@ -584,7 +615,8 @@ def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
             yield where, (f'<tr><th scope="row">{_e(asset)}</th>'
                    f"<td>{_e(first.team or '')}</td>"
                    f"<td>{_e(first.target_level)}</td>"
-                   + "".join(_cell_td(category_mark(groups.get(c, [])), abbr[c])
+                   + "".join(_cell_td(with_evidence(category_mark(groups.get(c, [])),
+                                                    groups.get(c, []), evidence), abbr[c])
                              for c in categories) + "</tr>\n")
         yield where, ("</tbody></table></div>\n" + _go_live(gates[flow], flow_items)
                       + "</section>\n")
@@ -616,10 +648,14 @@ def _attrs(flavour: str, rag: str | None) -> str:
 
 
 def confluence_table(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
-                     flavour: str) -> str:
+                     flavour: str, evidence: Mapping[tuple[str, str], Any] | None = None
+                     ) -> str:
     """The matrix for a Confluence page in storage format: a row per flow and asset (the
     flow's weakest-link row first), a column per category, cells highlighted by RAG the way
-    the ``flavour``'s editor stores it (:data:`HIGHLIGHTS`). Level printed in every cell."""
+    the ``flavour``'s editor stores it (:data:`HIGHLIGHTS`). Level printed in every cell, with
+    its evidence mark (``evidence`` as :func:`render` takes it) and a legend row for the marks
+    when any shows."""
+    evidence = evidence or {}
     categories = list(dict.fromkeys(e.category for e in matrix))
     x = storage_format.xml_text
     header = "<tr>" + "".join(f"<th><p>{x(c)}</p></th>"
@@ -650,10 +686,17 @@ def confluence_table(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
             parts.append(f"<tr><td><p>{x(flow)}</p></td><td><p>{x(asset)}</p></td>"
                          f"<td><p>{x(first.team or '')}</p></td>"
                          f"<td><p>{x(first.target_level)}</p></td>"
-                         + "".join(cell(category_mark(groups.get(c, []))) for c in categories)
+                         + "".join(cell(with_evidence(category_mark(groups.get(c, [])),
+                                                      groups.get(c, []), evidence))
+                                   for c in categories)
                          + "</tr>")
-    legend = "<br />".join(x(line) for line in LEGEND.split("\n"))
-    parts.append(f"<tr><td><p><strong>{LEGEND_LABEL}</strong></p></td><td><p>{legend}</p></td>"
-                 + "<td><p /></td>" * (len(CONFLUENCE_COLUMNS) - 2 + len(categories))
-                 + "</tr></tbody></table>")
+    legends = [LEGEND]
+    if any(seen.mark for seen in evidence.values()):
+        legends.append(MARKS_LEGEND)
+    for text in legends:
+        legend = "<br />".join(x(line) for line in text.split("\n"))
+        parts.append(f"<tr><td><p><strong>{LEGEND_LABEL}</strong></p></td><td><p>{legend}</p>"
+                     "</td>" + "<td><p /></td>" * (len(CONFLUENCE_COLUMNS) - 2 + len(categories))
+                     + "</tr>")
+    parts.append("</tbody></table>")
     return "".join(parts)

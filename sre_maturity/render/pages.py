@@ -45,7 +45,8 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
     with ctx.open_db() as db:
         model = db.load_model()
         trend = matrix_page.go_live_trend(db.level_history(), matrix, dates)
-    table_rows = rulebook.rows(model)
+        evidence, automated = _evidence(db)
+    table_rows = rulebook.rows(model, automated)
     wiki_files = paste.files(ctx.settings, rulebook.STEM)
     for name, dialect in wiki_files:
         atomic_write(out_dir / name, rulebook.wiki_page(table_rows, now[:10], dialect))
@@ -68,7 +69,7 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
     with atomic_stream(out_dir / matrix_page.HTML_FILE) as fh:
         for where, piece in matrix_page.render_files(
                 matrix, flows, items, trend=trend, dates=dates, generated=generated,
-                commit=commit, split=split):
+                commit=commit, split=split, evidence=evidence):
             if not where:
                 fh.write(piece)
                 continue
@@ -116,21 +117,24 @@ def update_confluence(ctx: Context) -> None:
                         for c, level in db.level_specs()}
         pairs = db.flow_assets_ever()
         categories = db.categories_ever()
+        evidence, automated = _evidence(db)
     fold = storage_page.fold
     known_assets = {(fold(f), fold(a)) for f, a in pairs}
     known_assets |= {(fold(f), fold(matrix_page.WEAKEST_LINK)) for f, _a in pairs}
     known_assets.add((fold(matrix_page.LEGEND_LABEL), fold(matrix_page.LEGEND)))
+    known_assets.add((fold(matrix_page.LEGEND_LABEL), fold(matrix_page.MARKS_LEGEND)))
     client = confluence.client_from_settings(settings)
     try:
         for name, title in wanted:
             if name == RULEBOOK_SETTING:
                 edit = kept_table.table_edit(
                     title, storage_page.has_columns(*rulebook.SIGNATURE),
-                    rulebook.storage_table(rulebook.rows(model)), rulebook.KEY, known_levels)
+                    rulebook.storage_table(rulebook.rows(model, automated)), rulebook.KEY,
+                    known_levels)
             else:
                 edit = kept_table.table_edit(
                     title, storage_page.has_columns(*matrix_page.SIGNATURE),
-                    matrix_page.confluence_table(matrix, flows, client.flavour),
+                    matrix_page.confluence_table(matrix, flows, client.flavour, evidence),
                     matrix_page.KEY, known_assets, {fold(c) for c in categories})
             result = confluence.update_page(client, settings.text(name), edit)
             if result["changed"]:
@@ -140,6 +144,32 @@ def update_confluence(ctx: Context) -> None:
                 ctx.print(f"confluence: '{title}' table already up to date (no new version)")
     finally:
         client.close()
+
+
+def _evidence(db) -> tuple[dict, dict[tuple[str, int, int], list[str]]]:
+    """What the pages show of the checks (SPEC §12): :class:`views.Shown` of every checked
+    cell, and for each automated question ``(capability, level, question)`` its checks, each
+    with the assets whose verdict of it is overridden now."""
+    from datetime import UTC, datetime
+
+    from sre_maturity.rules import evidence as ev
+    from sre_maturity.rules import views
+
+    checks = db.load_checks()
+    if not checks:
+        return {}, {}
+    now = datetime.now(UTC)
+    overridden: dict[str, list[str]] = {}
+    for o in db.load_overrides():
+        if ev.active(o, now):
+            overridden.setdefault(o.check, []).append(o.asset)
+    automated: dict[tuple[str, int, int], list[str]] = {}
+    for c in checks:
+        words = c.name + (" (advisory)" if c.mode == "advisory" else "")
+        if c.name in overridden:
+            words += f" (overridden for {', '.join(overridden[c.name])})"
+        automated.setdefault((c.capability, c.level, c.question), []).append(words)
+    return views.shown_evidence(db, now=now), automated
 
 
 def _signature(name: str) -> tuple[str, ...]:

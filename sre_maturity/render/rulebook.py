@@ -30,8 +30,13 @@ SIGNATURE = ("Capability", "Level", "Criteria")
 KEY = ("Capability", "Level")
 
 
-def rows(model: Mapping[str, mt.Capability]) -> list[dict[str, str]]:
-    """One row per capability level, in model order (categories as the model lists them)."""
+def rows(model: Mapping[str, mt.Capability],
+         automated: Mapping[tuple[str, int, int], Sequence[str]] | None = None
+         ) -> list[dict[str, str]]:
+    """One row per capability level, in model order (categories as the model lists them);
+    a question that checks answer (``automated``: ``(capability, level, question number)``
+    -> the checks' words) says so after its text: ``[automated: pages, some-alerts]``."""
+    automated = automated or {}
     out = []
     for cap in model.values():
         for level in sorted(cap.levels):
@@ -41,7 +46,10 @@ def rows(model: Mapping[str, mt.Capability]) -> list[dict[str, str]]:
                 "Capability": cap.name,
                 "Level": f"L{level}",
                 "Criteria": spec.criteria,
-                "Questions": "\n".join(spec.questions),
+                "Questions": "\n".join(
+                    q + (f" [automated: {', '.join(automated[cap.name, level, n])}]"
+                         if (cap.name, level, n) in automated else "")
+                    for n, q in enumerate(spec.questions, start=1)),
                 "Required for Go Live": "Yes" if spec.go_live else "No",
                 "Owner": spec.owner,
                 "Priority": spec.priority,

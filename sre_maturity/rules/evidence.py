@@ -286,3 +286,22 @@ def mark(states: Sequence[CheckState], result: Cell) -> str:
 def strongest(marks: Iterable[str]) -> str:
     """The mark of a group of cells (a category, a flow): the most telling of theirs."""
     return max(marks, key=_MARK_RANK.__getitem__, default="")
+
+
+# A gap text quotes what a failed check saw up to this many characters (a command's output may
+# be 4 KB; a to-do row or a story's Why wants the gist).
+SEEN_SHOWN = 200
+
+
+def says_no(failed: Iterable[tuple[str, str]]) -> str:
+    """The checks that answer a question no, in words for a gap text: ``check pages says no:
+    saved search 'web 5xx' is disabled`` (``failed``: ``(check, what it saw)`` pairs; an
+    override's words in place of what was seen)."""
+    return "; ".join(f"check {name} says no" + (f": {gist(seen)}" if seen.strip() else "")
+                     for name, seen in failed)
+
+
+def gist(seen: str) -> str:
+    """What a check saw on one line, cut to :data:`SEEN_SHOWN` characters."""
+    seen = " ".join(seen.split())
+    return seen if len(seen) <= SEEN_SHOWN else seen[: SEEN_SHOWN - 1].rstrip() + "…"

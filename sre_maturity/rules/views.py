@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sre_maturity.rules import evidence as ev
     from sre_maturity.rules import maturity as mt
-    from sre_maturity.rules.checkspec import CheckRow, EvidenceRecord
+    from sre_maturity.rules.checkspec import CheckRow, EvidenceRecord, Override
 # The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
 # keeps only these of every open go-live item while it streams the other files, and of the
 # other open items only what the page counts (PAGE_COUNTED_FIELDS).
@@ -358,6 +358,24 @@ class CellEvidence(NamedTuple):
     records: dict[str, EvidenceRecord]
     result: ev.Cell
     person_level: int | None
+    overrides: dict[str, Override] = {}
+
+    def failed(self, checks: Iterable[str] | None = None) -> tuple[tuple[str, str], ...]:
+        """The gate checks (of ``checks``; None: all) that say no now, each with what it saw
+        (an override: who overrode it and why)."""
+        wanted = None if checks is None else set(checks)
+        out = []
+        for s in self.states:
+            if not s.gate or s.says is not False or wanted is not None and s.check not in wanted:
+                continue
+            if s.override is not None:
+                o = self.overrides.get(s.check)
+                out.append((s.check, f"overridden no by {o.by}: {o.reason}" if o
+                            else "overridden no"))
+            else:
+                record = self.records.get(s.check)
+                out.append((s.check, record.detail if record else ""))
+        return tuple(out)
 
 
 def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
@@ -414,7 +432,8 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
         out[(asset, capability)] = CellEvidence(
             checks, states, {c.name: records[(asset, c.name)] for c in checks
                              if (asset, c.name) in records},
-            ev.cell(questions, states, person_level), person_level)
+            ev.cell(questions, states, person_level), person_level,
+            {c.name: overrides[(asset, c.name)] for c in checks if (asset, c.name) in overrides})
     return out
 
 
@@ -443,20 +462,6 @@ def shown_evidence(db, assets: Iterable[str] | None = None, now: datetime | None
     names = list(db.load_assets()) if assets is None else list(assets)
     found = cell_evidence(db, {(a, c) for a in names for c in capabilities},
                           now or moment.now(UTC))
-    overrides = {(o.asset, o.check): o for o in db.load_overrides()} if found else {}
-    out = {}
-    for key, seen in found.items():
-        failed = []
-        for s in seen.states:
-            if not s.gate or s.says is not False:
-                continue
-            if s.override is not None:
-                o = overrides.get((key[0], s.check))
-                failed.append((s.check, f"overridden no by {o.by}: {o.reason}" if o
-                               else "overridden no"))
-            else:
-                record = seen.records.get(s.check)
-                failed.append((s.check, record.detail if record else ""))
-        out[key] = Shown(ev.summary(seen.states, seen.result) or {},
-                         ev.mark(seen.states, seen.result), tuple(failed))
-    return out
+    return {key: Shown(ev.summary(seen.states, seen.result) or {},
+                       ev.mark(seen.states, seen.result), seen.failed())
+            for key, seen in found.items()}

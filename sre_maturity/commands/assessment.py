@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
 
 from database import DB_FILE, MATRIX_FILE, Database
 from sre_maturity.rules import maturity as mt
 from sre_maturity.rules.views import update_matrix_file
+from sre_maturity.store.csvfiles import parse_until
 from sre_maturity.support.context import CommandOptions, Context
 from sre_maturity.support.errors import EXIT_OK, InputError
 from sre_maturity.support.names import resolve
@@ -52,18 +53,6 @@ def parse_answers(text: str) -> list[bool]:
     return out
 
 
-def parse_until(text: str | None, today: str) -> str:
-    if not text:
-        return ""
-    try:
-        value = date.fromisoformat(text.strip()).isoformat()
-    except ValueError:
-        raise InputError(f"--until {text!r} is not a date; use YYYY-MM-DD") from None
-    if value < today:
-        raise InputError(f"--until {value} is in the past; give a future date or none")
-    return value
-
-
 def outcome_from_answers(cap: mt.Capability, answers: list[bool]) -> Outcome:
     try:
         level, failed, used = mt.level_from_answers(cap, answers)
@@ -83,18 +72,36 @@ def outcome_from_answers(cap: mt.Capability, answers: list[bool]) -> Outcome:
     )
 
 
-def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None:
+def ask_questions(p: Prompter, cap: mt.Capability, today: str,
+                  known: Mapping[tuple[int, int], tuple[bool, str]] | None = None
+                  ) -> Outcome | None:
     """Ask level by level, stopping at the first level not met. None: the user quit;
-    ``SKIP``: the user skipped this capability (with --all, the walk goes on)."""
+    ``SKIP``: the user skipped this capability (with --all, the walk goes on). ``known``:
+    answers the checks settle, by (level, question number), with the words shown for them:
+    shown, not asked."""
+    known = known or {}
     asked = cap.questions()
+    numbers = [sum(1 for lv2, _q in asked[:k] if lv2 == lv) + 1
+               for k, (lv, _q) in enumerate(asked)]
     answers: list[bool] = []
+    by_person: list[int] = []  # where the person answered (b goes back to the last one)
     i = 0
     while i < len(asked):
         lv, question = asked[i]
+        settled = known.get((lv, numbers[i]))
+        if settled is not None:
+            p.write(f"  L{lv} [{i + 1}/{len(asked)}] {question} "
+                    f"{'yes' if settled[0] else 'no'} ({settled[1]})")
+            answers.append(settled[0])
+            if not settled[0]:
+                break
+            i += 1
+            continue
         reply = p.ask(f"  L{lv} [{i + 1}/{len(asked)}] {question} [y/n/?/b/na/s/q] "
                       ).casefold()
         if reply in ("y", "yes"):
             answers.append(True)
+            by_person.append(i)
             i += 1
         elif reply in ("n", "no"):
             answers.append(False)
@@ -102,11 +109,11 @@ def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None
         elif reply == "?":
             p.write(f"    L{lv} means: {cap.levels[lv].criteria}")
         elif reply == "b":
-            if i == 0:
+            if not by_person:
                 p.write("    this is the first question")
             else:
-                i -= 1
-                answers.pop()
+                i = by_person.pop()
+                del answers[i:]
         elif reply == "na":
             return ask_not_applicable(p, today)
         elif reply == "s":
@@ -115,7 +122,11 @@ def ask_questions(p: Prompter, cap: mt.Capability, today: str) -> Outcome | None
             return None
         else:
             p.write(f"    {HELP}")
-    return outcome_from_answers(cap, answers)
+    outcome = outcome_from_answers(cap, answers)
+    for k, entry in enumerate(outcome.answers):
+        settled = known.get((asked[k][0], numbers[k]))
+        entry["source"] = settled[1] if settled else "person"
+    return outcome
 
 
 def ask_not_applicable(p: Prompter, today: str) -> Outcome:
@@ -349,6 +360,7 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
     """Assess one capability; save it when confirmed. Returns the commit-message part."""
     from database import now_iso
 
+    checked = None
     recorded = db.load_cells({(asset, cap.name)}).get((asset, cap.name))
     old = mt.effective_cell(recorded or mt.Cell(asset, cap.name), today)
     if flag_outcome:
@@ -371,13 +383,19 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
                              "is not a terminal")
         p.write(f"\n{cap.category} / {cap.name} for {asset} (now: {level_label(old)}; "
                 f"target {target}, go-live L{cap.go_live_level})")
-        asked = ask_questions(p, cap, today)
+        from sre_maturity.commands import cellchecks
+
+        checked = cellchecks.run_cell(p, ctx, db, asset, cap, assessor)
+        asked = ask_questions(p, cap, today, checked.known if checked else None)
         if asked is None:
             raise Quit
         if asked is SKIP:
             p.write("  skipped: nothing saved for this capability")
             return None
         outcome = asked
+        if checked is not None and outcome.state == mt.ASSESSED:
+            # The level the rules give from the evidence and these answers (as --auto does).
+            outcome.level = checked.level(cap, outcome.level, db, asset)
         outcome.notes = opts.notes if opts.notes is not None else p.ask(
             "  notes / evidence (optional): ")
 
@@ -405,6 +423,10 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
                 p.write(f"  not saved: {problem}; assess it again to answer from there")
                 return None
             with wdb.transaction():
+                if checked is not None:
+                    wdb.record_evidence(checked.verdicts)
+                    for override in checked.overrides:
+                        wdb.set_override(override)
                 changes = wdb.record_assessment(
                     asset, cap.name, outcome.state, outcome.level, answers=outcome.answers,
                     failed_question=outcome.failed_question, notes=outcome.notes,

@@ -376,10 +376,10 @@ def run_override(opts: AutoOptions, ctx: Context) -> int:
     """Record (``--override``) or lift (``--clear-override``) a person's answer to one check
     for one asset; the level is recomputed and committed at once."""
     from database import DB_FILE, MATRIX_FILE, now_iso
-    from sre_maturity.commands.assessment import parse_until
     from sre_maturity.git import gitops
     from sre_maturity.rules import evidence as ev
     from sre_maturity.rules.checkspec import Override
+    from sre_maturity.store.csvfiles import parse_until
     from sre_maturity.support import interrupts
     from sre_maturity.support.names import resolve
 

@@ -379,10 +379,12 @@ class CellEvidence(NamedTuple):
 
 
 def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
-                  overlay: Iterable[Any] = ()) -> dict[tuple[str, str], CellEvidence]:
+                  overlay: Iterable[Any] = (), overlay_overrides: Iterable[Override] = ()
+                  ) -> dict[tuple[str, str], CellEvidence]:
     """:class:`CellEvidence` of the cells ``keys`` (asset, capability) that a check applies
-    to; ``overlay`` holds verdicts of a run not stored yet (a dry run): their definitive ones
-    stand in for the stored evidence."""
+    to; ``overlay`` holds verdicts of a run not stored yet (a dry run, an assessment not yet
+    confirmed): their definitive ones stand in for the stored evidence, as
+    ``overlay_overrides`` for the stored overrides."""
     from sre_maturity.rules import evidence as ev
     from sre_maturity.rules import maturity as mt
     from sre_maturity.rules.checkspec import DEFINITIVE, EvidenceRecord
@@ -403,6 +405,7 @@ def cell_evidence(db, keys: Iterable[tuple[str, str]], now: datetime, *,
                 v.asset, v.check, v.verdict, v.detail, v.link or "", v.checked_at,
                 v.valid_until or "", v.fingerprint)
     overrides = {(o.asset, o.check): o for o in db.load_overrides()}
+    overrides.update({(o.asset, o.check): o for o in overlay_overrides})
     # The person's latest answer is the cell's own unless the checks moved it since.
     person: dict[tuple[str, str], tuple[str, int | None]] = {}
     by_checks = []

@@ -419,6 +419,20 @@ def parse_date(value: str) -> str | None:
         return None
 
 
+def parse_until(text: str | None, today: str) -> str:
+    """An expiry typed by a person (``--until``, a prompt): an ISO date not before ``today``,
+    or "" for none."""
+    if not text:
+        return ""
+    try:
+        value = date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise InputError(f"--until {text!r} is not a date; use YYYY-MM-DD") from None
+    if value < today:
+        raise InputError(f"--until {value} is in the past; give a future date or none")
+    return value
+
+
 def read_assessments(path: Path) -> list[AssessmentRow]:
     """Load assessments.csv (bulk levels): Level 0-5 or N/A (with a reason)."""
     rows, problems = read_rows(path, ASSESSMENT_COLUMNS)

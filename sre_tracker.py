@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-model", action="store_true",
                    help="interactive: replace an existing maturity_model.csv with the default")
 
-    p = add("assess", cmd_assess, "guided assessment of an asset's capability",
+    p = add("assess", cmd_assess, "guided assessment of an asset's capability; --auto: "
+            "the checks of checks.csv answer what they can",
             "  sre_tracker.py assess                                  # menus\n"
             "  sre_tracker.py assess --asset payment-api --all         # every capability\n"
             "  sre_tracker.py assess --asset payment-api --capability 'Actionable alerts' \\\n"
@@ -310,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", action="store_true", help="every action item instead of the matrix")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="file (default: stdout)")
 
-    add("check", cmd_check, "check settings, git wiring, Rally and Confluence access",
+    add("check", cmd_check, "check settings, the CSVs, git wiring, and access to Rally, "
+        "Confluence and the evidence sources",
         "  sre_tracker.py check\n")
 
     p = add("merge-db", cmd_merge_db, "plumbing: git merge driver for sre_data.db",

@@ -830,3 +830,12 @@ def test_status_asset_shows_whole_category_names(folder, run):
     run(folder, "setup", "--from-csv")
     code, out, _err = run(folder, "status", "--asset", "web")
     assert code == 0 and out.startswith(f"{long}  Rollback  not assessed")
+
+
+def test_the_command_list_says_what_assess_and_check_cover_now(capsys):
+    """The top-level --help is where a newcomer learns the commands: assess --auto and the
+    evidence sources that check reaches are named there."""
+    assert sre_tracker.main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--auto: the checks of checks.csv answer what they can" in out
+    assert "Confluence and the evidence sources" in out

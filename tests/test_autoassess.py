@@ -275,6 +275,29 @@ def test_a_person_answer_stands_where_no_check_answers(data, run):
     assert "the evidence disagrees with the person's answer (L3)" in history
 
 
+def test_a_person_answer_from_flags_meets_the_evidence_at_once(data, run):
+    """After the checks ran, a level given with --level is kept as the person's answer, and
+    where valid evidence says otherwise the evidence wins right away (no --auto needed)."""
+    assert run(data, "assess", "--auto")[0] == 0
+    before = commits(data)
+    code, out, err = run(data, "assess", "--asset", "web", "--capability", "Alerts", "--level",
+                         "3", "--notes", "we page by phone")
+    assert code == 0, err
+    assert "web / Alerts 1→1" in out and "closes" not in out  # no item closes: L2 is not met
+    assert "the checks' evidence sets Alerts to L1 (the answer given: L3" in out
+    assert cell(data, "web", "Alerts").level == 1
+    assert commits(data) == before + 1 and git(data, "status", "--porcelain").strip() == ""
+    assert "Alerts 1→1" in git(data, "log", "-1", "--format=%s")
+    history = run(data, "history", "--asset", "web", "--capability", "Alerts")[1]
+    newest, person = history.split("\n\n")[0], history
+    assert "3 → 1" in newest and "sre-tracker (checks)" in newest
+    assert "1 → 3" in person and "we page by phone" in person
+    # Where the evidence agrees (or does not reach), the person's level stands as given.
+    assert run(data, "assess", "--asset", "payment-api", "--capability", "Alerts", "--level",
+               "4")[0] == 0
+    assert cell(data, "payment-api", "Alerts").level == 4
+
+
 def test_not_applicable_cells_are_left_alone(data, run):
     assert run(data, "assess", "--asset", "web", "--capability", "On-call",
                "--not-applicable", "no paging")[0] == 0

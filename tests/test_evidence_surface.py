@@ -206,7 +206,9 @@ def test_confluence_matrix_table_marks_cells_with_a_legend_row(data, run, flavou
     table = lxml_html.fromstring(matrix_page.confluence_table(matrix, flows, flavour,
                                                               evidence))
     rows = {(tr[0].text_content(), tr[1].text_content()): tr for tr in table.iter("tr")}
-    assert rows[("Login", "auth")][5].text_content() == "0*! Red"  # Alerting: a conflict
+    # Alerting: the person said L0, the checks pass L1 and L2: the evidence wins, and the
+    # disagreement is marked.
+    assert rows[("Login", "auth")][5].text_content() == "2*! Amber"
     assert rows[("Checkout", "payment-api")][4].text_content().startswith("1+")
     assert (matrix_page.LEGEND_LABEL, matrix_page.MARKS_LEGEND) in rows
     plain = lxml_html.fromstring(matrix_page.confluence_table(matrix, flows, flavour))

@@ -399,11 +399,22 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
         outcome.notes = opts.notes if opts.notes is not None else p.ask(
             "  notes / evidence (optional): ")
 
-    new = mt.Cell(asset, cap.name, outcome.state, outcome.level, outcome.na_reason,
+    shown = outcome.level
+    if flag_outcome and outcome.state == mt.ASSESSED:
+        # A level from flags is the person's answer; where the cell's valid evidence says
+        # otherwise the evidence wins (SPEC §12), by the rule assess --auto uses.
+        from sre_maturity.commands import cellchecks
+
+        by_evidence = cellchecks.CellRun([], [], {}).level(cap, outcome.level, db, asset)
+        shown = outcome.level if by_evidence is None else by_evidence
+    new = mt.Cell(asset, cap.name, outcome.state, shown, outcome.na_reason,
                   outcome.na_until, failed_question=outcome.failed_question)
     summary = f"{cap.name} {level_label(old)}→{level_label(new)}"
     p.write(f"{asset} / {summary}" + (f" (answered no: {outcome.failed_question})"
                                       if outcome.failed_question else ""))
+    if shown != outcome.level:
+        p.write(f"  the checks' evidence sets {cap.name} to L{shown} (the answer given: "
+                f"L{outcome.level}; it is kept in the history)")
     for line in item_preview(cap, old, new, target):
         p.write(line)
     needs_confirm = not flag_outcome and not opts.yes
@@ -433,6 +444,9 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
                     na_reason=outcome.na_reason, na_until=outcome.na_until,
                     assessed_by=assessor, assessed_at=now_iso(),
                 )
+                if shown != outcome.level:
+                    # The person's answer first, then the checks' entry the evidence makes.
+                    _evidence_moves(wdb, cap, asset)
             update_matrix_file(ctx, wdb, {(asset, cap.name)})
         finally:
             if reopen:
@@ -443,3 +457,12 @@ def _assess_one(p: Prompter, ctx: Context, db: Database, opts: AssessOptions,
             p.write(f"  reopened {mt.task_name(*mt.split_key(ch.key)[1:])}: its Rally story is "
                     "done; the next report --push moves it back to Defined")
     return summary
+
+
+def _evidence_moves(db: Database, cap: mt.Capability, asset: str) -> None:
+    """Record, after a person's answer from flags, the level the cell's valid evidence gives
+    (the one rule ``assess --auto`` and the interactive assess use)."""
+    from sre_maturity.commands import autoassess
+
+    autoassess.record_moves(db, autoassess.plan_moves(db, {cap.name: cap}, (),
+                                                      cells={(asset, cap.name)}))

@@ -729,7 +729,11 @@ class Database:
             "INSERT INTO evidence (asset, check_name, last_verdict, last_detail, "
             "last_checked_at) VALUES (?,?,?,?,?) ON CONFLICT(asset, check_name) DO UPDATE SET "
             "last_verdict = excluded.last_verdict, last_detail = excluded.last_detail, "
-            "last_checked_at = excluded.last_checked_at", other)
+            "last_checked_at = excluded.last_checked_at "
+            # The same could-not-tell again is no news: a nightly run whose sources stay
+            # unconfigured or down changes nothing, so it makes no commit.
+            "WHERE last_verdict IS NOT excluded.last_verdict "
+            "OR last_detail IS NOT excluded.last_detail", other)
         return len(definitive) + len(other)
 
     def load_evidence(self, assets: Iterable[str] | None = None

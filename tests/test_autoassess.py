@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -188,6 +189,22 @@ def test_a_source_that_cannot_tell_exits_3_and_lists_it(data, run, world):
     assert "web / some-alerts: Prometheus" in err
     # The rest was still recorded and committed.
     assert cell(data, "web", "On-call").level == 0
+
+
+def test_the_same_could_not_tell_again_makes_no_commit(ready, run):
+    """Checks whose sources are not set up (unconfigured) or fail the same way each night are
+    no news: the second run records nothing and makes no commit; a new reason is recorded."""
+    (ready / "checks.csv").write_text(evidence_world.CHECKS_HEADER + (
+        "some-alerts,Alerts,1,,prometheus_rule,{service={asset}},,7,,gate\n"
+        "reachable,On-call,1,,pagerduty_oncall,{asset},,7,,gate\n"), encoding="utf-8")
+    assert run(ready, "setup", "--from-csv")[0] == 0
+    assert run(ready, "assess", "--auto")[0] == 0
+    before = commits(ready)
+    time.sleep(1.1)  # the next run's time stamps differ from the first's
+    code, out, _err = run(ready, "assess", "--auto")
+    assert code == 0 and "unconfigured" in out
+    assert commits(ready) == before
+    assert git(ready, "status", "--porcelain").strip() == ""
 
 
 def test_explain_shows_the_request_with_secrets_masked(data, run, world):

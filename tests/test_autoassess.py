@@ -89,7 +89,7 @@ def test_auto_records_verdicts_moves_levels_and_commits_once(data, run):
     assert "web / Alerts none→1" in message and "web / On-call none→0" in message
     assert "fail" in out and "pages" in out
     history = run(data, "history", "--asset", "web", "--capability", "Alerts")[1]
-    assert "by sre-tracker (checks) (checks)" in history
+    assert "by sre-tracker (checks)\n" in history and "(checks) (checks)" not in history
     assert "checks: some-alerts pass (" in history
     assert "; pages fail (saved search 'web 5xx'" in history
 

@@ -115,7 +115,7 @@ def test_status_without_checks_shows_no_marks(ready, run):
 def test_history_shows_check_driven_changes_with_their_evidence(data, run):
     code, out, err = run(data, "history", "--asset", "web", "--capability", "Alerts")
     assert code == 0, err
-    assert "none → 1  by sre-tracker (checks) (checks)" in out
+    assert "none → 1  by sre-tracker (checks)\n" in out
     assert "L1 yes (evidence): Do any alerts exist?" in out
     assert "L2 no (evidence: pages): Do alerts page the on-call engineer?" in out
     assert "answered no: Do alerts page the on-call engineer? — check pages says no: saved " \

@@ -37,8 +37,11 @@ def run(opts: HistoryOptions, ctx: Context) -> int:
     for e in entries[: opts.limit]:
         old = _level_text(e["old_state"], e["old_level"])
         new = _level_text(e["new_state"], e["new_level"])
+        by = e["assessed_by"] or "?"
+        # The checks' own entries are by "sre-tracker (checks)": their source is in the name.
+        source = "" if by.endswith(f"({e['source']})") else f" ({e['source']})"
         ctx.print_data(f"{e['assessed_at']}  {e['asset']} / {e['capability']}  {old} → {new}  "
-                       f"by {e['assessed_by'] or '?'} ({e['source']})")
+                       f"by {by}{source}")
         if e["answers"]:
             ctx.print_data("    answers: " + "; ".join(
                 f"L{a['level']} {'yes' if a['answer'] else 'no'}{_answered_by(a)}: "

@@ -110,8 +110,10 @@ class Database:
                 f"no {self.path.name} in {self.path.parent}; run '{program_name()} setup' "
                 "(or setup --from-csv) there first, or pass --data-dir"
             )
+        self.stale_journal: Path | None = None
         if self.path.exists():
             schema.check_header(self.path)
+            self.stale_journal = self._set_aside_foreign_journal()
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
@@ -132,6 +134,26 @@ class Database:
             self.close()
             raise
         self._sound = True
+
+    def _set_aside_foreign_journal(self) -> Path | None:
+        """Move a rollback journal that belongs to an earlier copy of the file out of
+        SQLite's way (into the repository's folder when there is one, never deleted), so it
+        is not replayed onto the file git put there; where it went, or None."""
+        journal = schema.foreign_journal(self.path)
+        if journal is None:
+            return None
+        git_dir = self.path.parent / ".git"
+        place = git_dir if git_dir.is_dir() else self.path.parent
+        stamp = schema.now_iso()[:19].replace("-", "").replace(":", "")
+        target = place / f"{journal.name}.stale-{stamp}"
+        try:
+            journal.rename(target)
+        except OSError as exc:
+            raise DatabaseError(
+                f"{journal} belongs to an earlier copy of {self.path.name} (left by a run "
+                f"killed before git replaced the file) and cannot be moved ({exc.strerror}); "
+                "move it away by hand and run again") from None
+        return target
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)

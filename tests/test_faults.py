@@ -165,6 +165,68 @@ def test_a_fifo_in_place_of_the_database_is_refused_not_waited_on(ready, run):
     assert code == 1 and "sre_data.db is a FIFO" in err
 
 
+# ------------------------------------------------------------------ a stale rollback journal
+KILLED_WRITE = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size=2")  # pages spill into the file before the commit
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("CREATE TABLE junk (x TEXT)")
+for _ in range(3000):
+    conn.execute("INSERT INTO junk VALUES (?)", ("y" * 200,))
+os._exit(9)  # killed mid-write: a hot journal is left beside the file
+"""
+
+
+def kill_a_write(folder: Path) -> Path:
+    subprocess.run([sys.executable, "-c", KILLED_WRITE, str(folder / "sre_data.db")],
+                   check=False, timeout=WAIT)
+    journal = folder / "sre_data.db-journal"
+    assert journal.is_file()
+    return journal
+
+
+def test_a_journal_left_for_an_earlier_copy_is_set_aside_not_replayed(ready, run):
+    """A run killed mid-write leaves sre_data.db-journal; git then puts another version of the
+    file there. Replaying the journal onto it would damage it: it is set aside instead."""
+    assert run(ready, *ASSESS)[0] == 0
+    older = git_bytes(ready, "HEAD~1:sre_data.db")
+    journal = kill_a_write(ready)
+    replacement = ready / "incoming.tmp"
+    replacement.write_bytes(older)
+    os.replace(replacement, ready / "sre_data.db")  # as a checkout or a pull writes it
+    code, out, err = run(ready, "status")
+    assert code == 0, err
+    assert "sre_data.db-journal belonged to an earlier copy of sre_data.db" in err
+    assert not journal.exists()
+    assert list((ready / ".git").glob("sre_data.db-journal.stale-*"))
+    assert (ready / "sre_data.db").read_bytes() == older  # untouched by a replay
+    assert "target" in out
+
+
+def test_a_journal_of_the_file_itself_is_rolled_back_as_sqlite_does(ready, run):
+    before = (ready / "sre_data.db").read_bytes()
+    kill_a_write(ready)
+    code, _out, err = run(ready, "status")
+    assert code == 0 and "earlier copy" not in err
+    assert not (ready / "sre_data.db-journal").exists()
+    assert (ready / "sre_data.db").read_bytes()[:100] == before[:100]
+    import sqlite3
+
+    conn = sqlite3.connect(ready / "sre_data.db")
+    try:  # the killed write is gone, the file whole
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert "junk" not in names
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+
+
+def git_bytes(folder: Path, spec: str) -> bytes:
+    return subprocess.run(["git", "show", spec], cwd=folder, capture_output=True,
+                          check=True).stdout
+
+
 # ------------------------------------------------------------------ 4. in use elsewhere
 HOLD_LOCK = """
 import sqlite3, sys

@@ -302,6 +302,53 @@ def in_use_text(path: Path) -> str:
             "has it open and locked); close it there and run the command again")
 
 
+JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a hot rollback journal's first bytes
+
+
+def journal_counter(journal: Path) -> int | None:
+    """The file change counter that page 1 had when ``journal`` (a hot rollback journal) was
+    begun, or None when it holds no page 1 (or is not a hot journal at all).
+
+    The journal is a header (one sector) and records of page number, original page, checksum;
+    page 1 keeps the counter at offset 24 (sqlite.org/fileformat.html)."""
+    try:
+        data = journal.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 28 or data[:8] != JOURNAL_MAGIC:
+        return None
+    sector = int.from_bytes(data[20:24], "big")
+    page_size = int.from_bytes(data[24:28], "big")
+    if not (512 <= sector <= 65536 and 512 <= page_size <= 65536):
+        return None
+    at = sector
+    while at + 8 + page_size <= len(data):
+        if int.from_bytes(data[at:at + 4], "big") == 1:
+            return int.from_bytes(data[at + 4 + 24:at + 4 + 28], "big")
+        at += 8 + page_size
+    return None
+
+
+def foreign_journal(path: Path) -> Path | None:
+    """The rollback journal beside ``path`` when it was begun on another file than the one
+    there now (a run killed mid-write, then ``git checkout``/``pull`` replaced the file):
+    SQLite would replay it onto the new file and damage it. None when there is no journal,
+    or it may be this file's own (its page 1 counter is the file's, or one behind)."""
+    journal = path.with_name(path.name + "-journal")
+    if not journal.is_file():
+        return None
+    began = journal_counter(journal)
+    if began is None:
+        return None
+    try:
+        with path.open("rb") as f:
+            f.seek(24)
+            now = int.from_bytes(f.read(4), "big")
+    except OSError:
+        return None
+    return None if now in (began, (began + 1) % 2**32) else journal
+
+
 def check_header(path: Path) -> None:
     """Refuse a file that is not SQLite at all (before SQLite sees it), an empty one (SQLite
     would quietly make a new database in it) and a folder in its place; none is touched."""

@@ -126,6 +126,10 @@ class Context:
         self.prepare_folder()
         db = Database(self.db_path(), create=create)
         self.attach(db)
+        if db.stale_journal is not None:
+            self.warn(f"{db.path.name}-journal belonged to an earlier copy of {db.path.name} "
+                      f"(a run killed before git replaced the file); set aside as "
+                      f"{db.stale_journal} instead of being replayed onto this one")
         if db.migrated_from is not None:
             backup = db.backup.name if db.backup else "none"
             self.notice(f"upgraded {db.path.name} from schema {db.migrated_from} to "

@@ -73,8 +73,8 @@ def test_question_by_number_or_by_text(tmp_path, inputs):
     assert [r.question for r in checkfiles.read_checks(path, model, flows)] == [2, 2, 1]
     bad = write(tmp_path, "checks.csv", CHECKS_HEADER + "A,Alerts,2,,file,x,,,,\n")
     with pytest.raises(InputError, match=r"checks.csv:2, column 'Question': Alerts L2: the "
-                       r"level has 2 questions, so name one: its number 1-2 or its text "
-                       r"\(1\) Do alerts page"):
+                       r"level has 2 questions, so name one by its number 1-2 or its "
+                       r"text: 1\. Do alerts page"):
         checkfiles.read_checks(bad, model, flows)
 
 
@@ -91,7 +91,7 @@ def test_question_by_number_or_by_text(tmp_path, inputs):
      r"levels 1-5\)"),
     ("A,Alerts,two,,file,x,,,,", r"column 'Level': 'two' is not a level"),
     ("A,Alerts,2,3,file,x,,,,", r"column 'Question': Alerts L2: 3 is not a question number; "
-     r"the level has 1 \(1\) Do alerts page the on-call engineer\?\)"),
+     r"the level has 1 question: 1\. Do alerts page the on-call engineer\?$"),
     ("A,Alerts,2,Is it nice?,file,x,,,,", r"column 'Question': Alerts L2: 'Is it nice\?' is "
      r"not a question of this level"),
     ("A,Alerts,2,,splunk,x,,,,", r"column 'Kind': 'splunk' is not a kind of check; use one "

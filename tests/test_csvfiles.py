@@ -68,6 +68,8 @@ def test_multiline_quoted_cell_keeps_physical_line_numbers(tmp_path):
         ("Flow,Asset Name\nLogin,auth,extra\n", r"flows.csv:2: 3 cells but the header has 2"),
         ("Flow,Asset Name,Flow\nLogin,auth,x\n", r"flows.csv:1, column 'Flow': column appears"),
         ("", r"flows.csv:1: the file is empty"),
+        ("\n\n", r"flows.csv:1: the file is empty \(or its first line is\)"),
+        (" ; \nLogin;auth\n", r"flows.csv:1: the file is empty \(or its first line is\)"),
         ("Flow,Asset Name\n", r"flows.csv:2: no rows"),
     ],
 )

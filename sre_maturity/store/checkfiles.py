@@ -202,21 +202,22 @@ def _question(raw: str, questions: list[str]) -> int | str:
     """The 1-based number of the question ``raw`` names among the level's ``questions``, or
     why it names none."""
     count = len(questions)
-    listing = "; ".join(f"{n}) {q}" for n, q in enumerate(questions, 1))
+    listing = "; ".join(f"{n}. {q}" for n, q in enumerate(questions, 1))
     if not raw:
         if count == 1:
             return 1
-        return (f"the level has {count} questions, so name one: its number 1-{count} or its "
-                f"text ({listing})")
+        return (f"the level has {count} questions, so name one by its number 1-{count} or "
+                f"its text: {listing}")
     if raw.isdigit():
         if 1 <= int(raw) <= count:
             return int(raw)
-        return f"{raw} is not a question number; the level has {count} ({listing})"
+        return (f"{raw} is not a question number; the level has {count} "
+                f"question{'' if count == 1 else 's'}: {listing}")
     folded = " ".join(raw.split()).casefold()
     for n, q in enumerate(questions, 1):
         if " ".join(q.split()).casefold() == folded:
             return n
-    return f"{raw!r} is not a question of this level; write its number or text ({listing})"
+    return f"{raw!r} is not a question of this level; write its number or text: {listing}"
 
 
 def _target_problem(kind: str, target: str, columns: set[str]) -> str | None:

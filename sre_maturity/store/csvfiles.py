@@ -149,7 +149,10 @@ def read_rows(
     try:
         header = next(reader)
     except StopIteration:
-        raise InputError(f"{path.name}:1: the file is empty; it needs a header row") from None
+        header = []
+    if not any(h.strip() for h in header):
+        raise InputError(f"{path.name}:1: the file is empty (or its first line is); it needs a "
+                         "header row") from None
     names = [normalise_header(h) for h in header]
     seen: set[str] = set()
     for n, original in zip(names, header, strict=True):

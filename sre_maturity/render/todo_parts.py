@@ -39,7 +39,6 @@ PAGE_ROWS = 2000
 
 INDEX_COLUMNS = ("Part", "Open", "Red", "Amber", "Page")
 INDEX_IS_OURS = sp.has_columns("Part", "Open", "Red", "Amber")
-TODO_IS_OURS = sp.has_columns("Asset Name", "Task")
 FILE_PREFIX = "confluence_page."
 _PART_FILE = re.compile(r"^confluence_page\.\d{2,}-.*\.(txt|html)$")
 
@@ -49,7 +48,9 @@ E = TypeVar("E")
 def either_is_ours(header: Sequence[str]) -> bool:
     """The main page's table under the heading is ours whether it is the index or the to-do
     table (the list moves between one page and several)."""
-    return INDEX_IS_OURS(header) or TODO_IS_OURS(header)
+    from sre_maturity.render import storage_format
+
+    return INDEX_IS_OURS(header) or storage_format.IS_OURS(header)
 
 
 def needs_split(rows: int, storage_bytes: Callable[[], int]) -> bool:

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+from test_merge import assess
 
 from conftest import at, git, pull, push
 from database import Database
@@ -25,14 +26,6 @@ def setup(run, monkeypatch, folder: Path, when: str) -> str:
     code, out, err = run(folder, "setup", "--from-csv")
     assert code == 0, err
     return out
-
-
-def assess(run, monkeypatch, folder: Path, when: str, asset: str, capability: str,
-           level: str) -> None:
-    at(monkeypatch, when)
-    code, _out, err = run(folder, "assess", "--asset", asset, "--capability", capability,
-                          "--level", level, "--assessor", folder.name)
-    assert code == 0, err
 
 
 def matrix_rows(text: str) -> dict[tuple[str, str], dict[str, str]]:

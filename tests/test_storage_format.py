@@ -599,3 +599,19 @@ def test_an_items_row_made_from_parts_is_the_row_made_cell_by_cell(it):
     row = reports.todo_row(it)
     assert reports.wiki_todo_row(it) == reports.wiki_row(row)
     assert sf.render_todo_row(it) == sf.render_row(row)
+
+
+_TWINS = {}  # one per pair of formats, kept across examples: its parts are reused, as in a run
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_items, min_size=1, max_size=4), cloud=st.booleans())
+def test_twin_rows_are_both_formats_rows_and_the_second_ones_size(items, cloud):
+    from sre_maturity.render import cloud_wiki, reports
+    wiki = cloud_wiki.ROWS if cloud else reports.WIKI_ROWS
+    twin = _TWINS.setdefault(cloud, reports.TwinRows(wiki, sf.STORAGE_ROWS))
+    for it in items + items:  # the second time from the parts made the first
+        row = reports.todo_row(it)
+        html = sf.render_row(row)
+        first = cloud_wiki.todo_row(it) if cloud else reports.wiki_row(row)
+        assert twin(it) == (first, html, len(html.encode()))

@@ -164,23 +164,25 @@ def write_parts(out_dir: Path, title: str, generated: str, plan, seen, dialect) 
     from sre_maturity.render import reports, storage_format, todo_parts
     from sre_maturity.rules import views
 
+    rows = reports.TwinRows(dialect.rows, storage_format.STORAGE_ROWS)
+
     def make(it: Mapping) -> tuple[tuple[str, str], int]:
         seen(it)
-        html = storage_format.render_todo_row(it)
-        return (dialect.todo_row(it), html), len(html.encode())
+        wiki, html, size = rows(it)
+        return (wiki, html), size
 
     index = []
     for number, part in enumerate(todo_parts.split(plan.items, plan.flow_of, make), 1):
         stem = todo_parts.file_stem(number, part.name)
         with views.atomic_stream(out_dir / f"{stem}.txt") as wiki_file, \
                 views.atomic_stream(out_dir / f"{stem}.html") as html_file:
-            wiki_file.write(todo_parts.part_wiki_head(title, part, generated, dialect.inline))
-            wiki_file.write(reports.wiki_header() + "\n")
-            html_file.write(storage_format.table_start())
-            for wiki_row, html_row in part.entries:
-                wiki_file.write(wiki_row + "\n")
-                html_file.write(html_row)
-            html_file.write(storage_format.TABLE_END + "\n")
+            # A part's rows are held anyway: each file in one write, not one per row.
+            wiki_file.write(todo_parts.part_wiki_head(title, part, generated, dialect.inline)
+                            + reports.wiki_header() + "\n"
+                            + "\n".join(wiki for wiki, _html in part.entries) + "\n")
+            html_file.write(storage_format.table_start()
+                            + "".join(html for _wiki, html in part.entries)
+                            + storage_format.TABLE_END + "\n")
         index.append(todo_parts.index_row(part, title, stem))
     return index
 

@@ -124,10 +124,10 @@ def inline(value: object) -> str:
     return plain if plain is not None else _adf(_text_node(text))
 
 
-_ROWS = reports.TodoRowFormat(cell, card_cell, status_cell, sep="|", start="|", end="|")
+ROWS = reports.TodoRowFormat(cell, card_cell, status_cell, sep="|", start="|", end="|")
 
 
 def todo_row(it: Mapping) -> str:
     """An item's to-do row in the Cloud dialect (as :func:`reports.wiki_todo_row`)."""
-    return _ROWS.row(it)
+    return ROWS.row(it)
 

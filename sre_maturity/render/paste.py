@@ -31,7 +31,11 @@ class Dialect:
     label: str  # for people: where the file goes
     cell: Callable[[object], str]  # one table cell showing exactly the text
     inline: Callable[[object], str]  # the text of a heading or the note line
-    todo_row: Callable[[Mapping], str]  # an item's to-do row
+    rows: reports.TodoRowFormat  # how an item's to-do row is written
+
+    def todo_row(self, it: Mapping) -> str:
+        """An item's to-do row."""
+        return self.rows.row(it)
 
     def head(self, title: str, note: str) -> str:
         """A heading and an italic note line, before the table."""
@@ -47,9 +51,9 @@ class Dialect:
 
 
 DATACENTER = Dialect("datacenter", "Confluence Data Center / Server", reports.wiki_escape,
-                     reports.wiki_escape, reports.wiki_todo_row)
+                     reports.wiki_escape, reports.WIKI_ROWS)
 CLOUD = Dialect("cloud", "Confluence Cloud", cloud_wiki.cell, cloud_wiki.inline,
-                cloud_wiki.todo_row)
+                cloud_wiki.ROWS)
 
 
 def site(settings) -> str | None:

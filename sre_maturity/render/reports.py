@@ -285,7 +285,8 @@ class TodoRowFormat:
 
     ``cell``, ``card`` and ``status`` render one cell (a plain value; the Rally Card from its
     id and link; the Status from its text and colour), ``sep`` goes between cells and
-    ``start``/``end`` around the row.
+    ``start``/``end`` around the row. A row is :meth:`head` + :meth:`middle` +
+    :meth:`tail`: the level's cells, the item's flow and asset, then the rest.
     """
 
     def __init__(self, cell: Callable[[object], str], card: Callable[[object, object], str],
@@ -293,44 +294,86 @@ class TodoRowFormat:
                  end: str) -> None:
         self._cell, self._card, self._sep, self._start, self._end = cell, card, sep, start, end
 
-        def level_cells(priority: str, go_live: bool, milestone: str, owner: str) -> str:
-            return sep.join(cell(v) for v in (priority, "Yes" if go_live else "No", milestone,
-                                              owner))
+        def head(priority: str, go_live: bool, milestone: str, owner: str) -> str:
+            return start + sep.join(cell(v) for v in (priority, "Yes" if go_live else "No",
+                                                      milestone, owner)) + sep
 
-        def pair(first: str, second: str) -> str:
-            return cell(first) + sep + cell(second)
+        def middle(flows: str, asset: str) -> str:
+            return cell(flows) + sep + cell(asset) + sep
 
         def task_cells(capability: str, level: int, criteria: str, why: str) -> str:
-            return self._pair(*level_text(capability, level, criteria, why))
+            task, description = level_text(capability, level, criteria, why)
+            return cell(task) + sep + cell(description) + sep
 
-        def status_cell(work_status: str, state: str) -> str:
-            return status(*status_text(work_status, state))
+        def status_cells(work_status: str, state: str, category: str) -> str:
+            return sep + status(*status_text(work_status, state)) + sep + cell(category) + end
 
-        self._level_cells = lru_cache(maxsize=4096)(level_cells)
-        self._pair = lru_cache(maxsize=8192)(pair)
+        self.head = lru_cache(maxsize=4096)(head)
+        self.middle = lru_cache(maxsize=8192)(middle)
         self._task_cells = lru_cache(maxsize=16384)(task_cells)
-        self._status_cell = lru_cache(maxsize=256)(status_cell)
+        self._status_cells = lru_cache(maxsize=1024)(status_cells)
+
+    def tail(self, capability: str, level: int, criteria: str, why: str, rally_id: str,
+             rally_url: str, work_status: str, state: str, category: str) -> str:
+        """The row from its Task on: Task, Description, Rally Card, Status, Category."""
+        # The card is the one part unique to an item (once it has a story): never cached.
+        return (self._task_cells(capability, level, criteria, why)
+                + self._card(rally_id, rally_url)
+                + self._status_cells(work_status, state, category))
 
     def row(self, it: Mapping) -> str:
         """The row of item dict ``it``."""
-        return self._start + self._sep.join((
-            self._level_cells(it["priority"], bool(it["go_live"]), it["milestone"],
-                              it["owner"]),
-            self._pair(it.get("flows", ""), it["asset"]),
-            self._task_cells(it["capability"], it["level"], it["criteria"],
-                             it.get("why") or ""),
-            self._card(it.get("rally_id") or "", it.get("rally_url") or ""),
-            self._status_cell(it["work_status"], it["state"]), self._cell(it["category"]),
-        )) + self._end
+        return (self.head(it["priority"], bool(it["go_live"]), it["milestone"], it["owner"])
+                + self.middle(it.get("flows", ""), it["asset"])
+                + self.tail(*tail_key(it)))
 
 
-_WIKI_ROWS = TodoRowFormat(_plain_wiki_cell, _card_wiki_cell, _status_wiki_cell, sep="|",
-                           start="|", end="|")
+def tail_key(it: Mapping) -> tuple:
+    """What :meth:`TodoRowFormat.tail` takes of item dict ``it``, in its order."""
+    return (it["capability"], it["level"], it["criteria"], it.get("why") or "",
+            it.get("rally_id") or "", it.get("rally_url") or "", it["work_status"],
+            it["state"], it["category"])
+
+
+class TwinRows:
+    """An item's to-do row in two formats at once (a paste dialect's and the storage
+    format's, say) and the second one's size in UTF-8 bytes: each recurring part (the
+    level's, the asset's, the rest of a row without a story) is looked up once for both, and
+    its size counted once. One per run: its memory grows with the distinct parts."""
+
+    def __init__(self, first: TodoRowFormat, second: TodoRowFormat) -> None:
+        self._formats = (first, second)
+        self._heads: dict[tuple, tuple[str, str, int]] = {}
+        self._middles: dict[tuple, tuple[str, str, int]] = {}
+        self._tails: dict[tuple, tuple[str, str, int]] = {}
+
+    def _twin(self, made: dict | None, key: tuple, part: str) -> tuple[str, str, int]:
+        first, second = (getattr(f, part)(*key) for f in self._formats)
+        twin = (first, second, len(second.encode()))
+        if made is not None:
+            made[key] = twin
+        return twin
+
+    def __call__(self, it: Mapping) -> tuple[str, str, int]:
+        """``(first.row(it), second.row(it), len(second.row(it).encode()))``."""
+        level = (it["priority"], bool(it["go_live"]), it["milestone"], it["owner"])
+        head = self._heads.get(level) or self._twin(self._heads, level, "head")
+        where = (it.get("flows", ""), it["asset"])
+        middle = self._middles.get(where) or self._twin(self._middles, where, "middle")
+        rest = tail_key(it)
+        tail = self._tails.get(rest) or self._twin(
+            None if rest[4] or rest[5] else self._tails, rest, "tail")  # a story: its own
+        return (head[0] + middle[0] + tail[0], head[1] + middle[1] + tail[1],
+                head[2] + middle[2] + tail[2])
+
+
+WIKI_ROWS = TodoRowFormat(_plain_wiki_cell, _card_wiki_cell, _status_wiki_cell, sep="|",
+                          start="|", end="|")
 
 
 def wiki_todo_row(it: Mapping) -> str:
     """``wiki_row(todo_row(it))``, from the parts :class:`TodoRowFormat` makes once."""
-    return _WIKI_ROWS.row(it)
+    return WIKI_ROWS.row(it)
 
 
 def wiki_page(rows: Sequence[Mapping[str, str]], title: str, generated: str) -> str:

@@ -154,8 +154,8 @@ def render_row(row: Mapping[str, object]) -> str:
         _status_cell(get("Status", ""), get("_colour")), cell(get("Category", "")), "</tr>"))
 
 
-_STORAGE_ROWS = TodoRowFormat(_plain_cell, _card_cell, _status_cell, sep="", start="<tr>",
-                              end="</tr>")
+STORAGE_ROWS = TodoRowFormat(_plain_cell, _card_cell, _status_cell, sep="", start="<tr>",
+                             end="</tr>")
 
 
 def rows_fingerprint(title: str, rendered: Iterable[str]) -> str:
@@ -178,7 +178,7 @@ def new_page_body(title: str, rendered: Iterable[str]) -> str:
 def render_todo_row(it: Mapping) -> str:
     """``render_row(reports.todo_row(it))``, from the parts :class:`reports.TodoRowFormat`
     makes once."""
-    return _STORAGE_ROWS.row(it)
+    return STORAGE_ROWS.row(it)
 
 
 # ---------------------------------------------------------------------------- the table

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from sre_maturity.support.context import CommandOptions, Context
@@ -88,16 +89,23 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     if (unusable := paste.unusable_setting(ctx.settings)) is not None:
         ctx.notice(unusable)
     selected = 0
-    todo_items: list[dict] = []
+    todo_items: list[Mapping] = []
+    counted: dict[tuple, dict] = {}
+    counted_key = itemgetter(*views.PAGE_COUNTED_FIELDS)
 
     def seen(it: Mapping) -> None:
         nonlocal selected
         if stories.wants_story(it, opts.include_amber):
             rally_file.write(stories.rally_import_record(it, tag))
             selected += 1
-        # sre_matrix.html counts them and lists the go-live ones: keep what it reads.
-        kept = views.PAGE_ITEM_FIELDS if it["go_live"] else views.PAGE_COUNTED_FIELDS
-        todo_items.append({k: it[k] for k in kept})
+        # sre_matrix.html lists the go-live items (the dict itself: nothing changes it) and
+        # only counts the others: one shared dict of what it counts per asset, state, owner.
+        if it["go_live"]:
+            todo_items.append(it)
+            return
+        key = counted_key(it)
+        todo_items.append(counted.get(key) or counted.setdefault(
+            key, dict(zip(views.PAGE_COUNTED_FIELDS, key, strict=True))))
 
     parts: list[todo_parts.IndexRow] = []
     with ctx.open_db() as db:

@@ -369,17 +369,40 @@ def _legend(categories: Sequence[str], abbr: Mapping[str, str], marks: Iterable[
             + f'<span class="cats">Columns: {cats}</span></section>')
 
 
-def _counts(cells: Sequence[mt.MatrixRow], items: Sequence[Mapping], assets: int) -> str:
+def _open_items(items: Iterable[Mapping]) -> tuple[list[Mapping], dict[str, list[Mapping]],
+                                                   dict[str, Counter[str]]]:
+    """The open items (open, or done awaiting re-assessment) of ``items``: the go-live ones
+    (in their order, and by asset), and how many others each asset has per owner."""
+    from operator import itemgetter
+
+    items = items if isinstance(items, list) else list(items)
+    # One pass in C over what may be 10^5 items, then one step per distinct tally.
+    tally = Counter(map(itemgetter("asset", "state", "go_live", "owner"), items))
+    others: dict[str, Counter[str]] = defaultdict(Counter)
+    open_states = set()
+    for (asset, state, go_live, owner), n in tally.items():
+        if mt.is_open(str(state)):
+            open_states.add(state)
+            if not go_live:
+                others[asset][str(owner)] += n
+    red = [it for it in items if it["go_live"] and it["state"] in open_states]
+    red_by_asset: dict[str, list[Mapping]] = defaultdict(list)
+    for it in red:
+        red_by_asset[it["asset"]].append(it)
+    return red, red_by_asset, others
+
+
+def _counts(cells: Sequence[mt.MatrixRow], red: int, owners: Counter[str], assets: int) -> str:
+    """A flow's counts: ``red`` open go-live items, and all its open items by owner."""
     states = Counter(e.state for e in cells)
-    red = sum(1 for it in items if it["go_live"])
-    owners = Counter(str(it["owner"]) for it in items)
+    total = sum(owners.values())
     owner_text = ", ".join(f"{_e(k)} {v}" for k, v in sorted(owners.items())) or "none"
     rows = [
         ("Assets", str(assets)),
         ("Assessed", str(states.get(mt.ASSESSED, 0))),
         ("To assess", str(states.get(mt.NOT_ASSESSED, 0))),
         ("Not applicable", str(states.get(mt.NOT_APPLICABLE, 0))),
-        ("Open items", f"{len(items)} ({red} Red, {len(items) - red} Amber)"),
+        ("Open items", f"{total} ({red} Red, {total - red} Amber)"),
         ("By owner", owner_text),
     ]
     return '<dl class="counts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
@@ -555,12 +578,11 @@ def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
     for e in matrix:
         for flow in e.flows:
             by_flow_asset[flow].setdefault(e.asset, []).append(e)
-    open_by_asset: dict[str, list[Mapping]] = defaultdict(list)
-    open_items = [it for it in items if mt.is_open(str(it["state"]))]
-    for it in open_items:
-        open_by_asset[it["asset"]].append(it)
-    # Ready or blocked: the decision `gate --flow` makes, from the same rows and items.
-    gates = mt.flow_gates(matrix, open_items)
+    # The page lists the open go-live items and only counts the others (by owner).
+    red, red_by_asset, others = _open_items(items)
+    # Ready or blocked: the decision `gate --flow` makes, from the same rows and items (only
+    # the open go-live ones can block).
+    gates = mt.flow_gates(matrix, red)
     assets = len({e.asset for e in matrix})
     capabilities = len({e.capability for e in matrix})
     source = f"commit {_e(commit)}" if commit else "a folder without git history"
@@ -597,11 +619,14 @@ def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
                           f"</header>\n{legend}")
         flow_assets = by_flow_asset.get(flow, {})
         cells = [e for entries in flow_assets.values() for e in entries]
-        flow_items = [it for a in flow_assets for it in open_by_asset.get(a, [])]
+        flow_items = [it for a in flow_assets for it in red_by_asset.get(a, ())]
+        owners = Counter(str(it["owner"]) for it in flow_items)
+        for a in flow_assets:
+            owners.update(others.get(a, {}))
         yield where, (f'<section class="flow" id="flow-{n}" aria-labelledby="flow-{n}-h">'
                f'<h2 id="flow-{n}-h">{_e(flow)}</h2>'
                + _go_live_line(gates[flow]) + '<div class="summary">'
-               + _counts(cells, flow_items, len(flow_assets))
+               + _counts(cells, len(flow_items), owners, len(flow_assets))
                + trend_svg(trend.get(flow, []), dates, flow) + "</div>\n")
         weakest = "".join(weakest_cells[flow])
         yield where, (f'<div class="scroll"><table class="heat" aria-label="{_e(flow)}: assets by '

@@ -25,11 +25,9 @@ if TYPE_CHECKING:
     from sre_maturity.rules import evidence as ev
     from sre_maturity.rules import maturity as mt
     from sre_maturity.rules.checkspec import CheckRow, EvidenceRecord, Override
-# The item fields sre_matrix.html reads (matrix_page: counts, go-live list, sort order): report
-# keeps only these of every open go-live item while it streams the other files, and of the
-# other open items only what the page counts (PAGE_COUNTED_FIELDS).
-PAGE_ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "go_live", "owner",
-                    "priority", "milestone", "rally_id", "why", "criteria", "flows")
+# The fields sre_matrix.html reads of an open item that is not required for go live (it only
+# counts them): report keeps these of each while it streams the other files, one dict per
+# distinct combination (the go-live items, which the page lists, it keeps whole).
 PAGE_COUNTED_FIELDS = ("asset", "state", "go_live", "owner")
 # Above this many assets changed at once, sre_matrix.csv is written whole, not patched.
 PATCH_ASSETS = 100

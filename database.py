@@ -329,26 +329,35 @@ class Database:
 
     def item_rows(self, states: Iterable[str] | None = None,
                   assets: Iterable[str] | None = None, *,
-                  fields: Sequence[str] | None = None) -> list[sqlite3.Row]:
-        """The stored item rows (no model words), optionally filtered, in key order: the
-        ``fields`` (of :data:`ITEM_FIELDS`, the key's three first; None: all), then their
-        cell's ``cell_state``, ``cell_level`` and ``cell_failed`` (the question answered no),
-        None when the cell has no assessment."""
+                  fields: Sequence[str] | None = None, ordered: bool = True
+                  ) -> list[sqlite3.Row]:
+        """The item rows (no model words), optionally filtered, in key order (``ordered``
+        false: in no order, for a caller that sorts them itself): the ``fields`` (of
+        :data:`ITEM_FIELDS`, the key's three first; None: all), then their cell's
+        ``cell_state``, ``cell_level`` and ``cell_failed`` (the question answered no), None
+        when the cell has no assessment."""
         fields = fields or ITEM_FIELDS
         if tuple(fields[:3]) != ITEM_FIELDS[:3] or not set(fields) <= set(ITEM_FIELDS):
             raise ValueError(f"item fields {fields!r}: the key's three first, then any of "
                              f"{ITEM_FIELDS!r}")
-        columns = ", ".join(f"items.{f}" for f in fields)  # checked names only
-        sql, params = (f"SELECT {columns}, cells.state AS cell_state, cells.level AS "
-                       "cell_level, cells.failed_question AS cell_failed FROM items "
-                       "LEFT JOIN cells USING (asset, capability) WHERE 1=1", [])
-        if states is not None:
-            st = list(states)
-            sql += f" AND items.state IN ({','.join('?' * len(st))})"
-            params += st
-        sql, params = _asset_filter(sql, params, assets)
-        return self.conn.execute(sql + " ORDER BY asset, capability, items.level",
-                                 params).fetchall()
+        # The stored items and, beside them, those derived from their cells (schema 5): two
+        # arms rather than the all_items view, so a derived item reads its cell only once.
+        columns = ", ".join(f"i.{f}" for f in fields)  # checked names only
+        derived = ", ".join(_DERIVED.get(f, f"c.{f}") for f in fields)
+        cell = "c.state AS cell_state, c.level AS cell_level, c.failed_question AS cell_failed"
+        stored_sql, params = (f"SELECT {columns}, {cell} FROM items AS i LEFT JOIN cells AS c "
+                              "USING (asset, capability) WHERE 1=1", [])
+        wanted = None if states is None else list(states)
+        if wanted is not None:
+            stored_sql += f" AND i.state IN ({','.join('?' * len(wanted))})"
+            params += wanted
+        stored_sql, params = _asset_filter(stored_sql, params, assets, "i.")
+        derived_sql, params = _asset_filter(
+            f"SELECT {derived}, {cell} FROM cells AS c JOIN {_LEVELS} AS lv ON "
+            "instr(c.open_levels, lv.level) > 0 WHERE c.open_levels != ''"
+            + ("" if wanted is None or mt.OPEN in wanted else " AND 0"), params, assets, "c.")
+        sql = f"{stored_sql} UNION ALL {derived_sql}" + (" ORDER BY 1, 2, 3" if ordered else "")
+        return self.conn.execute(sql, params).fetchall()
 
     def item_words(self, fields: Sequence[str] | None = None):
         """A function turning a row of :meth:`item_rows` (read with the same ``fields``) into
@@ -437,13 +446,16 @@ class Database:
         still counted as gaps: the levels of its open and done items as one string of digits,
         and of the done ones (None when none is). The matrix's and the summary's counts
         without a row per item."""
-        sql, params = "SELECT asset, capability, group_concat(level, ''), " \
-            "group_concat(CASE WHEN state = ? THEN level END, '') FROM items " \
-            "WHERE state IN (?, ?)", [mt.DONE, mt.OPEN, mt.DONE]
-        sql, params = _asset_filter(sql, params, assets)
+        stored, params = _asset_filter(
+            "SELECT asset, capability, level AS levels, CASE WHEN state = ? THEN level END AS "
+            "done FROM items WHERE state IN (?, ?)", [mt.DONE, mt.OPEN, mt.DONE], assets)
+        derived, params = _asset_filter("SELECT asset, capability, open_levels, NULL FROM "
+                                        "cells WHERE open_levels != ''", params, assets)
         cur = self.conn.cursor()
         cur.row_factory = None
-        return cur.execute(sql + " GROUP BY asset, capability", params)
+        return cur.execute("SELECT asset, capability, group_concat(levels, ''), "
+                           f"group_concat(done, '') FROM ({stored} UNION ALL {derived}) "
+                           "GROUP BY asset, capability", params)
 
     def expired_cells(self, today: str) -> list[tuple[str, str]]:
         """Cells whose Not Applicable mark has expired (they count as Not Assessed now)."""
@@ -588,7 +600,7 @@ class Database:
         desired, levels = self.desired_items(now[:10], scope)
         existing: dict[str, mt.ItemRecord] = {}
         sql = "SELECT asset, capability, level, state, work_status, rally_state, rally_oid " \
-              "FROM items"
+              "FROM all_items"
         for r in self._rows_in_scope(sql, scope):
             if scope is not None and (r["asset"], r["capability"]) not in scope:
                 continue
@@ -598,12 +610,8 @@ class Database:
             )
         changes = mt.reconcile(existing, desired, levels, frozenset(reassessed), scope)
         c = self.conn
-        c.executemany(
-            "INSERT INTO items (asset, capability, level, state, work_status, opened_at, "
-            "updated_at) VALUES (?,?,?,?,?,?,?)",
-            [(spec.asset, spec.capability, spec.level, mt.OPEN, mt.NOT_STARTED, now, now)
-             for ch in changes if ch.old_state is None for spec in (desired[ch.key],)],
-        )
+        schema.materialise_items(c, [mt.split_key(ch.key) for ch in changes
+                                     if ch.old_state is not None])
         reasons = self._closing_reasons([ch.key for ch in changes if not mt.is_open(
             ch.new_state) and ch.old_state is not None], now[:10])
         for ch in changes:
@@ -622,6 +630,12 @@ class Database:
                     "WHERE asset=? AND capability=? AND level=?",
                     (ch.new_state, reasons.get(ch.key, ""), now, now, asset, capability, level),
                 )
+        # New items, and reopened ones without a story, are untouched: kept in their cells
+        # where they can be (schema 5), else as rows.
+        schema.fold_items(c, {mt.split_key(ch.key)[:2] for ch in changes
+                              if ch.old_state is not None},
+                          opened=[mt.split_key(ch.key) for ch in changes
+                                  if ch.old_state is None], now=now)
         return changes
 
     def _closing_reasons(self, keys: list[str], today: str) -> dict[str, str]:
@@ -661,6 +675,7 @@ class Database:
         self, key: str, oid: str, formatted_id: str, url: str, rally_state: str, now: str
     ) -> None:
         """Record the Rally story of an item (called as soon as Rally returns it)."""
+        schema.materialise_items(self.conn, [mt.split_key(key)])
         self.conn.execute(
             "UPDATE items SET rally_oid=?, rally_id=?, rally_url=?, updated_at=? "
             "WHERE asset=? AND capability=? AND level=?",
@@ -677,6 +692,9 @@ class Database:
             return []
         rows: dict[str, sqlite3.Row] = {}
         keys = [mt.split_key(k) for k in states]
+        # A derived item (schema 5) gets its row first: the rows are then found by key, which
+        # the derived half of all_items cannot do.
+        schema.materialise_items(self.conn, keys)
         for i in range(0, len(keys), 300):  # stay under SQLite's bound-variable limit
             chunk = keys[i:i + 300]
             marks = ",".join("(?,?,?)" for _ in chunk)
@@ -705,6 +723,7 @@ class Database:
             "WHERE asset=? AND capability=? AND level=?",
             params,
         )
+        schema.fold_items(self.conn, {k[:2] for k in keys})  # those it did not change
         return changed
 
 
@@ -842,10 +861,21 @@ class AssetInfo:
         return ", ".join(sorted(set(self.flows)))
 
 
-def _asset_filter(sql: str, params: list, assets: Iterable[str] | None) -> tuple[str, list]:
+def _asset_filter(sql: str, params: list, assets: Iterable[str] | None, alias: str = ""
+                  ) -> tuple[str, list]:
     """``sql`` (ending in a WHERE clause) limited to ``assets`` (None: all), one parameter."""
     if assets is None:
         return sql, params
-    return (sql + " AND asset IN (SELECT value FROM json_each(?))",
+    return (sql + f" AND {alias}asset IN (SELECT value FROM json_each(?))",
             [*params, json.dumps(sorted(set(assets)))])
+
+
+# An item derived from its cell (schema 5), field by field, beside ``c`` (its cell) and ``lv``
+# (its level): open, no story, opened (and last changed) when the cell's items opened.
+_DERIVED = {"level": "lv.level", "state": f"'{mt.OPEN}'", "work_status": f"'{mt.NOT_STARTED}'",
+            "opened_at": "c.open_since", "updated_at": "c.open_since",
+            **{f: "''" for f in ("rally_state", "rally_oid", "rally_id", "rally_url", "why",
+                                 "done_at", "closed_at")}}
+_LEVELS = "(SELECT 1 AS level UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 " \
+    "UNION ALL SELECT 5)"
 

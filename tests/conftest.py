@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -155,3 +156,19 @@ def pull(folder: Path, how: str = "merge") -> subprocess.CompletedProcess:
 
 def push(folder: Path) -> None:
     git(folder, "push", "-q", "origin", "HEAD")
+
+
+def old_schema_file(path: Path, version: int) -> sqlite3.Connection:
+    """An empty database file as schema ``version`` left it (its migrations' SQL only), open;
+    the caller fills it, commits and closes it."""
+    import database
+    from sre_maturity.store import schema
+
+    conn = sqlite3.connect(path)
+    for target in range(1, version + 1):
+        for statement in schema.MIGRATIONS[target].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA application_id={database.APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={version}")
+    return conn

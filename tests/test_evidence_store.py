@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import database
+from conftest import old_schema_file
 from database import Database
 from sre_maturity.rules.checkspec import AssetParams, CheckRow, EvidenceRecord, Override
-from sre_maturity.store import schema
 from sre_maturity.store.imports import import_checks
 
 T1, T2, T3 = "2026-11-01T10:00:00+00:00", "2026-11-02T10:00:00+00:00", "2026-11-03T10:00:00+00:00"
@@ -32,13 +32,7 @@ class Run(tuple):
 
 def make_v3_file(path: Path) -> None:
     """A database as schema 3 left it, with an assessed cell."""
-    conn = sqlite3.connect(path)
-    for target in (1, 2, 3):
-        for statement in schema.MIGRATIONS[target].split(";"):
-            if statement.strip():
-                conn.execute(statement)
-    conn.execute(f"PRAGMA application_id={database.APPLICATION_ID}")
-    conn.execute("PRAGMA user_version=3")
+    conn = old_schema_file(path, 3)
     conn.execute("INSERT INTO assets (asset) VALUES ('api')")
     conn.execute("INSERT INTO capabilities (capability, category) VALUES ('Alerts', 'Alerting')")
     conn.execute("INSERT INTO cells (asset, capability, state, level, assessed_at) "
@@ -58,7 +52,7 @@ def test_schema_3_is_upgraded_with_a_backup_and_keeps_its_data(tmp_path):
     make_v3_file(path)
     original = path.read_bytes()
     with Database(path) as db:
-        assert (db.migrated_from, db.schema_version()) == (3, 4)
+        assert (db.migrated_from, db.schema_version()) == (3, database.SCHEMA_VERSION)
         assert db.load_cells()[("api", "Alerts")].level == 2
         assert (db.load_checks(), db.load_asset_params(), db.load_evidence(),
                 db.load_overrides()) == ([], {}, {}, [])

@@ -235,6 +235,8 @@ def test_merge_db_items_field_by_field(three):
     with Database(ours) as db, db.transaction():
         db.set_item_story(key, "7", "US7", "u", "Defined", T2)
     with Database(theirs) as db, db.transaction():
+        # Untouched items live in their cell (schema 5): give these two their rows to edit.
+        schema.materialise_items(db.conn, [("web", "Alerts", 3), ("web", "Alerts", 2)])
         db.conn.execute("UPDATE items SET opened_at = ?, updated_at = ? WHERE asset = 'web' "
                         "AND capability = 'Alerts' AND level = 3", (T3, T3))
         db.conn.execute("UPDATE items SET rally_oid = '8', rally_id = 'US8', updated_at = ? "

@@ -13,6 +13,7 @@ from conftest import git
 from database import Database
 from sre_maturity.render import reports
 from sre_maturity.rules import maturity as mt
+from sre_maturity.store import schema
 
 
 def item(**kw) -> dict:
@@ -100,6 +101,7 @@ def test_report_push_without_rally_settings_names_them(ready, run):
 def test_cycle_time_report(ready, run):
     run(ready, "assess", "--asset", "web", "--capability", "On-call", "--level", "1")
     with Database(ready / "sre_data.db") as db, db.transaction() as conn:
+        schema.materialise_items(conn, [("web", "On-call", 2)])
         conn.execute("UPDATE items SET opened_at='2026-01-01T00:00:00+00:00', "
                      "done_at='2026-01-11T00:00:00+00:00' WHERE asset='web' AND capability='On-call' "
                      "AND level=2")

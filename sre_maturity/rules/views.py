@@ -233,7 +233,7 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
     sorting; :func:`item_dicts` then makes the dicts one at a time."""
     from sre_maturity.rules import maturity as mt
     active = db.load_assets()
-    rows = [r for r in db.item_rows(states, assets, fields=fields)
+    rows = [r for r in db.item_rows(states, assets, fields=fields, ordered=order is None)
             if r["asset"] in active or not mt.is_open(r["state"])]
     if order is not None:
         ranks = {k: (spec.priority, spec.go_live) for k, spec in db.level_specs().items()}

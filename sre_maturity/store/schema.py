@@ -13,13 +13,15 @@ import os
 import shutil
 import sqlite3
 import stat
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sre_maturity.support.errors import DatabaseError, NewerSchema
 
 APPLICATION_ID = 0x53524554  # "SRET": marks the file as ours
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # A migration that frees more pages than this is followed by VACUUM, so the file git commits
 # shrinks with it (VACUUM rewrites the whole file: not worth it for a few pages).
 VACUUM_FREE_PAGES = 256
@@ -248,7 +250,41 @@ CREATE TABLE overrides (
 ) WITHOUT ROWID
 """
 
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# Version 5, untouched items are not stored (issue 27): an open item with no story, no Rally
+# state and no past (never done, closed or reopened) is all rules and cell, bar the time it
+# opened. Such items are the cell's ``open_levels`` (their levels as digits, e.g. ``"45"``),
+# opened at ``open_since`` (one time per cell; an untouched item that opened at another time
+# keeps its row). At 2,000 assets × 60 capabilities with every cell assessed that is 200,000
+# rows fewer, a third of the file. ``all_items`` shows stored and derived items alike, as the
+# rows the items table held before; every read goes through it, every write to a derived item
+# first gives it its row again (:func:`materialise_items`), and :func:`fold_items` takes rows
+# that became untouched back into their cell.
+_SCHEMA_V5 = """
+ALTER TABLE cells ADD COLUMN open_levels TEXT NOT NULL DEFAULT '';
+ALTER TABLE cells ADD COLUMN open_since TEXT NOT NULL DEFAULT '';
+CREATE VIEW all_items AS
+SELECT asset, capability, level, state, work_status, rally_state, rally_oid, rally_id, rally_url,
+    why, opened_at, done_at, closed_at, updated_at FROM items
+UNION ALL
+SELECT c.asset, c.capability, lv.level, 'open', 'Not Started', '', '', '', '', '',
+    c.open_since, '', '', c.open_since
+FROM cells AS c JOIN (SELECT 1 AS level UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL
+    SELECT 4 UNION ALL SELECT 5) AS lv ON instr(c.open_levels, lv.level) > 0
+WHERE c.open_levels != ''
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5}
+# What a migration does beyond its SQL, in the same transaction, after it.
+MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], object]] = {}
+
+# The table and view behind each name the merge driver and ``dump`` read: the items are the
+# stored and the derived ones; the cell's derived items are shown as items, not as the cell's.
+READ_AS = {"items": "all_items"}
+HIDDEN_COLUMNS = {"cells": ("open_levels", "open_since")}
+# An item row that holds nothing its cell and the rules do not (see _SCHEMA_V5).
+UNTOUCHED_SQL = ("state = 'open' AND work_status = 'Not Started' AND rally_state = '' AND "
+                 "rally_oid = '' AND rally_id = '' AND rally_url = '' AND why = '' AND "
+                 "done_at = '' AND closed_at = '' AND updated_at = opened_at")
 
 
 def now_iso() -> str:
@@ -402,6 +438,8 @@ def prepare(conn: sqlite3.Connection, path: Path) -> tuple[int | None, Path | No
             for statement in MIGRATIONS[target].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if target in MIGRATION_STEPS:
+                MIGRATION_STEPS[target](conn)
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute(
@@ -493,6 +531,94 @@ def remember(path: Path) -> None:
         pass
 
 
+# ---------------------------------------------------------------------------- derived items
+Cell = tuple[str, str]
+
+
+def _in_cells(sql: str, params: list, cells: Iterable[Cell] | None) -> tuple[str, list]:
+    """``sql`` (ending in a WHERE clause) limited to ``cells`` (None: all) in one parameter."""
+    if cells is None:
+        return sql, params
+    return (sql + " AND (asset, capability) IN (SELECT json_extract(value, "
+            "'$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            [*params, json.dumps(sorted(set(cells)))])
+
+
+def fold_items(conn: sqlite3.Connection, cells: Iterable[Cell] | None = None, *,
+               opened: Iterable[tuple[str, str, int]] = (), now: str = "") -> int:
+    """Take the stored rows of untouched items (of ``cells``; None: all) into their cells
+    (see _SCHEMA_V5): into a cell without derived items, those that opened last; into one
+    with, those that opened at the same time as they did. ``opened``: items (asset,
+    capability, level) opening ``now``, not stored yet: each goes into its cell by the same
+    rule, or gets its row. Returns how many items the cells took."""
+    found: dict[Cell, dict[str, list[tuple[int, bool]]]] = defaultdict(lambda: defaultdict(list))
+    for asset, capability, level in opened:
+        found[(asset, capability)][now].append((level, False))
+    sql, params = _in_cells(f"SELECT asset, capability, level, opened_at FROM items WHERE "
+                            f"{UNTOUCHED_SQL}", [], cells)
+    for asset, capability, level, at in conn.execute(sql, params):
+        found[(asset, capability)][at].append((level, True))
+    if not found:
+        return 0
+    cell_sql, cell_params = _in_cells("SELECT asset, capability, open_levels, open_since "
+                                      "FROM cells WHERE 1=1", [], found)
+    derived = {(a, c): (levels, since) for a, c, levels, since in
+               conn.execute(cell_sql, cell_params)}
+    updates: list[tuple[str, str, str, str]] = []
+    deletes: list[tuple[str, str, int]] = []
+    inserts: list[tuple[str, str, int, str, str]] = []
+    count = 0
+    for cell, by_time in found.items():
+        levels, since = derived.get(cell, ("", ""))
+        if cell in derived and not levels:
+            since = max(by_time)
+        taken = by_time.get(since, []) if cell in derived else []
+        if taken:
+            merged = "".join(sorted(set(levels) | {str(lv) for lv, _row in taken}))
+            updates.append((merged, since, *cell))
+            deletes.extend((*cell, lv) for lv, row in taken if row)
+            count += len(taken)
+        inserts.extend((*cell, lv, now, now) for lv, row in by_time.get(now, [])
+                       if not row and (lv, row) not in taken)
+    conn.executemany("UPDATE cells SET open_levels = ?, open_since = ? "
+                     "WHERE asset = ? AND capability = ?", updates)
+    conn.executemany("DELETE FROM items WHERE asset = ? AND capability = ? AND level = ?",
+                     deletes)
+    conn.executemany("INSERT INTO items (asset, capability, level, opened_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?)", inserts)
+    return count
+
+
+def materialise_items(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]]) -> int:
+    """Give the derived items among ``keys`` (asset, capability, level) their rows again, so
+    they can be changed as stored rows; returns how many were derived."""
+    wanted: dict[Cell, set[int]] = defaultdict(set)
+    for asset, capability, level in keys:
+        wanted[(asset, capability)].add(int(level))
+    if not wanted:
+        return 0
+    sql, params = _in_cells("SELECT asset, capability, open_levels, open_since FROM cells "
+                            "WHERE open_levels != ''", [], wanted)
+    inserts: list[tuple[str, str, int, str, str]] = []
+    updates: list[tuple[str, str, str, str]] = []
+    for asset, capability, levels, since in conn.execute(sql, params).fetchall():
+        derived = {int(d) for d in levels}
+        moved = derived & wanted[(asset, capability)]
+        if not moved:
+            continue
+        inserts.extend((asset, capability, lv, since, since) for lv in sorted(moved))
+        left = "".join(str(lv) for lv in sorted(derived - moved))
+        updates.append((left, since if left else "", asset, capability))
+    conn.executemany("INSERT INTO items (asset, capability, level, opened_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?)", inserts)
+    conn.executemany("UPDATE cells SET open_levels = ?, open_since = ? "
+                     "WHERE asset = ? AND capability = ?", updates)
+    return len(inserts)
+
+
+MIGRATION_STEPS[5] = fold_items
+
+
 # ---------------------------------------------------------------------------- whole tables
 # The merge driver and git's diff text-conversion see the tables as plain rows keyed by their
 # primary key, whatever the schema version; these read and rewrite a file's tables as such.
@@ -507,10 +633,21 @@ def table_rows(conn: sqlite3.Connection, table: str, *,
     """Every row of ``table`` as a column → value dict, in rowid (insertion) order unless
     ``rowid_order`` is false (then in no particular order: any table, of any schema). A
     WITHOUT ROWID table comes in primary-key order."""
-    order = " ORDER BY rowid" if rowid_order and _has_rowid(conn, table) else ""
-    cur = conn.execute(f'SELECT * FROM "{table}"{order}')
+    source = READ_AS.get(table, table)
+    if source != table and not _exists(conn, source):
+        source = table  # a file from before the view (dump reads any version)
+    order = " ORDER BY rowid" if rowid_order and _has_rowid(conn, source) else ""
+    cur = conn.execute(f'SELECT * FROM "{source}"{order}')
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, values, strict=True)) for values in cur]
+    hidden = HIDDEN_COLUMNS.get(table, ())
+    keep = [i for i, name in enumerate(names) if name not in hidden]
+    names = [names[i] for i in keep]
+    return [dict(zip(names, (values[i] for i in keep), strict=True)) for values in cur]
+
+
+def _exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() \
+        is not None
 
 
 def rows_by_key(conn: sqlite3.Connection, table: str) -> dict[tuple, dict[str, object]]:
@@ -529,6 +666,19 @@ def rewrite_rows(conn: sqlite3.Connection, table: str, current: dict[tuple, dict
     conn.execute("PRAGMA defer_foreign_keys=ON")
     pk = primary_key(conn, table)
     where = " AND ".join(f'"{k}" = ?' for k in pk)
+    if table in READ_AS:  # the items: what changes is stored first, and folded back after
+        changing = [key for key in current.keys() | wanted.keys()
+                    if current.get(key) != wanted.get(key)]
+        materialise_items(conn, changing)
+        _rewrite(conn, table, where, current, wanted)
+        fold_items(conn, {(key[0], key[1]) for key in changing})
+        return
+    _rewrite(conn, table, where, current, wanted)
+
+
+def _rewrite(conn: sqlite3.Connection, table: str, where: str,
+             current: dict[tuple, dict[str, object]], wanted: dict[tuple, dict[str, object]]
+             ) -> None:
     for key in current.keys() - wanted.keys():
         conn.execute(f'DELETE FROM "{table}" WHERE {where}', key)
     for key, row in wanted.items():

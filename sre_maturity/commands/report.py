@@ -170,27 +170,27 @@ def write_parts(out_dir: Path, title: str, generated: str, plan, seen, dialect) 
     storage format, one pair per part, each under ``todo_parts.PAGE_BYTES``); ``seen(item)``
     is called for every item. Returns the index rows, with the file each part is in."""
     from sre_maturity.render import reports, storage_format, todo_parts
-    from sre_maturity.rules import views
+    from sre_maturity.store.csvfiles import atomic_write_bytes
 
-    rows = reports.TwinRows(dialect.rows, storage_format.STORAGE_ROWS)
+    rows = reports.TwinRows(dialect.rows, storage_format.STORAGE_ROWS)  # encoded rows
 
-    def make(it: Mapping) -> tuple[tuple[str, str], int]:
+    def make(it: Mapping) -> tuple[tuple[bytes, bytes], int]:
         seen(it)
-        wiki, html, size = rows(it)
-        return (wiki, html), size
+        wiki, html = rows(it)
+        return (wiki, html), len(html)
 
     index = []
     for number, part in enumerate(todo_parts.split(plan.items, plan.flow_of, make), 1):
         stem = todo_parts.file_stem(number, part.name)
-        with views.atomic_stream(out_dir / f"{stem}.txt") as wiki_file, \
-                views.atomic_stream(out_dir / f"{stem}.html") as html_file:
-            # A part's rows are held anyway: each file in one write, not one per row.
-            wiki_file.write(todo_parts.part_wiki_head(title, part, generated, dialect.inline)
-                            + reports.wiki_header() + "\n"
-                            + "\n".join(wiki for wiki, _html in part.entries) + "\n")
-            html_file.write(storage_format.table_start()
-                            + "".join(html for _wiki, html in part.entries)
-                            + storage_format.TABLE_END + "\n")
+        # A part's rows are held anyway: each file written in one piece.
+        wiki_head = (todo_parts.part_wiki_head(title, part, generated, dialect.inline)
+                     + reports.wiki_header() + "\n")
+        atomic_write_bytes(out_dir / f"{stem}.txt", b"".join((
+            wiki_head.encode(), b"\n".join(wiki for wiki, _html in part.entries), b"\n")))
+        atomic_write_bytes(out_dir / f"{stem}.html", b"".join((
+            storage_format.table_start().encode(),
+            *(html for _wiki, html in part.entries),
+            (storage_format.TABLE_END + "\n").encode())))
         index.append(todo_parts.index_row(part, title, stem))
     return index
 

@@ -337,25 +337,25 @@ def tail_key(it: Mapping) -> tuple:
 
 class TwinRows:
     """An item's to-do row in two formats at once (a paste dialect's and the storage
-    format's, say) and the second one's size in UTF-8 bytes: each recurring part (the
-    level's, the asset's, the rest of a row without a story) is looked up once for both, and
-    its size counted once. One per run: its memory grows with the distinct parts."""
+    format's, say), encoded as UTF-8 (files are written from them as they are, and a part of
+    the list is measured in bytes): each recurring part of a row (the level's, the asset's,
+    the rest of a row without a story) is looked up once for both formats and encoded once.
+    One per run: its memory grows with the distinct parts."""
 
     def __init__(self, first: TodoRowFormat, second: TodoRowFormat) -> None:
         self._formats = (first, second)
-        self._heads: dict[tuple, tuple[str, str, int]] = {}
-        self._middles: dict[tuple, tuple[str, str, int]] = {}
-        self._tails: dict[tuple, tuple[str, str, int]] = {}
+        self._heads: dict[tuple, tuple[bytes, bytes]] = {}
+        self._middles: dict[tuple, tuple[bytes, bytes]] = {}
+        self._tails: dict[tuple, tuple[bytes, bytes]] = {}
 
-    def _twin(self, made: dict | None, key: tuple, part: str) -> tuple[str, str, int]:
-        first, second = (getattr(f, part)(*key) for f in self._formats)
-        twin = (first, second, len(second.encode()))
+    def _twin(self, made: dict | None, key: tuple, part: str) -> tuple[bytes, bytes]:
+        first, second = (getattr(f, part)(*key).encode() for f in self._formats)
         if made is not None:
-            made[key] = twin
-        return twin
+            made[key] = (first, second)
+        return first, second
 
-    def __call__(self, it: Mapping) -> tuple[str, str, int]:
-        """``(first.row(it), second.row(it), len(second.row(it).encode()))``."""
+    def __call__(self, it: Mapping) -> tuple[bytes, bytes]:
+        """``(first.row(it), second.row(it))``, each encoded as UTF-8."""
         level = (it["priority"], bool(it["go_live"]), it["milestone"], it["owner"])
         head = self._heads.get(level) or self._twin(self._heads, level, "head")
         where = (it.get("flows", ""), it["asset"])
@@ -363,8 +363,7 @@ class TwinRows:
         rest = tail_key(it)
         tail = self._tails.get(rest) or self._twin(
             None if rest[4] or rest[5] else self._tails, rest, "tail")  # a story: its own
-        return (head[0] + middle[0] + tail[0], head[1] + middle[1] + tail[1],
-                head[2] + middle[2] + tail[2])
+        return head[0] + middle[0] + tail[0], head[1] + middle[1] + tail[1]
 
 
 WIKI_ROWS = TodoRowFormat(_plain_wiki_cell, _card_wiki_cell, _status_wiki_cell, sep="|",

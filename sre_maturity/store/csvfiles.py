@@ -11,13 +11,13 @@ import dataclasses
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, TextIO
 
 from sre_maturity.rules.maturity import MAX_LEVEL, OWNERS, PRIORITIES
 from sre_maturity.support.errors import InputError
@@ -550,6 +550,18 @@ def atomic_stream(path: Path) -> Iterator[TextIO]:
     .gitignore), so two writers never share one; it takes the mode the file has or would get.
     A failure (a full disk, a read-only folder) names ``path``, never the temporary file.
     """
+    with _atomic(path, lambda fd: open(fd, "w", encoding="utf-8", newline="")) as fh:
+        yield fh
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` (text already encoded) to ``path`` as :func:`atomic_stream` does."""
+    with _atomic(path, lambda fd: open(fd, "wb")) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def _atomic(path: Path, opener: Callable[[int], IO[Any]]) -> Iterator[Any]:
     import tempfile
 
     try:
@@ -557,7 +569,7 @@ def atomic_stream(path: Path) -> Iterator[TextIO]:
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
-        with open(fd, "w", encoding="utf-8", newline="") as fh:
+        with opener(fd) as fh:
             yield fh
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)

@@ -17,10 +17,9 @@ from __future__ import annotations
 import html
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sre_maturity.render import reports, storage_format
 from sre_maturity.rules import evidence as ev
@@ -81,9 +80,9 @@ def _e(value: object) -> str:
 
 
 # ---------------------------------------------------------------------------- cells
-@dataclass(frozen=True)
-class Mark:
-    """What one heatmap cell shows: text, RAG (None unless assessed), kind, tooltip."""
+class Mark(NamedTuple):
+    """What one heatmap cell shows: text, RAG (None unless assessed), kind, tooltip (a tuple:
+    one is made for each of 10^4 cells)."""
 
     text: str
     rag: str | None
@@ -99,15 +98,26 @@ def category_mark(entries: Sequence[mt.MatrixRow]) -> Mark:
     """
     if not entries:
         return Mark("", None, "empty")
-    detail = "; ".join(_entry_label(e) for e in entries)
-    assessed = [e for e in entries if e.state == mt.ASSESSED]
-    if not assessed:
-        if all(e.state == mt.NOT_APPLICABLE for e in entries):
+    detail = "; ".join([_entry_label(e) for e in entries])
+    # One pass: the lowest level and worst RAG of the assessed ones, and what the others are.
+    levels, rags, unassessed, applicable = [], [], False, False
+    for e in entries:
+        state = e.state
+        if state == mt.ASSESSED:
+            if e.level is not None:
+                levels.append(e.level)
+            rags.append(e.rag)
+        elif state == mt.NOT_ASSESSED:
+            unassessed = True
+        elif state != mt.NOT_APPLICABLE:
+            applicable = True
+    if not rags:  # nothing assessed
+        if not unassessed and not applicable:
             return Mark(NOT_APPLICABLE_TEXT, None, "not-applicable", detail)
         return Mark(NOT_ASSESSED_TEXT, None, "not-assessed", detail)
-    level = min(e.level for e in assessed if e.level is not None)
-    rag = mt.worst_rag(e.rag for e in assessed)
-    if any(e.state == mt.NOT_ASSESSED for e in entries):
+    level = min(levels)
+    rag = mt.worst_rag(rags)
+    if unassessed:
         return Mark(f"{level}*", rag, "partial", detail)
     return Mark(str(level), rag, "assessed", detail)
 
@@ -125,8 +135,8 @@ def with_evidence(mark: Mark, entries: Sequence[mt.MatrixRow],
     if not found or not sign:
         return mark
     words = "; ".join(f"{c}: {reports.evidence_line(seen)}" for c, seen in found)
-    return replace(mark, text=mark.text + sign,
-                   detail=f"{mark.detail}; {words}" if mark.detail else words)
+    return mark._replace(text=mark.text + sign,
+                         detail=f"{mark.detail}; {words}" if mark.detail else words)
 
 
 def _entry_label(e: mt.MatrixRow) -> str:
@@ -332,14 +342,20 @@ tr{break-inside:avoid}
 
 
 def _cell_td(mark: Mark, abbr: str) -> str:
-    classes = ["l", mark.kind]
-    if mark.rag:
-        classes.append(mark.rag.lower())
-    rag = f"<small>{mark.rag[0]}</small>" if mark.rag else ""
-    title = f' title="{_e(mark.detail)}"' if mark.detail else ""
-    label = f'{abbr}: {mark.text or "none"}{" " + mark.rag if mark.rag else ""}'
-    return (f'<td class="{" ".join(classes)}"{title} aria-label="{_e(label)}">'
-            f"{_e(mark.text)}{rag}</td>")
+    start, end = _cell_frame(mark.kind, mark.rag, mark.text, abbr)
+    return start + (f' title="{_e(mark.detail)}"' if mark.detail else "") + end
+
+
+@lru_cache(maxsize=4096)  # a few kinds, RAGs and levels per category
+def _cell_frame(kind: str, rag: str | None, text: str, abbr: str) -> tuple[str, str]:
+    """A heatmap cell's markup before and after its title attribute."""
+    classes = ["l", kind]
+    if rag:
+        classes.append(rag.lower())
+    small = f"<small>{rag[0]}</small>" if rag else ""
+    label = f'{abbr}: {text or "none"}{" " + rag if rag else ""}'
+    return (f'<td class="{" ".join(classes)}"',
+            f' aria-label="{_e(label)}">{_e(text)}{small}</td>')
 
 
 def _legend(categories: Sequence[str], abbr: Mapping[str, str], marks: Iterable[str] = ()

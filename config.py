@@ -361,8 +361,11 @@ def load(
         if env_path.is_dir():
             raise ConfigError(f"--env-file {env_file} is a folder; give the settings file "
                               "(e.g. .env in the data folder)")
-        if not env_path.is_file():
+        if not env_path.exists():
             raise ConfigError(f"--env-file {env_file}: no such file")
+        if not (env_path.is_file() or env_path.is_char_device()):  # /dev/null: no settings
+            raise ConfigError(f"--env-file {env_file} is not a regular file (a pipe or a "
+                              "socket?); give the settings file, or /dev/null for none")
     else:
         env_path = folder / ".env"
         if not env_path.is_file():

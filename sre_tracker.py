@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
                    help="data folder (default: $SRE_TRACKER_DATA_DIR, else the current folder)")
     g.add_argument("--env-file", metavar="FILE", default=argparse.SUPPRESS,
-                   help="settings file (default: .env in the data folder)")
+                   help="settings file (default: .env in the data folder; /dev/null: none)")
     g.add_argument("--no-commit", action="store_true", default=argparse.SUPPRESS,
                    help="do not commit to git (also SRE_TRACKER_GIT_COMMIT=false)")
     g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,16 @@ def test_data_dir_from_environment(tmp_path):
 def test_explicit_env_file_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="--env-file"):
         config.load(data_dir=str(tmp_path), env_file=str(tmp_path / "nope.env"), environ={})
+
+
+def test_env_file_dev_null_means_no_settings_file_and_a_pipe_is_refused(tmp_path):
+    (tmp_path / ".env").write_text("RALLY_API_KEY=_from_folder_\n", encoding="utf-8")
+    s = config.load(data_dir=str(tmp_path), env_file=os.devnull, environ={})
+    assert s.get("RALLY_API_KEY") is None  # the folder's .env is not read either
+    fifo = tmp_path / "settings.pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        config.load(data_dir=str(tmp_path), env_file=str(fifo), environ={})
 
 
 def test_secrets_are_masked_everywhere(tmp_path, env_file):

@@ -267,6 +267,19 @@ def test_sync_from_csv_never_marks_absent_stories_missing(gaps, run, rally, tmp_
     assert code == 0 and "no status changed" in out
 
 
+def test_sync_from_csv_warns_about_a_schedule_state_rally_does_not_have(gaps, run, tmp_path):
+    export = tmp_path / "export.csv"
+    export.write_text(EXPORT.replace(",In-Progress,", ",Complete,").replace(
+        ",Defined,", ",Released,"), encoding="utf-8")
+    code, out, err = run(gaps, "-q", "sync", "--from-csv", str(export), "--no-confluence")
+    assert code == 0
+    assert ("warning: export.csv line 2: Schedule State 'Complete' is not one of Rally's "
+            "(Idea, Defined, In-Progress, Completed, Accepted, Released)") in err
+    assert "Released" not in err.split("Rally's")[0]  # a common custom state is known
+    stored = items(gaps)["web / On-call / 2"]
+    assert (stored["work_status"], stored["state"]) == ("Complete", "open")  # not done
+
+
 def test_sync_from_a_csv_without_schedule_state_names_file_and_column(gaps, run, tmp_path):
     export = tmp_path / "export.csv"
     export.write_text("Formatted ID,Name\nUS1,x\n", encoding="utf-8")

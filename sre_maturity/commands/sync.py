@@ -37,9 +37,29 @@ def read_rally_export(path: Path) -> list[dict]:
             continue
         stories.append({"FormattedID": v["formatted id"], "Name": v.get("name", ""),
                         "ScheduleState": v["schedule state"], "Notes": v.get("notes", ""),
-                        "ObjectID": v.get("object id", "")})
+                        "ObjectID": v.get("object id", ""), "line": line})
     problems.raise_if_any()
     return stories
+
+
+# Rally's fixed schedule states and the custom ones sites commonly add before Defined and after
+# Accepted (reference/rally.md, ScheduleState).
+KNOWN_STATES = ("Idea", *mt.RALLY_STATES, "Released")
+
+
+def unknown_states(stories: list[dict], source: str) -> list[str]:
+    """One warning per Schedule State of an export that Rally does not know by that name (a
+    typo or a site's own state): it is shown as the item's status, and never counts as done."""
+    lines: dict[str, list[int]] = {}
+    for story in stories:
+        state = story["ScheduleState"]
+        if state not in KNOWN_STATES:
+            lines.setdefault(state, []).append(story["line"])
+    return [f"{source} line{'s' if len(at) > 1 else ''} {', '.join(map(str, at[:5]))}"
+            f"{' …' if len(at) > 5 else ''}: Schedule State {state!r} is not one of Rally's "
+            f"({', '.join(KNOWN_STATES)}); shown as the status, never counted as done — "
+            "check the export's column"
+            for state, at in lines.items()]
 
 
 def match_stories(items: list[dict], stories: list[dict], complete: bool
@@ -101,6 +121,8 @@ def run(opts: SyncOptions, ctx: Context) -> int:
     if opts.from_csv:
         stories = read_rally_export(Path(opts.from_csv))
         source = Path(opts.from_csv).name
+        for line in unknown_states(stories, source):
+            ctx.warn(line)
     else:
         from sre_maturity.clients import rally
         settings.check_service("RALLY_")

@@ -150,6 +150,14 @@ def test_dry_run_writes_nothing(data, run):
     assert commits(data) == before
 
 
+def test_quiet_dry_run_still_shows_the_verdicts_it_was_asked_for(data, run):
+    code, out, _err = run(data, "-q", "assess", "--auto", "--dry-run", "--asset", "web")
+    assert code == 0
+    assert "levels would move:" in out and "web / Alerts  none → 1" in out
+    assert out.startswith("pass ")
+    assert "results:" not in out  # the summary line is what -q silences
+
+
 def test_filters_pick_assets_and_checks(data, run):
     code, result, _err = auto_json(run, data, "--flow", "login", "--check", "PAGES")
     assert code == 0

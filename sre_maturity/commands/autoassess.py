@@ -259,35 +259,37 @@ def _xml_safe(text: str | None) -> str:
 
 def show_run(ctx: Context, opts: AutoOptions, verdicts: Sequence[Verdict],
              moves: Sequence[Move]) -> None:
-    """Print the run in the asked format (json and junit always: they are the data asked
-    for; the table is silenced by -q)."""
+    """Print the run in the asked format: json and junit always (they are the data asked
+    for); the table too with --dry-run or --explain, whose whole answer it is; otherwise -q
+    silences it, as a run's summary."""
     if opts.format == "json":
         _data(json_text(verdicts, moves, explain=opts.explain))
         return
     if opts.format == "junit":
         _data(junit_text(verdicts))
         return
+    emit = ctx.print_data if opts.dry_run or opts.explain else ctx.print
     shown = [v for v in verdicts if v.verdict != "not_applicable"]
     if not shown:
-        ctx.print("no check applies to the selected assets")
+        emit("no check applies to the selected assets")
     width_a = max((len(v.asset) for v in shown), default=0)
     width_c = max((len(v.check) for v in shown), default=0)
     for v in shown:
-        ctx.print(f"{v.verdict:<12}  {v.asset:<{width_a}}  {v.check:<{width_c}}  {v.detail}")
+        emit(f"{v.verdict:<12}  {v.asset:<{width_a}}  {v.check:<{width_c}}  {v.detail}")
         if opts.explain:
-            ctx.print(f"    question: {v.capability} L{v.level} ({v.kind})")
-            ctx.print(f"    request:  {v.request or 'none'}")
-            ctx.print(f"    seen:     {v.detail}")
+            emit(f"    question: {v.capability} L{v.level} ({v.kind})")
+            emit(f"    request:  {v.request or 'none'}")
+            emit(f"    seen:     {v.detail}")
             if v.link:
-                ctx.print(f"    link:     {v.link}")
+                emit(f"    link:     {v.link}")
             if v.valid_until:
-                ctx.print(f"    valid until {v.valid_until}")
+                emit(f"    valid until {v.valid_until}")
     verb = "would move" if opts.dry_run else "moved"
     if moves:
-        ctx.print(f"levels {verb}:")
+        emit(f"levels {verb}:")
         for m in moves:
-            ctx.print(f"  {m.asset} / {m.capability}  {_level_text(m.old)} → "
-                      f"{_level_text(m.new)}  ({m.notes})")
+            emit(f"  {m.asset} / {m.capability}  {_level_text(m.old)} → "
+                 f"{_level_text(m.new)}  ({m.notes})")
     counts = summary_counts(verdicts)
     said = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
     tail = " (dry run: nothing written)" if opts.dry_run else ""

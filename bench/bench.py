@@ -11,7 +11,8 @@ figures without a target). How it measures:
 
 * The tool always runs as a subprocess (``python sre_tracker.py ...``), so interpreter start-up
   and import costs are included, as a user sees them. Peak memory comes from ``os.wait4`` of
-  that one child (``ru_maxrss``), not a high-water mark of every child run so far.
+  that one child (``ru_maxrss``), started by a small launcher process so that the figure is
+  the tool's own, not the benchmark's (see ``_LAUNCHER``).
 * The fake Rally and Confluence servers (``tests/fake_*.py``) run in this process, in threads,
   on 127.0.0.1, with 20 ms added to every request; the tool talks to them over real HTTP.
   Their own CPU time competes with the tool's on a small machine, which makes the figures
@@ -111,21 +112,47 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# The tool is started by this small launcher, not by the benchmark itself. A child's
+# ru_maxrss starts at its parent's high-water mark: Linux carries the RSS peak of the memory
+# a process had before exec (a fork's copy, or vfork's shared parent) into the new program's
+# figure. The benchmark grows to hundreds of MB (the fake Confluence holds every page it was
+# sent), so a tool started directly would be charged with that. The launcher is a fresh,
+# small interpreter: its child's peak is the tool's own. It also times the child itself, so
+# its own start-up is not counted.
+_LAUNCHER = """\
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_pid, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
         keep_stdout: bool = False) -> Run:
-    """Run a command, timing it and reading its own peak RSS with ``os.wait4``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env or tool_env(),
-                                stdout=out if keep_stdout else subprocess.DEVNULL, stderr=err,
-                                stdin=subprocess.DEVNULL)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run a command, timing it and reading its own peak RSS with ``os.wait4`` (through
+    :data:`_LAUNCHER`, so that the benchmark's own memory is not counted)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.TemporaryDirectory(prefix="sre-bench-run-") as tmp:
+        figures = Path(tmp) / "figures"
+        executable = shutil.which(argv[0]) or argv[0]
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(figures), executable,
+                               *argv[1:]], cwd=cwd, env=env or tool_env(),
+                              stdout=out if keep_stdout else subprocess.DEVNULL, stderr=err,
+                              stdin=subprocess.DEVNULL, check=False)
+        try:
+            seconds, maxrss, code = figures.read_text().split()
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"bench: could not run {argv[0]} (launcher exit "
+                             f"{proc.returncode})") from exc
         out.seek(0)
         err.seek(0)
-        rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-        return Run(seconds, proc.returncode, rss, out.read().decode(errors="replace"),
+        rss = int(maxrss) / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        return Run(float(seconds), int(code), rss, out.read().decode(errors="replace"),
                    err.read().decode(errors="replace"))
 
 

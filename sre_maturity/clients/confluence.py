@@ -602,6 +602,9 @@ def make_client(base_url: str | None, *, api: str = "auto", user: str | None = N
 
 
 # ---------------------------------------------------------------------------- operations
+Known = Collection[tuple[str, str]] | storage_format.KnownKeys
+"""The keys of the items the tool knows (see ``storage_format.update_table``)."""
+
 Apply = Callable[[str], tuple[str, bool, str]]
 """A page edit: the body read -> ``(new_body, changed, summary)`` (see
 ``storage_format.update_table`` / ``storage_page.replace_table``)."""
@@ -662,7 +665,7 @@ def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
 
 def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
                       rows: Iterable[Mapping[str, object]],
-                      known: Collection[tuple[str, str]] | None = None, *,
+                      known: Known | None = None, *,
                       max_attempts: int = 3) -> dict[str, Any]:
     """Bring the to-do table under heading ``title`` on a page up to date
     (:func:`update_page` with ``storage_format.update_table``; ``known`` as there).
@@ -678,7 +681,7 @@ def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
 
 def update_part_page(client: ConfluenceClient, page_id: str, title: str, fingerprint: str,
                      rows: Callable[[], Sequence[Mapping[str, object]]],
-                     known: Collection[tuple[str, str]], memo: dict[str, list]
+                     known: Known, memo: dict[str, list]
                      ) -> dict[str, Any]:
     """:func:`update_todo_table` for a child page of a split list, skipping the read of a
     page that is as the tool left it with the same rows.

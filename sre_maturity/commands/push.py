@@ -6,12 +6,12 @@ table up to date (``sync`` reuses that last step).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from config import RALLY_REQUIRED, Settings
 from database import DB_FILE, MATRIX_FILE, now_iso
-from sre_maturity.render import reports
+from sre_maturity.render import reports, storage_format
 from sre_maturity.render.stories import (
     STORY_FIELDS,
     index_by_key,
@@ -187,23 +187,21 @@ def push_page(ctx: Context) -> int:
         return EXIT_OK
     from sre_maturity.clients import confluence
     from sre_maturity.render import todo_parts
-    from sre_maturity.rules import views
     page_id = settings.text("CONFLUENCE_PAGE_ID")
     title = settings.text("CONFLUENCE_TABLE_TITLE")
     client = confluence.client_from_settings(settings)
     try:
         with ctx.open_db() as db:
-            # Every stored item's key, closed ones too (their rows leave the page): read
-            # only when a page is updated in full.
-            known = LazyKeys(lambda: views.item_keys(db))
+            # The keys of stored items, closed ones too (their rows leave the page): looked
+            # up only for the assets of rows a page update meets.
+            known = StoredKeys(db)
             plan = todo_parts.layout(db)
             if plan.split:
                 return _push_parts(ctx, client, page_id, title, plan, known)
             rows = reports.todo_rows(plan.items)
-            known.get()
-        result = confluence.update_page(client, page_id, _whole_list_edit(title, rows, known))
-        if result["summary"] == ONE_PAGE_AGAIN:
-            _empty_children(ctx, client, page_id, title, known, keep=set())
+            result = confluence.update_page(client, page_id, _whole_list_edit(title, rows, known))
+            if result["summary"] == ONE_PAGE_AGAIN:
+                _empty_children(ctx, client, page_id, title, known, keep=set())
     finally:
         client.close()
     if result["changed"]:
@@ -214,26 +212,36 @@ def push_page(ctx: Context) -> int:
     return EXIT_OK
 
 
-class LazyKeys(Collection):
-    """A set of (Task, Asset Name) keys read on first use."""
+class StoredKeys(storage_format.KnownKeys):
+    """The page-row keys (Task, Asset Name) of the items stored in ``db``, open or closed,
+    read asset by asset the first time a page row of that asset is asked about: a page holds
+    the rows of a few dozen assets, the organisation 10^5 items."""
 
-    def __init__(self, read: Callable[[], set[tuple[str, str]]]) -> None:
-        self._read = read
-        self._keys: set[tuple[str, str]] | None = None
-
-    def get(self) -> set[tuple[str, str]]:
-        if self._keys is None:
-            self._keys = self._read()
-        return self._keys
+    def __init__(self, db) -> None:
+        self._db = db
+        self._names: dict[str, list[str]] | None = None  # page spelling -> stored names
+        self._keys: dict[str, set[tuple[str, str]]] = {}
 
     def __contains__(self, key: object) -> bool:
-        return key in self.get()
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        asset = key[1]
+        keys = self._keys.get(asset)
+        if keys is None:
+            keys = self._keys[asset] = self._read(asset)
+        return key in keys
 
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.get())
-
-    def __len__(self) -> int:
-        return len(self.get())
+    def _read(self, asset: str) -> set[tuple[str, str]]:
+        from sre_maturity.rules import views
+        if self._names is None:
+            self._names = {}
+            for name in self._db.known_assets():
+                self._names.setdefault(storage_format.known_key("", name)[1], []).append(name)
+        names = self._names.get(asset)
+        if not names:
+            return set()
+        return {storage_format.known_key(task, name)
+                for task, name in views.item_keys(self._db, names)}
 
 
 MEMO_FILE = ".sre-tracker.pages.json"  # ignored by the data folder's .gitignore (.sre-tracker.*)

@@ -10,7 +10,8 @@ comments), which it keeps. All functions here are pure (no HTTP); ``confluence.p
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -22,8 +23,8 @@ from sre_maturity.render.reports import PAGE_COLUMNS, STATUS_COLOURS, TodoRowFor
 from sre_maturity.render.storage_page import NAMESPACES, xml_attr, xml_clean, xml_text
 from sre_maturity.support.errors import ConfluenceError
 
-__all__ = ["COLUMNS", "NAMESPACES", "PageTable", "inspect_page", "known_key", "render_table",
-           "table_rows", "update_table", "xml_attr", "xml_clean", "xml_text"]
+__all__ = ["COLUMNS", "NAMESPACES", "KnownKeys", "PageTable", "inspect_page", "known_key",
+           "render_table", "table_rows", "update_table", "xml_attr", "xml_clean", "xml_text"]
 
 COLUMNS = PAGE_COLUMNS  # the tool's own columns; any other column on the page is a human's
 DEFAULT_COLOUR = "Grey"
@@ -315,6 +316,27 @@ def _row_key(row: Mapping[str, object]) -> tuple[str, str]:
     return known_key(row.get("Task", ""), row.get("Asset Name", ""))
 
 
+class KnownKeys(ABC):
+    """The (Task, Asset Name) keys, in :func:`known_key` form, of the items the tool knows,
+    asked one page row at a time: for a source that looks the keys up (an organisation has
+    10^5 items, a page a few thousand rows) instead of handing :func:`update_table` all of
+    them."""
+
+    @abstractmethod
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` (as :func:`known_key` makes it) names an item the tool knows."""
+
+
+class _Either(Container):
+    """Membership in either of two containers."""
+
+    def __init__(self, first: Container, second: Container) -> None:
+        self._first, self._second = first, second
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._first or key in self._second
+
+
 # ---------------------------------------------------------------------------- updating
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
@@ -371,7 +393,7 @@ def _layout(old: _Table) -> list[tuple[str | None, int | None]]:
 
 
 def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
-           known: Collection[tuple[str, str]]) -> _Plan:
+           known: Container[tuple[str, str]]) -> _Plan:
     """The new table markup, and which old rows the given rows replace."""
     if old is None:
         return _Plan(render_table(rows), [None] * len(rows), 0)
@@ -468,7 +490,8 @@ def _summary(plan: _Plan, old: _Table | None, fresh: _Table | None) -> str:
 
 
 def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
-                 known: Collection[tuple[str, str]] | None = None) -> tuple[str, bool, str]:
+                 known: Collection[tuple[str, str]] | KnownKeys | None = None
+                 ) -> tuple[str, bool, str]:
     """Replace the to-do table under the heading ``title`` in a page body.
 
     :param body: the page's storage-format body as the API returned it
@@ -477,7 +500,8 @@ def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
         ``_colour``)
     :param known: (Task, Asset Name) of every item the tool knows (:func:`known_key`), open or
         closed: a page row is the tool's only when it names one of them (or one of ``rows``);
-        every other row is a person's and is kept
+        every other row is a person's and is kept. A :class:`KnownKeys` is asked about the
+        page's rows one at a time; any other collection is read whole.
     :returns: ``(new_body, changed, summary)``; when the table data is unchanged the body is
         returned as it came and ``changed`` is False. Only the table's characters differ
         between ``body`` and ``new_body`` (see :func:`storage_page.splice_table` for where a
@@ -486,7 +510,10 @@ def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
         once, our table cannot be read, or the result fails the verification.
     """
     rows = list(rows)
-    known_keys = {known_key(t, a) for t, a in known or ()} | {_row_key(r) for r in rows}
+    listed = {_row_key(r) for r in rows}
+    known_keys: Container[tuple[str, str]] = (
+        _Either(listed, known) if isinstance(known, KnownKeys)
+        else {known_key(t, a) for t, a in known or ()} | listed)
     state: dict[str, Any] = {}  # what render() and same() saw, for the summary
 
     def render(found: sp.Found) -> str:

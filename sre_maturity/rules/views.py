@@ -248,11 +248,13 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
     return rows
 
 
-def item_keys(db) -> set[tuple[str, str]]:
-    """(Task, Asset Name) of every stored item, open or closed: the rows of the page's to-do
-    table that are the tool's (any other row there is a person's)."""
+def item_keys(db, assets: Iterable[str] | None = None) -> set[tuple[str, str]]:
+    """(Task, Asset Name) of every stored item (of ``assets``; None: of all), open or closed:
+    the rows of the page's to-do table that are the tool's (any other row there is a
+    person's)."""
     from sre_maturity.rules import maturity as mt
-    return {(mt.task_name(r["capability"], r["level"]), r["asset"]) for r in db.item_rows()}
+    return {(mt.task_name(r["capability"], r["level"]), r["asset"])
+            for r in db.item_rows(assets=assets, fields=("asset", "capability", "level"))}
 
 
 def item_dicts(db, rows: Sequence, fields: Sequence[str] | None = None) -> Iterator[dict]:

@@ -279,9 +279,11 @@ class FakeConfluence(FakeServer):
 
     def _search(self, space: bool, query: dict) -> list[dict]:
         """The visible pages of the space (none for another space) whose title is the
-        ``title`` asked for, if any."""
+        ``title`` asked for, if any, and (v2) whose id is one of ``id`` (comma-separated)."""
+        ids = set(query["id"].split(",")) if "id" in query else None
         return [p for p in self.pages.values() if space and p["id"] not in self.hidden
-                and ("title" not in query or p["title"] == query["title"])]
+                and ("title" not in query or p["title"] == query["title"])
+                and (ids is None or p["id"] in ids)]
 
     def _listing(self, flavour: str, pages: list[dict], query: dict, path: str) -> Reply:
         """One page of a listing: v2 by ``cursor`` (an offset here), v1 by ``start``; the next
@@ -290,12 +292,20 @@ class FakeConfluence(FakeServer):
         start = int(query.get("cursor" if v2 else "start") or 0)
         limit = min(int(query.get("limit") or 25), self.page_limit)
         chunk = pages[start:start + limit]
+        # What each listing holds: v2 children (ChildPage) no version, v2 pages (PageBulk)
+        # their current version; v1 the version with expand=version.
+        with_version = (path == "/wiki/api/v2/pages" if v2
+                        else "version" in query.get("expand", "").split(","))
         results = [({"id": p["id"], "status": p["status"], "title": p["title"],
                      "spaceId": p["spaceId"], "parentId": p["parentId"],
                      "childPosition": i} if v2 else
                     {"id": p["id"], "type": "page", "status": p["status"], "title": p["title"],
                      "ancestors": [{"id": p["parentId"], "type": "page"}]})
                    for i, p in enumerate(chunk, start)]
+        if with_version:
+            for result, p in zip(results, chunk, strict=True):
+                result["version"] = {"number": p["version"], "message": p["message"],
+                                     "minorEdit": p["minorEdit"], "createdAt": _now()}
         links: dict[str, str] = {}
         headers = {}
         if start + limit < len(pages):
@@ -459,6 +469,9 @@ class FakeConfluence(FakeServer):
                     return self._create("cloud", str(body.get("spaceId") or ""),
                                         body.get("parentId"), body.get("title"),
                                         storage.get("value"))
+                if len(query.get("id", "").split(",")) > 250:
+                    return v2_error(400, "INVALID_REQUEST_PARAMETER",
+                                    "id: size must be between 0 and 250")
                 space = query.get("space-id", SPACE_ID) == SPACE_ID
                 return self._listing("cloud", self._search(space, query), query, path)
         m = V2_CHILDREN.match(path)

@@ -306,6 +306,27 @@ def test_human_rows_kept_after_tool_rows_and_blank_rows_dropped():
     assert human in new and blank not in new
 
 
+def test_known_keys_asked_row_by_row_decide_as_the_whole_set_does():
+    """A KnownKeys source is asked only about the page's rows (in known_key form) and the
+    update is the one the whole set gives."""
+    class Asked(sf.KnownKeys):
+        def __init__(self) -> None:
+            self.asked: list[object] = []
+
+        def __contains__(self, key: object) -> bool:
+            self.asked.append(key)
+            return key in {sf.known_key(t, a) for t, a in KNOWN}
+
+    human = ("<tr>" + "<td><p>note</p></td>" * 7 + "<td><p>ask Bob</p></td>"
+             + "<td><p /></td>" * 4 + "</tr>")
+    body = "<h2>SRE Action Items</h2>" + human_table(human)
+    lookup = Asked()
+    assert sf.update_table(body, TITLE, [row("web", "Dashboards", 2)], lookup) == \
+        sf.update_table(body, TITLE, [row("web", "Dashboards", 2)], KNOWN)
+    assert sorted(map(str, lookup.asked)) == sorted(map(str, [
+        ("Alerts → L3", "payment-api"), ("On-call → L3", "auth"), ("note", "note")]))
+
+
 def test_new_tool_column_drops_stale_colgroup_and_keeps_thead():
     cols = [c for c in PAGE_COLUMNS if c != "Category"]
     header = "<tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"

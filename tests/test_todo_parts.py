@@ -127,6 +127,7 @@ def test_part_files_are_ignored_by_git_in_the_data_folder(many: Path, run, small
 def wiki(request, monkeypatch: pytest.MonkeyPatch):
     with FakeConfluence() as fake:
         fake.page_id = fake.add_page("SRE maturity", MAIN, version=3)
+        fake.flavour = request.param
         for name, value in {**fake.settings(request.param),
                             "CONFLUENCE_PAGE_ID": fake.page_id}.items():
             monkeypatch.setenv(name, value)
@@ -280,6 +281,27 @@ def test_an_unchanged_part_page_is_not_read_in_full(many: Path, run, wiki, small
     before = body_reads(wiki, kids)
     push(run, many, tmp_path)
     assert body_reads(wiki, kids) == before
+
+
+def test_a_run_with_nothing_new_makes_only_a_few_small_reads(many: Path, run, wiki,
+                                                             small_pages, tmp_path):
+    """However many parts: the main page, the listing of its children and (Cloud, whose
+    listing has no versions) their versions by id; no part page is read on its own."""
+    push(run, many, tmp_path)
+    before = len(wiki.requests)
+    code, out, err = push(run, many, tmp_path)
+    assert code == 0, err
+    asked = [(m, p) for m, p, _q, _b in wiki.requests[before:]]
+    main, kids = wiki.page_id, [k["id"] for k in wiki.children(wiki.page_id)]
+    if wiki.flavour == "cloud":
+        assert asked == [("GET", f"/wiki/api/v2/pages/{main}"),
+                         ("GET", f"/wiki/api/v2/pages/{main}/children"),
+                         ("GET", "/wiki/api/v2/pages")]
+        assert wiki.requests[-1][2]["id"] == ",".join(kids)
+    else:
+        assert asked == [("GET", f"/rest/api/content/{main}"),
+                         ("GET", f"/rest/api/content/{main}/child/page")]
+    assert "(0 created, 0 updated, 3 already up to date)" in out
 
 
 def test_without_the_memo_a_page_is_read_once_and_its_fingerprint_kept(

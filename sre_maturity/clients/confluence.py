@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sre_tracker.confluence")
 
 USER_AGENT = "sre-tracker (+confluence)"
+BY_ID = 250  # the most page ids one Cloud "get pages" request takes
 MESSAGE_PREFIX = "sre-tracker: "
 _MAX_SERVER_TEXT = 300
 
@@ -114,8 +115,13 @@ class _CloudApi:
     def space(self, data: Mapping[str, Any]) -> str:
         return str(data.get("spaceId") or "")
 
-    def children(self, page_id: str) -> tuple[str, dict[str, str]]:
+    def children(self, page_id: str, versions: bool) -> tuple[str, dict[str, str]]:
+        # A v2 listing of children (ChildPage) has no versions: see pages_by_id.
         return f"/api/v2/pages/{quote(page_id, safe='')}/children", {"limit": "250"}
+
+    def pages_by_id(self, page_ids: Sequence[str]) -> tuple[str, dict[str, str]]:
+        # Get pages filtered by id (at most 250 a request): PageBulk results with the version.
+        return "/api/v2/pages", {"id": ",".join(page_ids), "limit": str(BY_ID)}
 
     def by_title(self, space: str, title: str) -> tuple[str, dict[str, str]]:
         return "/api/v2/pages", {"space-id": space, "title": title, "limit": "25"}
@@ -155,8 +161,13 @@ class _DataCenterApi:
     def space(self, data: Mapping[str, Any]) -> str:
         return str((data.get("space") or {}).get("key") or "")
 
-    def children(self, page_id: str) -> tuple[str, dict[str, str]]:
-        return f"/rest/api/content/{quote(page_id, safe='')}/child/page", {"limit": "200"}
+    def children(self, page_id: str, versions: bool) -> tuple[str, dict[str, str]]:
+        params = {"limit": "200"}
+        if versions:
+            params["expand"] = "version"
+        return f"/rest/api/content/{quote(page_id, safe='')}/child/page", params
+
+    pages_by_id = None  # the listing of children carries the versions itself
 
     def by_title(self, space: str, title: str) -> tuple[str, dict[str, str]]:
         return "/rest/api/content", {"spaceKey": space, "title": title,
@@ -180,6 +191,16 @@ def _parent(data: Mapping[str, Any]) -> str:
         return str(data["parentId"])
     ancestors = data.get("ancestors") or []
     return str(ancestors[-1].get("id") or "") if ancestors else ""
+
+
+def _child(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A page of a listing: ``{"id", "title"}``, with ``version`` and ``message`` when the
+    listing gave its version."""
+    child: dict[str, Any] = {"id": str(data.get("id", "")), "title": str(data.get("title") or "")}
+    version = data.get("version")
+    if isinstance(version, dict) and isinstance(version.get("number"), int):
+        child.update(version=version["number"], message=str(version.get("message") or ""))
+    return child
 
 
 def _page(data: Mapping[str, Any], body: Any) -> dict[str, Any]:
@@ -308,22 +329,42 @@ class ConfluenceClient:
             saved["body"] = body
         return saved
 
-    def child_pages(self, page_id: str | int) -> list[dict[str, str]]:
+    def child_pages(self, page_id: str | int, *, versions: bool = False
+                    ) -> list[dict[str, Any]]:
         """The direct child pages of a page: ``[{"id", "title"}]``, every page of the listing
-        followed (v2 cursor, v1 offset: both through ``_links.next``)."""
+        followed (v2 cursor, v1 offset: both through ``_links.next``).
+
+        With ``versions`` each child also carries its current ``version`` (int) and that
+        version's ``message``, where Confluence gave them: Data Center in the same listing
+        (``expand=version``), Cloud, whose listing of children has none, in one more read per
+        250 children (pages by id). A child without them (deleted meanwhile) is listed
+        without."""
         page_id = str(page_id).strip()
-        path, first = self.api.children(page_id)
-        params: dict[str, str] | None = first
-        out: list[dict[str, str]] = []
-        for _ in range(1000):  # a bound, not a limit anyone reaches: 250 children a request
+        path, params = self.api.children(page_id, versions)
+        out = [_child(r) for r in self._listing(path, params, page_id)]
+        if versions and self.api.pages_by_id is not None:
+            found: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(out), BY_ID):
+                ids = [c["id"] for c in out[start:start + BY_ID]]
+                path, params = self.api.pages_by_id(ids)
+                found.update((c["id"], c) for c in map(_child, self._listing(path, params,
+                                                                              page_id)))
+            for child in out:
+                for key in ("version", "message"):
+                    if key in found.get(child["id"], {}):
+                        child[key] = found[child["id"]][key]
+        return out
+
+    def _listing(self, path: str, params: dict[str, str] | None, page_id: str
+                 ) -> Iterator[dict[str, Any]]:
+        """The results of a listing, every page of it followed through ``_links.next``."""
+        for _ in range(1000):  # a bound, not a limit anyone reaches: 200-250 results a read
             data = self._json(self._request("GET", path, page_id, params=params), page_id)
-            out += [{"id": str(r.get("id", "")), "title": str(r.get("title") or "")}
-                    for r in data.get("results") or [] if isinstance(r, dict)]
+            yield from (r for r in data.get("results") or [] if isinstance(r, dict))
             nxt = str((data.get("_links") or {}).get("next") or "")
             if not nxt:
                 break
             path, params = self._next_path(nxt), None
-        return out
 
     def _next_path(self, nxt: str) -> str:
         """A ``_links.next`` (relative to the site, or to the API base) as a path under
@@ -611,7 +652,8 @@ Apply = Callable[[str], tuple[str, bool, str]]
 
 
 def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
-                max_attempts: int = 3, note: str = "") -> dict[str, Any]:
+                max_attempts: int = 3, note: str = "", page: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
     """Read a page, ``apply`` an edit to its body and write it back when it changed.
 
     One read, and one write only when ``apply`` reports a change. A 409 (the page was saved
@@ -620,6 +662,8 @@ def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
     the version moved on and the edit finds nothing more to change. At most ``max_attempts``
     writes are tried. Used for the to-do table (:func:`update_todo_table`) and for any other
     table kept on a page, e.g. ``update_page(client, pid, storage_page.table_edit(...))``.
+    ``page``: the page as ``client.get_page`` read it a moment ago, instead of the first read
+    (should it have changed since, the write meets a 409 and the page is read again).
 
     :returns: ``{"changed": bool, "version": int, "summary": str, "requests": int}``
     :raises ConfluenceError: the page cannot be read, parsed safely or written
@@ -631,7 +675,8 @@ def update_page(client: ConfluenceClient, page_id: str | int, apply: Apply, *,
         return {"changed": changed, "version": version, "summary": summary,
                 "requests": client.request_count - first}
 
-    page = client.get_page(page_id)
+    if page is None:
+        page = client.get_page(page_id)
     attempts = 0
     while True:
         new_body, changed, summary = apply(page["body"])
@@ -681,8 +726,8 @@ def update_todo_table(client: ConfluenceClient, page_id: str | int, title: str,
 
 def update_part_page(client: ConfluenceClient, page_id: str, title: str, fingerprint: str,
                      rows: Callable[[], Sequence[Mapping[str, object]]],
-                     known: Known, memo: dict[str, list]
-                     ) -> dict[str, Any]:
+                     known: Known, memo: dict[str, list],
+                     head: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """:func:`update_todo_table` for a child page of a split list, skipping the read of a
     page that is as the tool left it with the same rows.
 
@@ -690,19 +735,22 @@ def update_part_page(client: ConfluenceClient, page_id: str, title: str, fingerp
     pages changes a few at a time. Each write puts ``fingerprint`` (of the rows,
     ``storage_format.rows_fingerprint``) at the end of its version message, and ``memo``
     (page id -> [version, fingerprint], kept by the caller) remembers the version the tool
-    last wrote, created or found up to date. One small read of the page's version then tells
-    whether the page is unchanged since, and the rows too: nothing to do. Otherwise (someone
-    edited the page, or the rows changed) the page is updated as any other, with the table
-    ``rows()`` (made only then).
+    last wrote, created or found up to date. The page's current version and its message
+    (``head``, as ``client.child_pages(..., versions=True)`` lists them, else one small read)
+    then tell whether the page is unchanged since, and the rows too: nothing to do.
+    Otherwise (someone edited the page, or the rows changed) the page is updated as any
+    other, with the table ``rows()`` (made only then).
 
     :returns: as :func:`update_page`
     """
     note = f" [{fingerprint}]"
-    head = client.page_version(page_id)
+    first = client.request_count
+    if head is None or not isinstance(head.get("version"), int):
+        head = client.page_version(page_id)
     if head["message"].endswith(note) or memo.get(page_id) == [head["version"], fingerprint]:
         memo[page_id] = [head["version"], fingerprint]
         return {"changed": False, "version": head["version"], "summary": "no changes",
-                "requests": 1}
+                "requests": client.request_count - first}
     table = list(rows())
     result = update_page(
         client, page_id, lambda body: storage_format.update_table(body, title, table, known),

@@ -305,7 +305,7 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
     from sre_maturity.render import storage_format, storage_page, todo_parts
 
     main = client.get_page(page_id)
-    children = {c["title"].casefold(): c for c in client.child_pages(page_id)}
+    children = {c["title"].casefold(): c for c in client.child_pages(page_id, versions=True)}
     memo_file = ctx.data_dir / MEMO_FILE
     memo = _load_memo(memo_file, client.base_url)
 
@@ -333,7 +333,7 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
                     continue
             result = confluence.update_part_page(
                 client, existing["id"], title, fingerprint, _rows_of(part.entries),
-                known, memo)
+                known, memo, existing)
             if result["changed"]:
                 updated += 1
                 ctx.print(f"confluence: page '{child}' updated to version "
@@ -344,7 +344,7 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
         _save_memo(memo_file, client.base_url, memo)
     edit = storage_page.table_edit(title, todo_parts.either_is_ours,
                                    todo_parts.index_storage(index), "index of the parts")
-    result = confluence.update_page(client, page_id, edit)
+    result = confluence.update_page(client, page_id, edit, page=main)
     kept = len(index) - created - updated
     ctx.print(f"confluence: the to-do list is {len(index)} child pages ({created} created, "
               f"{updated} updated, {kept} already up to date"
@@ -404,7 +404,7 @@ def _empty_children(ctx: Context, client, page_id: str, title: str, known, *,
         else:
             result = confluence.update_part_page(
                 client, child["id"], title, storage_format.rows_fingerprint(title, []),
-                list, known, memo)
+                list, known, memo, child)
         if result["changed"]:
             changed += 1
             ctx.print(f"confluence: page '{child['title']}' holds no part now: its rows were "

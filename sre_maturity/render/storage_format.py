@@ -112,6 +112,7 @@ def _header_cell(name: str) -> str:
 
 
 _EMPTY_CELL = "<td><p /></td>"
+_NO_DATA = ("", (), ())  # the data of a cell that shows nothing
 
 
 def render_table(rows: Iterable[Mapping[str, object]]) -> str:
@@ -347,6 +348,12 @@ class _Plan:
     markup: str
     matched: list[_Row | None]  # per given row: the old row it replaces (None: added)
     removed: int
+    updated: int = 0  # rows of ``matched`` whose tool cells show other data now
+    rows: int = 0  # data rows of the new table (the given ones and the people's kept)
+
+    @property
+    def added(self) -> int:
+        return sum(1 for m in self.matched if m is None)
 
 
 def _expected(column: str, row: Mapping[str, object]) -> tuple:
@@ -396,7 +403,7 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
            known: Container[tuple[str, str]]) -> _Plan:
     """The new table markup, and which old rows the given rows replace."""
     if old is None:
-        return _Plan(render_table(rows), [None] * len(rows), 0)
+        return _Plan(render_table(rows), [None] * len(rows), 0, rows=len(rows))
 
     layout = _layout(old)
     old_index = [index for _column, index in layout]
@@ -413,16 +420,21 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
 
     body: list[str] = []
     matched: list[_Row | None] = []
+    updated = 0
     for row in rows:
         found = matches.get(_row_key(row), [])
         matched.append(found[0] if found else None)
         cells = []
+        differs = False
         for column, index in layout:
             if column is not None:
                 was = old_cell(found[0], index) if found else None
-                if was is not None and was.data == _expected(column, row):
+                expected = _expected(column, row)
+                if was is not None and was.data == expected:
                     cells.append(was.markup)  # unchanged: byte for byte, marks and all
-                elif was is not None:
+                    continue
+                differs = differs or was is not None or expected != _NO_DATA
+                if was is not None:
                     cells.append(_keep_human_marks(_tool_cell(column, row), was))
                 else:
                     cells.append(_tool_cell(column, row))
@@ -433,6 +445,7 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
                 candidates[0] if candidates else None)
             cells.append(chosen.markup if chosen else _EMPTY_CELL)
         body.append((found[0].open_tag if found else "<tr>") + "".join(cells) + "</tr>")
+        updated += bool(found) and differs
 
     # Rows people added stay, after the tool's rows; rows of items the tool knows but no longer
     # lists (closed items) and blank rows leave the table.
@@ -462,28 +475,15 @@ def _build(old: _Table | None, rows: Sequence[Mapping[str, object]],
     else:
         inner = f"{head}<tbody>{header}{''.join(body)}</tbody>"
     return _Plan(old.open_tag + inner + "</table>", matched,
-                 len(old.rows) - kept - len(matches))
+                 len(old.rows) - kept - len(matches), updated, len(rows) + kept)
 
 
-def _summary(plan: _Plan, old: _Table | None, fresh: _Table | None) -> str:
+def _summary(plan: _Plan, old: _Table | None) -> str:
     if old is None:
         return f"table added with {_plural(len(plan.matched), 'row')}"
-    assert fresh is not None  # an existing table is always read back after the splice
-    added = sum(1 for m in plan.matched if m is None)
-    updated = 0
-    for i, was in enumerate(plan.matched):
-        if was is None:
-            continue
-        now = fresh.rows[i]
-        for column in COLUMNS:
-            before = old.tool_index.get(column)
-            have = (was.cells[before].data if before is not None and before < len(was.cells)
-                    else ("", (), ()))
-            if have != now.cells[fresh.tool_index[column]].data:
-                updated += 1
-                break
     parts: list[str] = []
-    for count, verb in ((added, "added"), (updated, "updated"), (plan.removed, "removed")):
+    for count, verb in ((plan.added, "added"), (plan.updated, "updated"),
+                        (plan.removed, "removed")):
         if count:
             parts.append(f"{_plural(count, 'row')} {verb}" if not parts else f"{count} {verb}")
     return ", ".join(parts) or "table layout updated"
@@ -523,15 +523,16 @@ def update_table(body: str, title: str, rows: Sequence[Mapping[str, object]],
         return plan.markup
 
     def same(before: sp.Found, after: sp.Found) -> bool:
-        fresh = _read_table(after.page, after.table, title, keyed=False)
-        state["fresh"] = fresh
-        old = state["old"]
-        return old is not None and fresh.data == old.data
+        old, plan = state["old"], state["plan"]
+        if old is None or plan.added or plan.updated or plan.removed or \
+                plan.rows != len(old.rows):
+            return False  # the rows say so: the new table need not be read back
+        return _read_table(after.page, after.table, title, keyed=False).data == old.data
 
     result = sp.splice_table(body, title, IS_OURS, render, same)
     if not result.changed:
         return body, False, "no changes"
-    return result.body, True, _summary(state["plan"], state["old"], state.get("fresh"))
+    return result.body, True, _summary(state["plan"], state["old"])
 
 
 def _rows_as_dicts(table: _Table) -> list[dict[str, str]]:

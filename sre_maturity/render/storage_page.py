@@ -142,7 +142,7 @@ def unsafe(reason: str) -> ConfluenceError:
                            "written — fix the page in the Confluence editor or report this page")
 
 
-@dataclass
+@dataclass(slots=True)
 class Span:
     name: str
     start: int
@@ -150,43 +150,50 @@ class Span:
     open_end: int  # one past the end of its start tag
 
 
-_TAG = re.compile(
-    r"""<(/?)([^\s/>!?"'=<]+)((?:\s+[^\s=/>"'<]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(/?)>""")
+# One token at a ``<``: a comment, CDATA section or processing instruction (skipped), or a
+# start or end tag (groups: "/" of an end tag, the name, the attributes, "/" of an empty one).
+_TOKEN = re.compile(
+    r"""<(?:!--.*?-->|!\[CDATA\[.*?\]\]>|\?.*?\?>|"""
+    r"""(/?)([^\s/>!?"'=<]+)((?:\s+[^\s=/>"'<]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(/?)>)""",
+    re.DOTALL)
+_SKIPPED = ("<!--", "<![CDATA[", "<?")
 
 
 def scan(body: str) -> list[Span]:
     """Character spans of all elements of a well-formed fragment, in document order."""
     spans: list[Span] = []
-    stack: list[int] = []
+    stack: list[Span] = []
     pos = 0
-    while True:
-        lt = body.find("<", pos)
-        if lt < 0:
-            break
-        for opener, closer in (("<!--", "-->"), ("<![CDATA[", "]]>"), ("<?", "?>")):
-            if body.startswith(opener, lt):
-                stop = body.find(closer, lt + len(opener))
-                if stop < 0:
-                    raise unsafe(f"unterminated {opener} at character {lt}")
-                pos = stop + len(closer)
-                break
+    find = body.find
+    for m in _TOKEN.finditer(body):
+        lt = m.start()
+        if lt != pos and find("<", pos, lt) >= 0:  # a "<" no token starts at
+            raise _unscannable(body, find("<", pos, lt))
+        pos = m.end()
+        closing, name, attrs, self_closing = m.groups()
+        if name is None:
+            continue  # comment, CDATA, processing instruction
+        if closing:
+            if attrs or self_closing or not stack or stack[-1].name != name:
+                raise unsafe(f"unbalanced </{name}> at character {lt}")
+            stack.pop().end = pos
         else:
-            m = _TAG.match(body, lt)
-            if not m:
-                raise unsafe(f"unexpected markup at character {lt}")
-            closing, name, attrs, self_closing = m.groups()
-            if closing:
-                if attrs or self_closing or not stack or spans[stack[-1]].name != name:
-                    raise unsafe(f"unbalanced </{name}> at character {lt}")
-                spans[stack.pop()].end = m.end()
-            else:
-                spans.append(Span(name, lt, m.end(), m.end()))
-                if not self_closing:
-                    stack.append(len(spans) - 1)
-            pos = m.end()
+            span = Span(name, lt, pos, pos)
+            spans.append(span)
+            if not self_closing:
+                stack.append(span)
+    if find("<", pos) >= 0:
+        raise _unscannable(body, find("<", pos))
     if stack:
-        raise unsafe(f"<{spans[stack[-1]].name}> is never closed")
+        raise unsafe(f"<{stack[-1].name}> is never closed")
     return spans
+
+
+def _unscannable(body: str, lt: int) -> ConfluenceError:
+    for opener in _SKIPPED:
+        if body.startswith(opener, lt):
+            return unsafe(f"unterminated {opener} at character {lt}")
+    return unsafe(f"unexpected markup at character {lt}")
 
 
 def local(el: etree._Element) -> str | None:
@@ -310,15 +317,34 @@ def cell_texts(markups: Sequence[str]) -> list[str]:
     entities); macro parameters and task ids are not part of the visible text. One parse for
     all the cells (each wrapped in its own element). Only for reading: the splice itself never
     goes through an HTML parser."""
-    wrapped = "".join(f"<{_CELL}>{m}</{_CELL}>" for m in markups)
-    from bs4 import BeautifulSoup  # only where a page is read: report needs none
+    texts: list[str | None] = [None] * len(markups)
+    parse: list[int] = []
+    for i, markup in enumerate(markups):
+        # The cells the tool writes, ``<td><p>plain text</p></td>``, read as the parser would.
+        plain = _PLAIN_CELL.fullmatch(markup)
+        if plain:
+            text = plain.group(1) or ""
+            if text and not text.strip(_ASCII_SPACES):  # as BeautifulSoup keeps blank text
+                text = "\n" if "\n" in text else " "
+            texts[i] = text
+        else:
+            parse.append(i)
+    if parse:
+        wrapped = "".join(f"<{_CELL}>{markups[i]}</{_CELL}>" for i in parse)
+        from bs4 import BeautifulSoup  # only where a page is read: report needs none
 
-    soup = BeautifulSoup(wrapped, "html.parser")
-    for hidden in soup.find_all(_HIDDEN_NAMES):
-        hidden.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    return [cell.get_text(" ") for cell in soup.find_all(_CELL)]
+        soup = BeautifulSoup(wrapped, "html.parser")
+        for hidden in soup.find_all(_HIDDEN_NAMES):
+            hidden.decompose()
+        for br in soup.find_all("br"):
+            br.replace_with("\n")
+        for i, cell in zip(parse, soup.find_all(_CELL), strict=True):
+            texts[i] = cell.get_text(" ")
+    return [t or "" for t in texts]
+
+
+_PLAIN_CELL = re.compile(r"<t[dh]>(?:<p>([^<&]*)</p>|<p ?/>)</t[dh]>")
+_ASCII_SPACES = " \n\t\x0c\r"
 
 
 # ---------------------------------------------------------------------------- locating
@@ -555,7 +581,8 @@ def splice_table(body: str, title: str, is_ours: IsOurs, render: Render,
                               f"'{title}' where expected; nothing was written")
     if before.table is not None and same(before, after):
         return Splice(body, False, before, before)
-    verify(body[:start] + before.prefix, body[end:], new_body, where, where + len(markup))
+    verify(body[:start] + before.prefix, body[end:], new_body, where, where + len(markup),
+           after.page.spans)
     return Splice(new_body, True, before, after)
 
 
@@ -576,9 +603,10 @@ def table_edit(title: str, is_ours: IsOurs, markup: str,
     return apply
 
 
-def verify(before: str, after: str, new_body: str, start: int, end: int) -> None:
+def verify(before: str, after: str, new_body: str, start: int, end: int,
+           spans: list[Span] | None = None) -> None:
     """Check that ``new_body`` equals ``before + after`` outside the table at ``start:end``
-    (C14N, entities resolved)."""
+    (C14N, entities resolved); ``spans``: :func:`scan` of ``new_body`` when already made."""
     marker = f"<{_MARK}/>"
     try:
         expected = xml_parse(before + marker + after, resolve=True)
@@ -586,7 +614,8 @@ def verify(before: str, after: str, new_body: str, start: int, end: int) -> None
     except etree.XMLSyntaxError as exc:
         raise ConfluenceError("the updated page would not be well-formed "
                               f"({parse_message(exc)}); nothing was written") from exc
-    spans = scan(new_body)
+    if spans is None:
+        spans = scan(new_body)
     elements = [el for el in result.iter() if isinstance(el.tag, str) and el is not result]
     hits = [el for el, s in zip(elements, spans, strict=True)
             if (s.name, s.start, s.end) == ("table", start, end)]

@@ -44,11 +44,27 @@ def test_split_cuts_a_flow_at_the_byte_bound_and_keeps_flows_apart(monkeypatch):
              for a, s, g in (("a", "open", True), ("a", "open", False), ("a", "done", True),
                              ("b", "open", True))]
     parts = list(todo_parts.split(items, {"a": "Checkout", "b": "Login"},
-                                  lambda it: (it["asset"], 40)))
+                                  lambda it: (it["asset"], 40), order=lambda it: 0))
     assert [(p.name, p.entries, p.open, p.red, p.amber) for p in parts] == [
-        ("Checkout (part 1)", ["a", "a"], 2, 1, 1),
+        ("Checkout (part 1)", ["a", "a"], 2, 1, 1),  # an asset too large for a page alone
         ("Checkout (part 2)", ["a"], 0, 0, 0),  # awaiting re-assessment: not open
         ("Login", ["b"], 1, 1, 0)]
+
+
+def test_split_keeps_an_assets_rows_on_one_page_in_table_order(monkeypatch):
+    monkeypatch.setattr(todo_parts, "PAGE_ROWS", 3)
+
+    def parts(rows: list[tuple[str, int]]) -> list[tuple[str, list[str]]]:
+        items = [{"asset": a, "rank": r, "state": "open", "go_live": True} for a, r in rows]
+        return [(p.name, p.entries) for p in todo_parts.split(
+            items, {"a": "Checkout", "b": "Checkout", "c": "Checkout"},
+            lambda it: (f"{it['asset']}{it['rank']}", 10), order=lambda it: it["rank"])]
+
+    assert parts([("a", 2), ("a", 5), ("b", 1), ("b", 4), ("c", 3)]) == [
+        ("Checkout (part 1)", ["a2", "a5"]), ("Checkout (part 2)", ["b1", "c3", "b4"])]
+    # a's new row changes a's part only
+    assert parts([("a", 2), ("a", 5), ("a", 6), ("b", 1), ("b", 4), ("c", 3)]) == [
+        ("Checkout (part 1)", ["a2", "a5", "a6"]), ("Checkout (part 2)", ["b1", "c3", "b4"])]
 
 
 def test_needs_split_measures_only_a_list_short_enough_to_hold(monkeypatch):
@@ -91,7 +107,7 @@ def test_report_writes_one_file_pair_per_part_and_an_index(many: Path, run, smal
     assert "an index of 3 parts" in out and "confluence_page.01-checkout-part-1.txt" in out
     index = (many / "confluence_page.txt").read_text()
     assert "||Part||Open||Red||Amber||Page||" in index
-    assert ("|Checkout \\(part 1\\)|2|2|0|[SRE Action Items – Checkout (part 1)] "
+    assert ("|Checkout \\(part 1\\)|2|0|2|[SRE Action Items – Checkout (part 1)] "
             "\\(paste confluence\\_page.01\\-checkout\\-part\\-1.txt\\)|") in index
     login = (many / "confluence_page.03-login.txt").read_text()
     assert login.startswith("h2. SRE Action Items\n")
@@ -100,8 +116,8 @@ def test_report_writes_one_file_pair_per_part_and_an_index(many: Path, run, smal
     rows = storage_format.table_rows(
         "<h2>SRE Action Items</h2>" + (many / "confluence_page.02-checkout-part-2.html")
         .read_text(), TITLE)
-    assert [(r["Asset Name"], r["Task"]) for r in rows] == [
-        ("payment-api", "Alerts → L3"), ("payment-api", "Alerts → L4")]
+    assert [(r["Asset Name"], r["Task"]) for r in rows] == [  # part 1: payment-api's
+        ("web", "On-call → L2"), ("web", "On-call → L3")]
     html_index = (many / "confluence_page.html").read_text()
     assert 'ri:content-title="SRE Action Items – Login"' in html_index
 
@@ -165,8 +181,8 @@ def test_push_creates_the_child_pages_and_the_index(many: Path, run, wiki, small
     assert tasks(wiki, kids[2]["id"]) == [("auth", "Dashboards → L2"),
                                           ("auth", "Dashboards → L3")]
     assert index_of(wiki) == [["Part", "Open", "Red", "Amber", "Page"],
-                              ["Checkout (part 1)", "2", "2", "0", ""],
-                              ["Checkout (part 2)", "2", "0", "2", ""],
+                              ["Checkout (part 1)", "2", "0", "2", ""],  # payment-api
+                              ["Checkout (part 2)", "2", "2", "0", ""],  # web
                               ["Login", "2", "1", "1", ""]]
     body = wiki.body(wiki.page_id)
     assert 'ri:content-title="SRE Action Items – Login"' in body

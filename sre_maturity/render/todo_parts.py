@@ -4,7 +4,8 @@ part and the index hold.
 The list stays one page while its storage-format table is under :data:`PAGE_BYTES` and
 :data:`PAGE_ROWS`. Beyond either, it is split **per flow**: one part per flow (an asset in
 several flows sits in the part of the first of them, by name), and a flow too large for one
-page is cut into ``"<flow> (part 2)"`` and so on. Per flow, not per team, because every asset
+page is cut into ``"<flow> (part 2)"`` and so on, between assets (by name): an asset's rows
+stay on one page, so an assessment changes one page. Per flow, not per team, because every asset
 has a flow (Team is optional in flows.csv and often blank), because the go-live gate and the
 people who push a flow to go-live look at one flow, and because the table is already sorted
 by flow after priority.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sre_maturity.render import storage_page as sp
-from sre_maturity.render.reports import wiki_escape
+from sre_maturity.render.reports import sort_key, wiki_escape
 from sre_maturity.render.storage_page import xml_attr, xml_text
 from sre_maturity.rules import maturity as mt
 
@@ -76,13 +77,33 @@ class Part(Generic[E]):
     red: int = 0
     amber: int = 0
     size: int = 0
+    _keys: list[Any] = field(default_factory=list, init=False, repr=False)  # entries' order
 
     @property
     def name(self) -> str:
         return self.flow if not self.number else f"{self.flow} (part {self.number})"
 
-    def add(self, it: Mapping[str, Any], entry: E, size: int) -> None:
+    def overflows(self, rows: int, size: int) -> bool:
+        """Whether ``rows`` more rows of ``size`` bytes would pass a bound (never for an empty
+        part: a row too large for a page alone still gets one)."""
+        return bool(self.entries) and (len(self.entries) + rows > PAGE_ROWS
+                                       or self.size + size > PAGE_BYTES)
+
+    def next(self) -> Part[E]:
+        """The flow's next part: this one is full (and numbered from now on)."""
+        self.number = self.number or 1
+        return Part(self.flow, self.number + 1)
+
+    def close(self) -> Part[E]:
+        """This part with its entries in table order (they were added asset by asset)."""
+        ranked = sorted(zip(self._keys, self.entries, strict=True), key=lambda pair: pair[0])
+        self.entries = [entry for _key, entry in ranked]
+        self._keys = []
+        return self
+
+    def add(self, it: Mapping[str, Any], entry: E, size: int, key: Any = None) -> None:
         self.entries.append(entry)
+        self._keys.append(key)
         self.size += size
         if it["state"] == mt.OPEN:
             self.open += 1
@@ -93,29 +114,53 @@ class Part(Generic[E]):
 
 
 def split(items: Iterable[Mapping[str, Any]], flow_of: Mapping[str, str],
-          make: Callable[[Mapping[str, Any]], tuple[E, int]]) -> Iterator[Part[E]]:
+          make: Callable[[Mapping[str, Any]], tuple[E, int]],
+          order: Callable[[Mapping[str, Any]], Any] = sort_key) -> Iterator[Part[E]]:
     """The parts of a to-do list, one at a time (only one part's rows are held).
 
-    ``items``: item dicts sorted by their part's flow (``flow_of[asset]``), then in table
-    order; ``make(item) -> (entry, storage bytes)`` is what a part keeps of a row. A flow
-    becomes several parts where its rows pass :data:`PAGE_ROWS` or :data:`PAGE_BYTES`.
+    ``items``: item dicts sorted by their part's flow (``flow_of[asset]``) and asset, then in
+    table order; ``make(item) -> (entry, storage bytes)`` is what a part keeps of a row;
+    ``order(item)``: the table's sort key, the order of the rows within a part. A flow
+    becomes several parts where its rows pass :data:`PAGE_ROWS` or :data:`PAGE_BYTES`. A
+    part holds whole assets, the flow's assets by name (only an asset too large for a page
+    alone is cut): a person finds an asset's rows on one page, and an assessment, which
+    changes one asset's rows, changes one part (unless the asset no longer fits it).
     """
-    current: Part[E] | None = None
+    part: Part[E] | None = None
+    for flow, rows in _by_asset(items, flow_of, make):
+        if part is not None and part.flow != flow:
+            yield part.close()
+            part = None
+        if part is None:
+            part = Part(flow)
+        if part.overflows(len(rows), sum(size for _it, _entry, size in rows)):
+            part, full = part.next(), part
+            yield full.close()
+        for it, entry, size in rows:
+            if part.overflows(1, size):  # an asset too large for a page alone
+                part, full = part.next(), part
+                yield full.close()
+            part.add(it, entry, size, order(it))
+    if part is not None:
+        yield part.close()
+
+
+def _by_asset(items: Iterable[Mapping[str, Any]], flow_of: Mapping[str, str],
+              make: Callable[[Mapping[str, Any]], tuple[E, int]]
+              ) -> Iterator[tuple[str, list[tuple[Mapping[str, Any], E, int]]]]:
+    """``(part flow, [(item, entry, size), ...])`` for each asset's run of ``items``."""
+    key: tuple[str, str] | None = None
+    rows: list[tuple[Mapping[str, Any], E, int]] = []
     for it in items:
-        flow = flow_of.get(it["asset"], "")
+        here = (flow_of.get(it["asset"], ""), it["asset"])
+        if here != key:
+            if key is not None:
+                yield key[0], rows
+            key, rows = here, []
         entry, size = make(it)
-        if current is not None and current.flow == flow and current.entries and (
-                len(current.entries) >= PAGE_ROWS or current.size + size > PAGE_BYTES):
-            current.number = current.number or 1
-            yield current
-            current = Part(flow, current.number + 1)
-        elif current is None or current.flow != flow:
-            if current is not None:
-                yield current
-            current = Part(flow)
-        current.add(it, entry, size)
-    if current is not None:
-        yield current
+        rows.append((it, entry, size))
+    if key is not None:
+        yield key[0], rows
 
 
 def child_title(table_title: str, part: str) -> str:
@@ -216,8 +261,8 @@ def part_wiki_head(table_title: str, part: Part, generated: str,
 @dataclass
 class Layout:
     """The to-do list as :func:`layout` read it: split or not, its row count, its item dicts
-    (one pass; in table order, or by part then table order when split) and each asset's part
-    flow."""
+    (one pass; in table order, or when split by part flow and asset, then table order) and
+    each asset's part flow."""
 
     split: bool
     count: int
@@ -245,8 +290,9 @@ def layout(db) -> Layout:
     count = len(rows)
     if not needs_split(count, storage_bytes):
         return Layout(False, count, iter(held), flow_of)
+    # By part flow and asset, as split() takes them (stable: table order kept within).
     if held:
-        held.sort(key=lambda it: flow_of.get(it["asset"], ""))  # stable: table order kept
+        held.sort(key=lambda it: (flow_of.get(it["asset"], ""), it["asset"]))
         return Layout(True, count, iter(held), flow_of)
-    rows.sort(key=lambda r: flow_of.get(r["asset"], ""))
+    rows.sort(key=lambda r: (flow_of.get(r["asset"], ""), r["asset"]))
     return Layout(True, count, views.item_dicts(db, rows, fields), flow_of)

@@ -370,32 +370,38 @@ class Database:
             "SELECT capability, category FROM capabilities")}
         model = self.load_model()
         reasons: dict[tuple, str] = {}  # the same gap recurs on many assets
-        # The level's words are the same for every item of that level: made once per level.
+        # The level's words are the same for every item of that level: made once per level,
+        # in a dict of every key in its place that each of its items starts as a copy of.
         fixed: dict[tuple[str, int], dict] = {}
+        blank = dict.fromkeys(fields)
+        gaps = (mt.OPEN, mt.DONE)  # mt.is_open
 
         def level_words(capability: str, level: int) -> dict:
             spec = specs.get((capability, level))
             made = fixed[(capability, level)] = {
+                **blank,
                 "category": categories.get(capability, ""),
                 "criteria": spec.criteria if spec else "",
                 "owner": spec.owner if spec else "Asset",
                 "priority": spec.priority if spec else "P3",
                 "go_live": int(spec.go_live) if spec else 0,
                 "milestone": spec.milestone if spec else "",
+                "key": None,
+                "current_level": None,
             }
             return made
 
         stored = len(fields)
 
         def words(r: sqlite3.Row) -> dict:
+            asset, capability, level = r[0], r[1], r[2]
+            item = (fixed.get((capability, level)) or level_words(capability, level)).copy()
             # The stored fields only: zip stops before the cell's columns, which follow them.
-            item = dict(zip(fields, r, strict=False))
+            item.update(zip(fields, r, strict=False))
             cell_state, current, failed = r[stored:]
-            asset, capability, level = item["asset"], item["capability"], item["level"]
-            item.update(fixed.get((capability, level)) or level_words(capability, level))
             item["key"] = mt.item_key(asset, capability, level)
             item["current_level"] = current
-            if mt.is_open(item["state"]) and capability in model:
+            if item["state"] in gaps and capability in model:
                 memo = (capability, level, cell_state, current, failed)
                 why = reasons.get(memo)
                 if why is None:

@@ -6,7 +6,7 @@ import csv
 import io
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_reports import item
 
@@ -26,6 +26,23 @@ def test_rally_csv_headers_and_row():
                                          "sre-tracker item: web / Alerts / 2")
     assert "Alerts page" in description and "Checkout, Login" in description and \
         "Answered no: x" in description
+
+
+_csv_texts = st.text(alphabet=st.sampled_from(list('ab ,"\r\n;\t=<é')), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(asset=_csv_texts.filter(str.strip), criteria=_csv_texts, why=_csv_texts,
+       flows=_csv_texts, milestone=_csv_texts, tag=_csv_texts,
+       current=st.none() | st.integers(0, 5))
+def test_a_rally_import_line_is_its_row_written_as_csv(asset, criteria, why, flows,
+                                                       milestone, tag, current):
+    from sre_maturity.store.csvfiles import csv_record
+    it = item(asset=asset, criteria=criteria, why=why, flows=flows, milestone=milestone,
+              current_level=current, key=f"{asset} / Alerts / 2")
+    for _ in range(2):  # the second time from the parts made the first
+        assert stories.rally_import_record(it, tag) == csv_record(
+            stories.rally_import_row(it, tag))
 
 
 @pytest.mark.parametrize("danger", ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(A1)", "\tx"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sre_maturity.render.reports import clean_text, neutralise, sort_key
 from sre_maturity.rules import maturity as mt
-from sre_maturity.store.csvfiles import csv_record
+from sre_maturity.store.csvfiles import csv_cell, csv_record
 
 if TYPE_CHECKING:
     from config import Settings
@@ -101,16 +101,29 @@ def story_description(item: Mapping, flows: str) -> str:
     """The story's Description (Rally rich text): criteria, flow, asset, level and why.
 
     Every line is cleaned (:func:`reports.clean_text`) and escaped, so the whole is clean."""
+    return "<br />".join(_description_parts(item, flows))
+
+
+def _description_parts(item: Mapping, flows: str) -> tuple[str, str, str]:
+    """The Description in three parts that each recur on many items (the level's, the
+    asset's, the state's)."""
     current = item.get("current_level")
-    # In three parts that each recur on many items (the level's, the asset's, the state's).
-    return "<br />".join((
+    return (
         _goal_lines(item["capability"], item["level"], item["criteria"]),
         _where_lines(flows, item["asset"]),
         _state_lines("" if current is None else str(current),
                      mt.reason_beside_criteria(str(item["why"]), item["level"],
                                                item["criteria"]),
                      bool(item["go_live"]), item["milestone"] or "-"),
-    ))
+    )
+
+
+@lru_cache(maxsize=16384)
+def _csv_part(text: str) -> tuple[bool, str]:
+    """Whether a cell holding ``text`` is quoted in CSV, and ``text`` with its quotes
+    doubled: a Description's parts are made ready for CSV once (the quotes of a cell are
+    doubled character by character, and the separator between the parts needs none)."""
+    return csv_cell(text) != text, text.replace('"', '""')
 
 
 @lru_cache(maxsize=4096)
@@ -158,16 +171,23 @@ def rally_import_header() -> str:
 
 
 def rally_import_record(it: Mapping, tag: str) -> str:
-    """One item as a line of rally_import.csv."""
-    return csv_record(rally_import_row(it, tag))
+    """One item as a line of rally_import.csv: ``csv_record(rally_import_row(it, tag))``, the
+    Description from its recurring parts made ready for CSV once."""
+    name, _description, *rest = rally_import_row(it, tag, description=False)
+    parts = [_csv_part(p) for p in _description_parts(it, it.get("flows", ""))]
+    quote = '"' if any(quoted for quoted, _text in parts) else ""
+    description = quote + "<br />".join(text for _quoted, text in parts) + quote
+    return ",".join((csv_cell(name), description, *map(csv_cell, rest))) + "\r\n"
 
 
-def rally_import_row(it: Mapping, tag: str) -> list[str]:
-    """One item as a row of rally_import.csv (cells cleaned and neutralised)."""
+def rally_import_row(it: Mapping, tag: str, *, description: bool = True) -> list[str]:
+    """One item as a row of rally_import.csv (cells cleaned and neutralised; without
+    ``description``, the Description cell is left empty for the caller to make)."""
     return [
         neutralise(clean_text(story_name(it["asset"], it["capability"], it["level"],
                                          ascii_only=True))),
-        story_description(it, it.get("flows", "")),  # clean, and starts with a tag
+        # clean, and starts with a tag
+        story_description(it, it.get("flows", "")) if description else "",
         "Defined",
         neutralise(clean_text(tag)),
         neutralise(clean_text(story_notes(it["key"]))),

@@ -531,8 +531,13 @@ def csv_record(cells: Sequence[str]) -> str:
     """
     if len(cells) == 1 and cells[0] == "":
         return '""\r\n'  # a lone empty cell is quoted, or the record would be a blank line
-    return ",".join('"' + c.replace('"', '""') + '"' if _NEEDS_QUOTES.search(c) else c
-                    for c in cells) + "\r\n"
+    return ",".join(map(csv_cell, cells)) + "\r\n"
+
+
+def csv_cell(cell: str) -> str:
+    """One cell as :func:`csv_record` writes it among others: quoted, its quotes doubled,
+    when it holds a comma, a quote or a line break."""
+    return '"' + cell.replace('"', '""') + '"' if _NEEDS_QUOTES.search(cell) else cell
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sre_maturity.rules import maturity as mt
@@ -335,6 +336,13 @@ def tail_key(it: Mapping) -> tuple:
             it["state"], it["category"])
 
 
+# What TwinRows reads of an item dict, each in one step: the level's cells, where, the rest.
+_HEAD_KEY = itemgetter("priority", "go_live", "milestone", "owner")
+_MIDDLE_KEY = itemgetter("flows", "asset")
+_TAIL_KEY = itemgetter("capability", "level", "criteria", "why", "rally_id", "rally_url",
+                       "work_status", "state", "category")
+
+
 class TwinRows:
     """An item's to-do row in two formats at once (a paste dialect's and the storage
     format's, say), encoded as UTF-8 (files are written from them as they are, and a part of
@@ -348,21 +356,37 @@ class TwinRows:
         self._middles: dict[tuple, tuple[bytes, bytes]] = {}
         self._tails: dict[tuple, tuple[bytes, bytes]] = {}
 
-    def _twin(self, made: dict | None, key: tuple, part: str) -> tuple[bytes, bytes]:
-        first, second = (getattr(f, part)(*key).encode() for f in self._formats)
-        if made is not None:
-            made[key] = (first, second)
+    def _head(self, key: tuple) -> tuple[bytes, bytes]:
+        priority, go_live, milestone, owner = key
+        made = self._heads[key] = self._both("head", priority, bool(go_live), milestone, owner)
+        return made
+
+    def _middle(self, key: tuple) -> tuple[bytes, bytes]:
+        made = self._middles[key] = self._both("middle", *key)
+        return made
+
+    def _tail(self, key: tuple) -> tuple[bytes, bytes]:
+        capability, level, criteria, why, rally_id, rally_url, work_status, state, category = key
+        made = self._both("tail", capability, level, criteria, why or "", rally_id or "",
+                          rally_url or "", work_status, state, category)
+        if not (rally_id or rally_url):  # a story's card is its own: not kept
+            self._tails[key] = made
+        return made
+
+    def _both(self, part: str, *args: Any) -> tuple[bytes, bytes]:
+        first, second = (getattr(f, part)(*args).encode() for f in self._formats)
         return first, second
 
     def __call__(self, it: Mapping) -> tuple[bytes, bytes]:
         """``(first.row(it), second.row(it))``, each encoded as UTF-8."""
-        level = (it["priority"], bool(it["go_live"]), it["milestone"], it["owner"])
-        head = self._heads.get(level) or self._twin(self._heads, level, "head")
-        where = (it.get("flows", ""), it["asset"])
-        middle = self._middles.get(where) or self._twin(self._middles, where, "middle")
-        rest = tail_key(it)
-        tail = self._tails.get(rest) or self._twin(
-            None if rest[4] or rest[5] else self._tails, rest, "tail")  # a story: its own
+        try:
+            level, where, rest = _HEAD_KEY(it), _MIDDLE_KEY(it), _TAIL_KEY(it)
+        except KeyError:  # an optional field missing: the keys as TodoRowFormat.row reads it
+            level = (it["priority"], bool(it["go_live"]), it["milestone"], it["owner"])
+            where, rest = (it.get("flows", ""), it["asset"]), tail_key(it)
+        head = self._heads.get(level) or self._head(level)
+        middle = self._middles.get(where) or self._middle(where)
+        tail = self._tails.get(rest) or self._tail(rest)
         return head[0] + middle[0] + tail[0], head[1] + middle[1] + tail[1]
 
 

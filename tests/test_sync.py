@@ -215,6 +215,27 @@ def test_a_deleted_story_is_missing_in_rally_and_nothing_is_deleted(gaps, run, r
     assert items(gaps)["web / On-call / 3"]["work_status"] == "Missing in Rally"
 
 
+def test_sync_matches_through_the_items_with_stories_and_those_notes_name(gaps, run, rally):
+    """What sync reads to match stories: the items holding a story id, plus those a story's
+    Notes name (adopted); every other item can match nothing."""
+    from sre_maturity.commands import sync
+    from sre_maturity.render.stories import KEY_MARKER
+    run(gaps, "report", "--push")
+    run(gaps, "assess", "--asset", "payment-api", "--capability", "Alerts", "--level", "2")
+    with Database(gaps / "sre_data.db") as db:
+        with_story = {(r["asset"], r["capability"], r["level"])
+                      for r in db.story_item_rows(sync.MATCH_FIELDS)}
+        assert with_story == {("web", "On-call", 2), ("web", "On-call", 3)}
+        assert len(db.item_rows(fields=sync.MATCH_FIELDS)) > len(with_story)
+        with pytest.raises(ValueError, match="item fields"):
+            db.story_item_rows(("asset", "password"))
+        by_hand = {"FormattedID": "US9", "ObjectID": "9", "ScheduleState": "Completed",
+                   "Notes": f"{KEY_MARKER} payment-api / Alerts / 3", "Name": "x"}
+        keys = [it["key"] for it in sync.matchable_items(db, [by_hand])]
+    assert sorted(keys) == ["payment-api / Alerts / 3", "payment-api / Alerts / 4",
+                            "web / On-call / 2", "web / On-call / 3"]
+
+
 def test_verified_after_reassessment_at_the_level(gaps, run, rally):
     run(gaps, "report", "--push")
     for s in sre_stories(rally):

@@ -95,6 +95,29 @@ def match_stories(items: list[dict], stories: list[dict], complete: bool
 MATCH_FIELDS = ("asset", "capability", "level", "state", "rally_oid", "rally_id")
 
 
+def matchable_items(db, stories: list[dict]) -> list[dict]:
+    """The items :func:`match_stories` can match to ``stories`` (not archived, with only what
+    matching reads): those with a story id, and those a story's Notes name; not the 10^5
+    others of a large organisation, which no story can match."""
+    def live(rows) -> dict[str, dict]:
+        return {mt.item_key(r["asset"], r["capability"], r["level"]):
+                {"key": mt.item_key(r["asset"], r["capability"], r["level"]),
+                 "rally_oid": r["rally_oid"], "rally_id": r["rally_id"]}
+                for r in rows if r["state"] != mt.ARCHIVED}
+
+    items = live(db.story_item_rows(MATCH_FIELDS))
+    named: set[str] = set()  # the assets of keys in Notes that no item with a story has
+    for key in index_by_key(stories):
+        if key not in items:
+            try:
+                named.add(mt.split_key(key)[0])
+            except ValueError:
+                continue
+    if named:
+        items = {**live(db.item_rows(assets=named, fields=MATCH_FIELDS)), **items}
+    return list(items.values())
+
+
 def _cells(keys) -> set[tuple[str, str]]:
     """The matrix cells (asset, capability) of item keys."""
     return {mt.split_key(k)[:2] for k in keys}
@@ -136,12 +159,8 @@ def run(opts: SyncOptions, ctx: Context) -> int:
     changed: list[tuple] = []
     adopted: list[str] = []
     try:
-        # Only what matching reads (no level words): 10^5 items in a large organisation.
-        items = [{"key": mt.item_key(r["asset"], r["capability"], r["level"]),
-                  "rally_oid": r["rally_oid"], "rally_id": r["rally_id"]}
-                 for r in db.item_rows(fields=MATCH_FIELDS) if r["state"] != mt.ARCHIVED]
-        states, adopt = match_stories(items, stories, complete=not opts.from_csv)
-        del items  # not held while the pages update
+        states, adopt = match_stories(matchable_items(db, stories), stories,
+                                      complete=not opts.from_csv)
         with db.transaction():
             # An adopted story's state counts as a change like any other (a story completed
             # before it was adopted makes its item done, awaiting re-assessment).

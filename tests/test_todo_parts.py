@@ -97,6 +97,19 @@ def test_a_list_that_fits_stays_one_page(many: Path, run):
         "<h2>SRE Action Items</h2>" + (many / "confluence_page.html").read_text(), TITLE)) == 6
 
 
+def test_a_short_list_over_the_byte_bound_is_split_by_asset_too(many: Path, run, monkeypatch):
+    monkeypatch.setattr(todo_parts, "PAGE_BYTES", 1200)  # two rows a page, measured
+    code, _out, err = run(many, "report")
+    assert code == 0, err
+    assert [n for n in part_files(many) if n.endswith(".html")] == [
+        "confluence_page.01-checkout-part-1.html", "confluence_page.02-checkout-part-2.html",
+        "confluence_page.03-login.html"]
+    rows = storage_format.table_rows(
+        "<h2>SRE Action Items</h2>" + (many / "confluence_page.01-checkout-part-1.html")
+        .read_text(), TITLE)
+    assert {r["Asset Name"] for r in rows} == {"payment-api"}
+
+
 def test_report_writes_one_file_pair_per_part_and_an_index(many: Path, run, small_pages):
     code, out, err = run(many, "report")
     assert code == 0, err

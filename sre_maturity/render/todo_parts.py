@@ -273,26 +273,31 @@ class Layout:
 def layout(db) -> Layout:
     """Read the to-do list (open items and those awaiting re-assessment, with the stored
     fields ``report`` uses) and decide whether it is split. The items are made one at a time
-    while the caller iterates, so ``db`` stays open until then; only a list short enough to
-    be measured (:data:`PAGE_ROWS`) is held whole."""
+    while the caller iterates, so ``db`` stays open until then. Only a list short enough to
+    be measured (:data:`PAGE_ROWS`) is held whole; a longer one is counted first, then read
+    one flow at a time."""
     from sre_maturity.render import reports, storage_format
     from sre_maturity.rules import views
 
     fields = views.REPORT_ITEM_FIELDS
+    active = db.load_assets()
+    flow_of = {a: part_flow(info.flows) for a, info in active.items()}
+    # One aggregate row per cell with open items: as many digits as open and done items.
+    count = sum(len(levels) for asset, _capability, levels, _done in db.open_levels_by_cell()
+                if asset in active)
+    if count > PAGE_ROWS:
+        flows: dict[str, list[str]] = {}
+        for asset in sorted(flow_of):
+            flows.setdefault(flow_of[asset], []).append(asset)
+        items = views.item_dicts_by_asset(db, (flows[f] for f in sorted(flows)),
+                                          (mt.OPEN, mt.DONE), order=reports.page_order,
+                                          fields=fields)
+        return Layout(True, count, items, flow_of)
     rows = views.item_rows(db, (mt.OPEN, mt.DONE), order=reports.page_order, fields=fields)
-    flow_of = {a: part_flow(info.flows) for a, info in db.load_assets().items()}
-    held: list[dict] = []
-
-    def storage_bytes() -> int:
-        held.extend(views.item_dicts(db, rows, fields))
-        return sum(len(storage_format.render_todo_row(it).encode()) for it in held)
-
-    count = len(rows)
-    if not needs_split(count, storage_bytes):
-        return Layout(False, count, iter(held), flow_of)
+    held = list(views.item_dicts(db, rows, fields))
+    if not needs_split(len(held), lambda: sum(
+            len(storage_format.render_todo_row(it).encode()) for it in held)):
+        return Layout(False, len(held), iter(held), flow_of)
     # By part flow and asset, as split() takes them (stable: table order kept within).
-    if held:
-        held.sort(key=lambda it: (flow_of.get(it["asset"], ""), it["asset"]))
-        return Layout(True, count, iter(held), flow_of)
-    rows.sort(key=lambda r: (flow_of.get(r["asset"], ""), r["asset"]))
-    return Layout(True, count, views.item_dicts(db, rows, fields), flow_of)
+    held.sort(key=lambda it: (flow_of.get(it["asset"], ""), it["asset"]))
+    return Layout(True, len(held), iter(held), flow_of)

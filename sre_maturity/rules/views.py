@@ -231,21 +231,48 @@ def item_rows(db, states: Iterable[str] | None = None, assets: Iterable[str] | N
     ``reports.page_order``), sorted by it; ``fields``: only these stored fields (see
     :meth:`database.Database.item_rows`; default all). Only these small rows are held while
     sorting; :func:`item_dicts` then makes the dicts one at a time."""
-    from sre_maturity.rules import maturity as mt
     active = db.load_assets()
-    rows = [r for r in db.item_rows(states, assets, fields=fields, ordered=order is None)
-            if r["asset"] in active or not mt.is_open(r["state"])]
+    rows = _shown_rows(db, active, states, assets, fields, ordered=order is None)
     if order is not None:
-        ranks = {k: (spec.priority, spec.go_live) for k, spec in db.level_specs().items()}
-        labels = {a: info.flow_label for a, info in active.items()}
-
-        def key(r) -> Any:
-            asset, capability, level = r[:3]  # database.ITEM_FIELDS starts with the key
-            priority, go_live = ranks.get((capability, level), ("P3", False))
-            return order(priority, go_live, labels.get(asset, ""), asset, capability, level)
-
-        rows.sort(key=key)
+        rows.sort(key=_row_order(db, active, order))
     return rows
+
+
+def _shown_rows(db, active: Mapping, states: Iterable[str] | None,
+                assets: Iterable[str] | None, fields: Sequence[str] | None, *,
+                ordered: bool) -> list:
+    """``db.item_rows`` without the open items of assets no longer ``active``."""
+    from sre_maturity.rules import maturity as mt
+    return [r for r in db.item_rows(states, assets, fields=fields, ordered=ordered)
+            if r["asset"] in active or not mt.is_open(r["state"])]
+
+
+def _row_order(db, active: Mapping, order: Callable[..., Any]) -> Callable[[Any], Any]:
+    """The sort key of an item row for ``order`` (see :func:`item_rows`)."""
+    ranks = {k: (spec.priority, spec.go_live) for k, spec in db.level_specs().items()}
+    labels = {a: info.flow_label for a, info in active.items()}
+
+    def key(r) -> Any:
+        asset, capability, level = r[:3]  # database.ITEM_FIELDS starts with the key
+        priority, go_live = ranks.get((capability, level), ("P3", False))
+        return order(priority, go_live, labels.get(asset, ""), asset, capability, level)
+
+    return key
+
+
+def item_dicts_by_asset(db, groups: Iterable[Iterable[str]], states: Iterable[str], *,
+                        order: Callable[..., Any], fields: Sequence[str]) -> Iterator[dict]:
+    """The item dicts (as :func:`item_dicts`) of each group of assets in turn, by asset and
+    then ``order`` (as :func:`item_rows`): one read per group and only its rows held, so
+    that 10^5 items are walked a flow at a time."""
+    active = db.load_assets()
+    key = _row_order(db, active, order)
+    states = list(states)
+    make = _item_dict(db, fields)
+    for group in groups:
+        rows = _shown_rows(db, active, states, group, fields, ordered=False)
+        rows.sort(key=lambda r: (r[0], key(r)))  # r[0]: the asset
+        yield from map(make, rows)
 
 
 def item_keys(db, assets: Iterable[str] | None = None) -> set[tuple[str, str]]:
@@ -260,12 +287,20 @@ def item_keys(db, assets: Iterable[str] | None = None) -> set[tuple[str, str]]:
 def item_dicts(db, rows: Sequence, fields: Sequence[str] | None = None) -> Iterator[dict]:
     """Item dicts (the level's words, ``flows``, ``team``, ``current_level``) for stored rows
     (read with ``fields``, default all), made one at a time."""
+    return map(_item_dict(db, fields), rows)
+
+
+def _item_dict(db, fields: Sequence[str] | None) -> Callable[[Any], dict]:
+    """A row of :func:`item_rows` (read with ``fields``) -> its item dict."""
     labels = {a: (info.flow_label, info.team) for a, info in db.load_assets().items()}
     words = db.item_words(fields)
-    for r in rows:
+
+    def make(r) -> dict:
         it = words(r)
         it["flows"], it["team"] = labels.get(it["asset"], ("", ""))
-        yield it
+        return it
+
+    return make
 
 
 def load_view(db, today: str | None = None):

@@ -658,6 +658,18 @@ def test_export_matrix_and_items(ready, run, tmp_path):
         "Owner,Target Milestone,Criteria,Why,State,Work Status,Rally ID,Rally URL,Opened At,"
         "Done At,Closed At")
     assert "web / Alerts / 2" in items
+    # Written a chunk at a time: the same text whatever the chunk, the header once.
+    from database import Database
+    from sre_maturity.render import reports
+    from sre_maturity.rules import views
+
+    run(ready, "assess", "--asset", "auth", "--capability", "On-call", "--level", "0")
+    with Database(ready / "sre_data.db") as db:
+        every = views.items(db)
+    whole = "".join(text for text, _n in reports.items_csv(every))
+    assert "".join(text for text, _n in reports.items_csv(every, chunk=2)) == whole
+    assert sum(n for _text, n in reports.items_csv(every, chunk=2)) == len(every) > 2
+    assert list(reports.items_csv([])) == [(items.splitlines()[0] + "\n", 0)]
 
 
 def test_assess_names_match_in_any_case(ready, run):

@@ -11,7 +11,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TextIO
@@ -828,18 +828,38 @@ def _evidence_json(evidence: Mapping[tuple[str, str], Mapping], asset: str, capa
     return '"evidence": ' + ("null" if found is None else json.dumps(dict(found)))
 
 
-def items_csv(items: Sequence[Mapping]) -> str:
-    """Every item (open, done, verified, archived) as CSV, for ``export --items``."""
+def items_csv(items: Iterable[Mapping], chunk: int = 10_000) -> Iterator[tuple[str, int]]:
+    """Every item (open, done, verified, archived) as CSV, for ``export --items``: the text
+    in pieces of ``chunk`` items (the header first), each with its item count, so 200,000
+    items are never all held as rows and frames at once."""
     import pandas as pd
 
     columns = list(ITEM_COLUMNS)
-    frame = pd.DataFrame([{c: it.get(c, "") for c in columns} for it in items], columns=columns)
-    frame["go_live"] = frame["go_live"].map(lambda v: "Yes" if v else "No")
-    for col in frame.columns:
-        if frame[col].dtype == object:
-            frame[col] = frame[col].map(lambda v: neutralise(clean_text(v)))
-    # Headers in Title Case, as sre_matrix.csv, export and the to-do table name them.
-    return frame.rename(columns=ITEM_COLUMNS).to_csv(index=False, lineterminator="\n")
+    first = True
+    for part in _batched(items, chunk):
+        frame = pd.DataFrame([{c: it.get(c, "") for c in columns} for it in part],
+                             columns=columns)
+        frame["go_live"] = frame["go_live"].map(lambda v: "Yes" if v else "No")
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                frame[col] = frame[col].map(lambda v: neutralise(clean_text(v)))
+        # Headers in Title Case, as sre_matrix.csv, export and the to-do table name them.
+        yield frame.rename(columns=ITEM_COLUMNS).to_csv(index=False, header=first,
+                                                        lineterminator="\n"), len(part)
+        first = False
+    if first:  # no item at all: the header alone
+        yield ",".join(ITEM_COLUMNS.values()) + "\n", 0
+
+
+def _batched(items: Iterable[Mapping], size: int) -> Iterator[list[Mapping]]:
+    batch: list[Mapping] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 # ``export --items``: the item fields and their headers.

@@ -37,6 +37,9 @@ KEY_SQL = "asset || ' / ' || capability || ' / ' || level"
 # An item as stored, in the order :meth:`Database.item_rows` returns the fields.
 ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_state", "rally_oid",
                "rally_id", "rally_url", "why", "opened_at", "done_at", "closed_at", "updated_at")
+# The item fields that make an item unlike every other of its level and cell (item_words).
+_ITEM_TIMES = frozenset({"opened_at", "done_at", "closed_at", "updated_at"})
+_STORY_FIELDS = frozenset({"rally_state", "rally_oid", "rally_id", "rally_url"})
 
 
 class VerdictLike(Protocol):
@@ -404,7 +407,7 @@ class Database:
 
         stored = len(fields)
 
-        def words(r: sqlite3.Row) -> dict:
+        def made(r: sqlite3.Row) -> dict:
             asset, capability, level = r[0], r[1], r[2]
             item = (fixed.get((capability, level)) or level_words(capability, level)).copy()
             # The stored fields only: zip stops before the cell's columns, which follow them.
@@ -420,6 +423,27 @@ class Database:
                         asset, capability, cell_state or mt.NOT_ASSESSED, current,
                         failed_question=failed or ""), level)
                 item["why"] = why
+            return item
+
+        # Without a story or a time of its own, an item is its asset and key plus what it
+        # shares with the items of the same level, state and cell on other assets (an
+        # untouched gap recurs on thousands): made once per such shape, then copied.
+        if set(fields) & _ITEM_TIMES:
+            return made
+        stories = [n for n, f in enumerate(fields) if f in _STORY_FIELDS]
+        shapes: dict[tuple, dict] = {}
+
+        def words(r: sqlite3.Row) -> dict:
+            shape = r[1:]  # all but the asset
+            item = shapes.get(shape)
+            if item is None:
+                item = made(r)
+                if any(r[n] for n in stories):
+                    return item
+                shapes[shape] = item
+            item = item.copy()
+            item["asset"] = asset = r[0]
+            item["key"] = mt.item_key(asset, r[1], r[2])
             return item
 
         return words

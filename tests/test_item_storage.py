@@ -66,6 +66,29 @@ def test_a_story_gives_its_item_a_row_that_keeps_the_opening_time(ready, run, mo
     assert derived_and_stored(path) == set()
 
 
+def test_items_read_with_the_reports_fields_are_the_items_read_whole(ready, run, monkeypatch):
+    # payment-api and auth (targets 4, 3) have the same gaps on Alerts: items made from one
+    # shape; web's L2 has a story, web's L3 is done: each its own.
+    from sre_maturity.rules import views
+    at(monkeypatch, T1)
+    for asset in ("payment-api", "auth", "web"):
+        run(ready, "assess", "--asset", asset, "--capability", "Alerts", "--level", "1")
+    path = ready / "sre_data.db"
+    with Database(path) as db, db.transaction():
+        db.set_item_story("web / Alerts / 2", "7", "US7", "https://r/7", "Defined", T2)
+        db.set_item_story("web / Alerts / 3", "8", "US8", "https://r/8", "Completed", T2)
+        db.apply_story_states({"web / Alerts / 3": "Completed"}, T3)
+    fields = views.REPORT_ITEM_FIELDS
+    with Database(path) as db:
+        few = list(map(db.item_words(fields), db.item_rows(fields=fields)))
+        whole = list(map(db.item_words(), db.item_rows()))
+    assert [it["key"] for it in few] == [it["key"] for it in whole] and len(few) == 7
+    assert [{k: it[k] for k in few[n]} for n, it in enumerate(whole)] == few
+    web = {it["key"]: it for it in few if it["asset"] == "web"}
+    assert (web["web / Alerts / 2"]["rally_id"], web["web / Alerts / 3"]["state"]) == (
+        "US7", mt.DONE)
+
+
 def test_closing_and_reopening_items_go_through_rows(ready, run, monkeypatch):
     path = ready / "sre_data.db"
     at(monkeypatch, T1)

@@ -109,7 +109,8 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
 
     parts: list[todo_parts.IndexRow] = []
     with ctx.open_db() as db:
-        plan = todo_parts.layout(db)
+        levels = views.open_levels(db)  # counted for the list, the matrix and the summary
+        plan = todo_parts.layout(db, levels)
         count = plan.count
         with ExitStack() as files:
             rally_file = files.enter_context(views.atomic_stream(out_dir / "rally_import.csv"))
@@ -144,7 +145,6 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
         paste.remove_stale(out_dir, "confluence_page", wiki_files)
         remove_stale_parts(out_dir, {r.file for r in parts})
         del plan  # let the sorted rows go before the matrix is built
-        levels = views.open_levels(db)  # counted for the matrix and for the summary
         matrix, flows = views.matrix_rows(db, levels=levels)
         summary = views.summary(db, matrix, levels=levels)
     for line in reports.summary_lines(summary):

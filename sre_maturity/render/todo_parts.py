@@ -96,21 +96,29 @@ class Part(Generic[E]):
 
     def close(self) -> Part[E]:
         """This part with its entries in table order (they were added asset by asset)."""
-        ranked = sorted(zip(self._keys, self.entries, strict=True), key=lambda pair: pair[0])
-        self.entries = [entry for _key, entry in ranked]
+        ranked = sorted(range(len(self.entries)), key=self._keys.__getitem__)
+        self.entries = [self.entries[i] for i in ranked]
         self._keys = []
         return self
 
-    def add(self, it: Mapping[str, Any], entry: E, size: int, key: Any = None) -> None:
-        self.entries.append(entry)
-        self._keys.append(key)
+    def add_rows(self, rows: Iterable[tuple[Mapping[str, Any], E, int]],
+                 order: Callable[[Mapping[str, Any]], Any]) -> None:
+        """:meth:`add` for each ``(item, entry, size)`` of ``rows``, the key ``order(item)``."""
+        entries, keys, size = self.entries, self._keys, 0
+        for it, entry, row_size in rows:
+            entries.append(entry)
+            keys.append(order(it))
+            size += row_size
+            if it["state"] == mt.OPEN:
+                self.open += 1
+                if it["go_live"]:
+                    self.red += 1
+                else:
+                    self.amber += 1
         self.size += size
-        if it["state"] == mt.OPEN:
-            self.open += 1
-            if it["go_live"]:
-                self.red += 1
-            else:
-                self.amber += 1
+
+    def add(self, it: Mapping[str, Any], entry: E, size: int, key: Any = None) -> None:
+        self.add_rows(((it, entry, size),), lambda _it: key)
 
 
 def split(items: Iterable[Mapping[str, Any]], flow_of: Mapping[str, str],
@@ -133,9 +141,13 @@ def split(items: Iterable[Mapping[str, Any]], flow_of: Mapping[str, str],
             part = None
         if part is None:
             part = Part(flow)
-        if part.overflows(len(rows), sum(size for _it, _entry, size in rows)):
+        size = sum(size for _it, _entry, size in rows)
+        if part.overflows(len(rows), size):
             part, full = part.next(), part
             yield full.close()
+        if len(part.entries) + len(rows) <= PAGE_ROWS and part.size + size <= PAGE_BYTES:
+            part.add_rows(rows, order)  # the asset fits: no row of it passes a bound
+            continue
         for it, entry, size in rows:
             if part.overflows(1, size):  # an asset too large for a page alone
                 part, full = part.next(), part
@@ -270,12 +282,13 @@ class Layout:
     flow_of: dict[str, str]
 
 
-def layout(db) -> Layout:
+def layout(db, levels: Iterable[tuple[str, str, str, str | None]] | None = None) -> Layout:
     """Read the to-do list (open items and those awaiting re-assessment, with the stored
     fields ``report`` uses) and decide whether it is split. The items are made one at a time
     while the caller iterates, so ``db`` stays open until then. Only a list short enough to
-    be measured (:data:`PAGE_ROWS`) is held whole; a longer one is counted first, then read
-    one flow at a time."""
+    be measured (:data:`PAGE_ROWS`) is held whole; a longer one is counted first (from
+    ``levels``, :func:`views.open_levels`, read here when not given), then read one flow at
+    a time."""
     from sre_maturity.render import reports, storage_format
     from sre_maturity.rules import views
 
@@ -283,8 +296,8 @@ def layout(db) -> Layout:
     active = db.load_assets()
     flow_of = {a: part_flow(info.flows) for a, info in active.items()}
     # One aggregate row per cell with open items: as many digits as open and done items.
-    count = sum(len(levels) for asset, _capability, levels, _done in db.open_levels_by_cell()
-                if asset in active)
+    count = sum(len(of_cell) for asset, _capability, of_cell, _done in (
+        db.open_levels_by_cell() if levels is None else levels) if asset in active)
     if count > PAGE_ROWS:
         flows: dict[str, list[str]] = {}
         for asset in sorted(flow_of):

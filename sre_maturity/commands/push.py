@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from config import RALLY_REQUIRED, Settings
@@ -316,28 +317,52 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
         return (it, html), len(html.encode())
 
     index, done, created, updated = [], set(), 0, 0
+
+    def update(part, child: str, fingerprint: str, existing: dict) -> None:
+        nonlocal updated
+        result = confluence.update_part_page(
+            client, existing["id"], title, fingerprint, _rows_of(part.entries), known, memo,
+            existing)
+        if result["changed"]:
+            updated += 1
+            ctx.print(f"confluence: page '{child}' updated to version {result['version']} "
+                      f"({result['summary']})")
+
+    def settle(sent: tuple) -> None:
+        # A part's create, sent while the next part was made: counted, or (a page of that
+        # title was there after all) that page updated instead.
+        nonlocal created
+        part, child, fingerprint, future = sent
+        existing = future.result()
+        if existing.get("created"):
+            created += 1
+            ctx.print(f"confluence: page '{child}' created ({len(part.entries)} rows)")
+        else:
+            update(part, child, fingerprint, existing)
+
     try:
-        for part in todo_parts.split(plan.items, plan.flow_of, make):
-            child = todo_parts.child_title(title, part.name)
-            done.add(child.casefold())
-            index.append(todo_parts.index_row(part, title))
-            rendered = [html for _it, html in part.entries]
-            fingerprint = storage_format.rows_fingerprint(title, rendered)
-            existing = children.get(child.casefold())
-            if existing is None:
-                existing = _create_child(client, main, child, title, rendered, fingerprint,
-                                         memo)
-                if existing.get("created"):
-                    created += 1
-                    ctx.print(f"confluence: page '{child}' created ({len(rendered)} rows)")
-                    continue
-            result = confluence.update_part_page(
-                client, existing["id"], title, fingerprint, _rows_of(part.entries),
-                known, memo, existing)
-            if result["changed"]:
-                updated += 1
-                ctx.print(f"confluence: page '{child}' updated to version "
-                          f"{result['version']} ({result['summary']})")
+        # One request at a time, as ever; but a create (a page of 10^3 rows, the server's
+        # slowest answer) is awaited while the next part is read and rendered.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="create") as sender:
+            sent = None
+            for part in todo_parts.split(plan.items, plan.flow_of, make):
+                child = todo_parts.child_title(title, part.name)
+                done.add(child.casefold())
+                index.append(todo_parts.index_row(part, title))
+                rendered = [html for _it, html in part.entries]
+                fingerprint = storage_format.rows_fingerprint(title, rendered)
+                if sent is not None:
+                    settle(sent)
+                    sent = None
+                existing = children.get(child.casefold())
+                if existing is None:
+                    sent = (part, child, fingerprint, sender.submit(
+                        _create_child, client, main, child, title, rendered, fingerprint,
+                        memo))
+                else:
+                    update(part, child, fingerprint, existing)
+            if sent is not None:
+                settle(sent)
         emptied = _empty_children(ctx, client, page_id, title, known, keep=done,
                                   children=list(children.values()), memo=memo)
     finally:

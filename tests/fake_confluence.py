@@ -105,8 +105,21 @@ def xhtml_error(body: str) -> str | None:
 
 
 _OPAQUE = re.compile(r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>", re.S)
-_SELF_CLOSING = re.compile(r"<([^<>!?][^<>]*) />")
 _STATUS_MACRO = re.compile(r'<ac:structured-macro ac:name="([^"<>]+)">')
+
+
+def _self_closing(text: str) -> str:
+    """``" />"`` at the end of a tag (not in text, where it may stand too) as ``"/>"``."""
+    out, pos = [], 0
+    at = text.find(" />")
+    while at >= 0:
+        opening = text.rfind("<", pos, at)
+        if opening >= 0 and text.find(">", opening, at) < 0 and text[opening + 1] not in "!?":
+            out += [text[pos:at], "/>"]
+            pos = at + 3
+        at = text.find(" />", at + 3)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def normalise(body: str, flavour: str) -> str:
@@ -118,7 +131,7 @@ def normalise(body: str, flavour: str) -> str:
     counts against the tool's.)"""
 
     def tags(text: str) -> str:
-        text = _SELF_CLOSING.sub(r"<\1/>", text)
+        text = _self_closing(text)
         text = _STATUS_MACRO.sub(lambda m: f'<ac:structured-macro ac:name="{m.group(1)}" '
                                  f'ac:schema-version="1" ac:macro-id="{uuid.uuid4()}">', text)
         if flavour == "cloud":

@@ -11,7 +11,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sre_maturity.render.reports import clean_text, neutralise, sort_key
 from sre_maturity.rules import maturity as mt
@@ -101,24 +101,26 @@ def story_description(item: Mapping, flows: str) -> str:
     """The story's Description (Rally rich text): criteria, flow, asset, level and why.
 
     Every line is cleaned (:func:`reports.clean_text`) and escaped, so the whole is clean."""
-    return "<br />".join(_description_parts(item, flows))
+    goal, where, state = _description_args(item, flows)
+    return "<br />".join((_goal_lines(*goal), _where_lines(*where), _state_text(*state)))
 
 
-def _description_parts(item: Mapping, flows: str) -> tuple[str, str, str]:
-    """The Description in three parts that each recur on many items (the level's, the
-    asset's, the state's)."""
+def _description_args(item: Mapping, flows: str) -> tuple[tuple, tuple, tuple]:
+    """What each of the Description's three parts is made from: the level's, the asset's
+    and the state's (each recurs on many items)."""
     current = item.get("current_level")
-    return (
-        _goal_lines(item["capability"], item["level"], item["criteria"]),
-        _where_lines(flows, item["asset"]),
-        _state_lines("" if current is None else str(current),
-                     mt.reason_beside_criteria(str(item["why"]), item["level"],
-                                               item["criteria"]),
-                     bool(item["go_live"]), item["milestone"] or "-"),
-    )
+    return ((item["capability"], item["level"], item["criteria"]), (flows, item["asset"]),
+            ("" if current is None else str(current), str(item["why"]), item["level"],
+             item["criteria"], bool(item["go_live"]), item["milestone"] or "-"))
 
 
 @lru_cache(maxsize=16384)
+def _state_text(current: str, why: str, level: int, criteria: str, go_live: bool,
+                milestone: str) -> str:
+    return _state_lines(current, mt.reason_beside_criteria(why, level, criteria), go_live,
+                        milestone)
+
+
 def _csv_part(text: str) -> tuple[bool, str]:
     """Whether a cell holding ``text`` is quoted in CSV, and ``text`` with its quotes
     doubled: a Description's parts are made ready for CSV once (the quotes of a cell are
@@ -149,6 +151,22 @@ def _description_lines(*lines: tuple[str, str]) -> str:
                          for label, value in lines)
 
 
+# A Description's parts made ready for CSV, each once.
+@lru_cache(maxsize=4096)
+def _goal_csv(*args: Any) -> tuple[bool, str]:
+    return _csv_part(_goal_lines(*args))
+
+
+@lru_cache(maxsize=4096)
+def _where_csv(*args: Any) -> tuple[bool, str]:
+    return _csv_part(_where_lines(*args))
+
+
+@lru_cache(maxsize=16384)
+def _state_csv(*args: Any) -> tuple[bool, str]:
+    return _csv_part(_state_text(*args))
+
+
 def select_for_rally(items: Iterable[Mapping], include_amber: bool) -> list[Mapping]:
     """Open items with no Rally story: Red ones, plus Amber ones when asked."""
     return sorted((it for it in items if wants_story(it, include_amber)), key=sort_key)
@@ -173,25 +191,43 @@ def rally_import_header() -> str:
 def rally_import_record(it: Mapping, tag: str) -> str:
     """One item as a line of rally_import.csv: ``csv_record(rally_import_row(it, tag))``, the
     Description from its recurring parts made ready for CSV once."""
-    name, _description, *rest = rally_import_row(it, tag, description=False)
-    parts = [_csv_part(p) for p in _description_parts(it, it.get("flows", ""))]
-    quote = '"' if any(quoted for quoted, _text in parts) else ""
-    description = quote + "<br />".join(text for _quoted, text in parts) + quote
-    return ",".join((csv_cell(name), description, *map(csv_cell, rest))) + "\r\n"
+    goal, where, state = _description_args(it, it.get("flows", ""))
+    parts = (_goal_csv(*goal), _where_csv(*where), _state_csv(*state))
+    quote = '"' if parts[0][0] or parts[1][0] or parts[2][0] else ""
+    return (csv_cell(_import_name(it)) + "," + quote + parts[0][1] + "<br />" + parts[1][1]
+            + "<br />" + parts[2][1] + quote + _fixed_cells(tag)
+            + csv_cell(_import_notes(it)) + "\r\n")
 
 
-def rally_import_row(it: Mapping, tag: str, *, description: bool = True) -> list[str]:
-    """One item as a row of rally_import.csv (cells cleaned and neutralised; without
-    ``description``, the Description cell is left empty for the caller to make)."""
+def rally_import_row(it: Mapping, tag: str) -> list[str]:
+    """One item as a row of rally_import.csv (cells cleaned and neutralised)."""
     return [
-        neutralise(clean_text(story_name(it["asset"], it["capability"], it["level"],
-                                         ascii_only=True))),
-        # clean, and starts with a tag
-        story_description(it, it.get("flows", "")) if description else "",
+        _import_name(it),
+        story_description(it, it.get("flows", "")),  # clean, and starts with a tag
         "Defined",
-        neutralise(clean_text(tag)),
-        neutralise(clean_text(story_notes(it["key"]))),
+        _import_tag(tag),
+        _import_notes(it),
     ]
+
+
+def _import_name(it: Mapping) -> str:
+    return neutralise(clean_text(story_name(it["asset"], it["capability"], it["level"],
+                                            ascii_only=True)))
+
+
+def _import_notes(it: Mapping) -> str:
+    return neutralise(clean_text(story_notes(it["key"])))
+
+
+@lru_cache(maxsize=64)
+def _import_tag(tag: str) -> str:
+    return neutralise(clean_text(tag))
+
+
+@lru_cache(maxsize=64)
+def _fixed_cells(tag: str) -> str:
+    """The cells between a line's Description and its Notes, with their commas."""
+    return f",{csv_cell('Defined')},{csv_cell(_import_tag(tag))},"
 
 
 def story_payload(item: Mapping, settings: Settings, parent_ref: str, tag_ref: str) -> dict:

@@ -558,8 +558,15 @@ GO_LIVE_ROW_BYTES = 400
 def needs_split(matrix: Sequence[mt.MatrixRow], items: Iterable[Mapping]) -> bool:
     """Whether ``sre_matrix.html`` would pass :data:`MATRIX_BYTES` in one file (estimated
     from its asset rows and open go-live items, before anything is drawn)."""
+    from operator import itemgetter
+
     rows = len({(flow, e.asset) for e in matrix for flow in e.flows})
-    go_live = sum(1 for it in items if it.get("go_live") and mt.is_open(str(it["state"])))
+    items = items if isinstance(items, list) else list(items)
+    try:  # 10^5 items: tallied in C
+        tally = Counter(map(itemgetter("go_live", "state"), items))
+    except KeyError:  # an item without a go-live flag is not a go-live item
+        tally = Counter((it.get("go_live"), it["state"]) for it in items)
+    go_live = sum(n for (red, state), n in tally.items() if red and mt.is_open(str(state)))
     return rows * ASSET_ROW_BYTES + go_live * GO_LIVE_ROW_BYTES > MATRIX_BYTES
 
 

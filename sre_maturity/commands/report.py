@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 
 from sre_maturity.support.context import CommandOptions, Context
@@ -72,7 +71,15 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     one sorted pass over the open items), the Rulebook files and sre_matrix.html, then a
     summary."""
     from database import now_iso
-    from sre_maturity.render import pages, paste, reports, storage_format, stories, todo_parts
+    from sre_maturity.render import (
+        matrix_page,
+        pages,
+        paste,
+        reports,
+        storage_format,
+        stories,
+        todo_parts,
+    )
     from sre_maturity.rules import views
 
     out_dir = Path(opts.output_dir).expanduser() if opts.output_dir else ctx.data_dir
@@ -89,23 +96,19 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     if (unusable := paste.unusable_setting(ctx.settings)) is not None:
         ctx.notice(unusable)
     selected = 0
-    todo_items: list[Mapping] = []
-    counted: dict[tuple, dict] = {}
-    counted_key = itemgetter(*views.PAGE_COUNTED_FIELDS)
+    # What sre_matrix.html shows of the items (all open or awaiting re-assessment): it lists
+    # the go-live ones (the dicts themselves: nothing changes them) and counts the others.
+    opened = matrix_page.OpenItems()
 
     def seen(it: Mapping) -> None:
         nonlocal selected
         if stories.wants_story(it, opts.include_amber):
             rally_file.write(stories.rally_import_record(it, tag))
             selected += 1
-        # sre_matrix.html lists the go-live items (the dict itself: nothing changes it) and
-        # only counts the others: one shared dict of what it counts per asset, state, owner.
         if it["go_live"]:
-            todo_items.append(it)
-            return
-        key = counted_key(it)
-        todo_items.append(counted.get(key) or counted.setdefault(
-            key, dict(zip(views.PAGE_COUNTED_FIELDS, key, strict=True))))
+            opened.red.append(it)
+        else:
+            opened.others[it["asset"]][str(it["owner"])] += 1
 
     parts: list[todo_parts.IndexRow] = []
     with ctx.open_db() as db:
@@ -160,7 +163,7 @@ def write_files(ctx: Context, opts: ReportOptions) -> None:
     else:
         ctx.print(paste.summary(wiki_files, f"{count} rows") + " (paste via Insert → Markup → "
                   "Confluence wiki); confluence_page.html: the same table in storage format")
-    for line in pages.write_files(ctx, out_dir, matrix, flows, todo_items):
+    for line in pages.write_files(ctx, out_dir, matrix, flows, opened):
         ctx.print(line)
     ctx.print(f"written to {out_dir}")
 

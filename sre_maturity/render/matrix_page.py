@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -385,27 +386,42 @@ def _legend(categories: Sequence[str], abbr: Mapping[str, str], marks: Iterable[
             + f'<span class="cats">Columns: {cats}</span></section>')
 
 
-def _open_items(items: Iterable[Mapping]) -> tuple[list[Mapping], dict[str, list[Mapping]],
-                                                   dict[str, Counter[str]]]:
-    """The open items (open, or done awaiting re-assessment) of ``items``: the go-live ones
-    (in their order, and by asset), and how many others each asset has per owner."""
+@dataclass
+class OpenItems:
+    """The open items (open, or done awaiting re-assessment) as the page uses them: the go-live
+    ones, which it lists, in their order, and how many others each asset has per owner, which
+    it only counts (:func:`open_items` makes it from item dicts; ``report`` fills it as it
+    streams the items)."""
+
+    red: list[Mapping] = field(default_factory=list)
+    others: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter))
+
+    def red_by_asset(self) -> dict[str, list[Mapping]]:
+        by_asset: dict[str, list[Mapping]] = defaultdict(list)
+        for it in self.red:
+            by_asset[it["asset"]].append(it)
+        return by_asset
+
+
+def open_items(items: Iterable[Mapping] | OpenItems) -> OpenItems:
+    """:class:`OpenItems` of the item dicts ``items`` (the closed ones left out)."""
     from operator import itemgetter
 
+    if isinstance(items, OpenItems):
+        return items
     items = items if isinstance(items, list) else list(items)
     # One pass in C over what may be 10^5 items, then one step per distinct tally.
     tally = Counter(map(itemgetter("asset", "state", "go_live", "owner"), items))
-    others: dict[str, Counter[str]] = defaultdict(Counter)
+    found = OpenItems()
     open_states = set()
     for (asset, state, go_live, owner), n in tally.items():
         if mt.is_open(str(state)):
             open_states.add(state)
             if not go_live:
-                others[asset][str(owner)] += n
-    red = [it for it in items if it["go_live"] and it["state"] in open_states]
-    red_by_asset: dict[str, list[Mapping]] = defaultdict(list)
-    for it in red:
-        red_by_asset[it["asset"]].append(it)
-    return red, red_by_asset, others
+                found.others[asset][str(owner)] += n
+    found.red = [it for it in items if it["go_live"] and it["state"] in open_states]
+    return found
 
 
 def _counts(cells: Sequence[mt.MatrixRow], red: int, owners: Counter[str], assets: int) -> str:
@@ -555,18 +571,11 @@ ASSET_ROW_BYTES = 3000
 GO_LIVE_ROW_BYTES = 400
 
 
-def needs_split(matrix: Sequence[mt.MatrixRow], items: Iterable[Mapping]) -> bool:
+def needs_split(matrix: Sequence[mt.MatrixRow], items: Iterable[Mapping] | OpenItems) -> bool:
     """Whether ``sre_matrix.html`` would pass :data:`MATRIX_BYTES` in one file (estimated
     from its asset rows and open go-live items, before anything is drawn)."""
-    from operator import itemgetter
-
     rows = len({(flow, e.asset) for e in matrix for flow in e.flows})
-    items = items if isinstance(items, list) else list(items)
-    try:  # 10^5 items: tallied in C
-        tally = Counter(map(itemgetter("go_live", "state"), items))
-    except KeyError:  # an item without a go-live flag is not a go-live item
-        tally = Counter((it.get("go_live"), it["state"]) for it in items)
-    go_live = sum(n for (red, state), n in tally.items() if red and mt.is_open(str(state)))
+    go_live = len(open_items(items).red)
     return rows * ASSET_ROW_BYTES + go_live * GO_LIVE_ROW_BYTES > MATRIX_BYTES
 
 
@@ -583,8 +592,9 @@ def is_flow_file(name: str) -> bool:
 
 
 def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
-                 items: Iterable[Mapping], *, trend: Mapping[str, Sequence[float | None]],
-                 dates: Sequence[str], generated: str, commit: str | None, split: bool,
+                 items: Iterable[Mapping] | OpenItems, *,
+                 trend: Mapping[str, Sequence[float | None]], dates: Sequence[str],
+                 generated: str, commit: str | None, split: bool,
                  evidence: Mapping[tuple[str, str], Any] | None = None
                  ) -> Iterator[tuple[int, str]]:
     """The matrix pages in pieces, each tagged with its file: 0 for ``sre_matrix.html``,
@@ -602,10 +612,11 @@ def render_files(matrix: Sequence[mt.MatrixRow], flows: Sequence[Mapping],
         for flow in e.flows:
             by_flow_asset[flow].setdefault(e.asset, []).append(e)
     # The page lists the open go-live items and only counts the others (by owner).
-    red, red_by_asset, others = _open_items(items)
+    opened = open_items(items)
+    red_by_asset, others = opened.red_by_asset(), opened.others
     # Ready or blocked: the decision `gate --flow` makes, from the same rows and items (only
     # the open go-live ones can block).
-    gates = mt.flow_gates(matrix, red)
+    gates = mt.flow_gates(matrix, opened.red)
     assets = len({e.asset for e in matrix})
     capabilities = len({e.capability for e in matrix})
     source = f"commit {_e(commit)}" if commit else "a folder without git history"

@@ -28,7 +28,8 @@ PAGE_SETTINGS = {RULEBOOK_SETTING: rulebook.TITLE, MATRIX_SETTING: matrix_page.C
 
 
 def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
-                flows: Sequence[Mapping], items: Sequence[Mapping]) -> list[str]:
+                flows: Sequence[Mapping], items: Sequence[Mapping] | matrix_page.OpenItems
+                ) -> list[str]:
     """Write the Rulebook files and ``sre_matrix.html``; return the summary lines to print.
 
     ``matrix`` (rows of :func:`views.matrix_rows`), ``flows`` and ``items`` are the read model
@@ -54,6 +55,7 @@ def write_files(ctx: Context, out_dir: Path, matrix: Sequence[MatrixRow],
     atomic_write(out_dir / rulebook.HTML_FILE, rulebook.storage_table(table_rows) + "\n")
     commit = gitops.head(ctx.data_dir, DB_FILE)
     generated = now[:16].replace("T", " ") + " UTC"
+    items = matrix_page.open_items(items)
     split = matrix_page.needs_split(matrix, items)
     names = matrix_page.flow_files(list(dict.fromkeys(f["flow"] for f in flows)))
     written = set()

@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from sre_maturity.rules import evidence as ev
     from sre_maturity.rules import maturity as mt
     from sre_maturity.rules.checkspec import CheckRow, EvidenceRecord, Override
-# The fields sre_matrix.html reads of an open item that is not required for go live (it only
-# counts them): report keeps these of each while it streams the other files, one dict per
-# distinct combination (the go-live items, which the page lists, it keeps whole).
-PAGE_COUNTED_FIELDS = ("asset", "state", "go_live", "owner")
 # Above this many assets changed at once, sre_matrix.csv is written whole, not patched.
 PATCH_ASSETS = 100
 # The stored item fields report's files read (the rest of an item dict comes from the model).

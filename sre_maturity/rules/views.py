@@ -239,8 +239,11 @@ def _shown_rows(db, active: Mapping, states: Iterable[str] | None,
                 ordered: bool) -> list:
     """``db.item_rows`` without the open items of assets no longer ``active``."""
     from sre_maturity.rules import maturity as mt
-    return [r for r in db.item_rows(states, assets, fields=fields, ordered=ordered)
-            if r["asset"] in active or not mt.is_open(r["state"])]
+    assets = None if assets is None else list(assets)
+    rows = db.item_rows(states, assets, fields=fields, ordered=ordered)
+    if assets is not None and active.keys() >= set(assets):
+        return rows  # every asset asked for is active (a flow's, say): nothing to leave out
+    return [r for r in rows if r["asset"] in active or not mt.is_open(r["state"])]
 
 
 def _row_order(db, active: Mapping, order: Callable[..., Any]) -> Callable[[Any], Any]:

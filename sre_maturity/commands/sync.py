@@ -99,11 +99,10 @@ def matchable_items(db, stories: list[dict]) -> list[dict]:
     """The items :func:`match_stories` can match to ``stories`` (not archived, with only what
     matching reads): those with a story id, and those a story's Notes name; not the 10^5
     others of a large organisation, which no story can match."""
-    def live(rows) -> dict[str, dict]:
-        return {mt.item_key(r["asset"], r["capability"], r["level"]):
-                {"key": mt.item_key(r["asset"], r["capability"], r["level"]),
-                 "rally_oid": r["rally_oid"], "rally_id": r["rally_id"]}
-                for r in rows if r["state"] != mt.ARCHIVED}
+    def live(rows) -> dict[str, dict]:  # rows of MATCH_FIELDS, in that order
+        return {key: {"key": key, "rally_oid": oid, "rally_id": rid}
+                for asset, capability, level, state, oid, rid, *_cell in rows
+                if state != mt.ARCHIVED for key in (mt.item_key(asset, capability, level),)}
 
     items = live(db.story_item_rows(MATCH_FIELDS))
     named: set[str] = set()  # the assets of keys in Notes that no item with a story has

@@ -243,7 +243,10 @@ def _shown_rows(db, active: Mapping, states: Iterable[str] | None,
     rows = db.item_rows(states, assets, fields=fields, ordered=ordered)
     if assets is not None and active.keys() >= set(assets):
         return rows  # every asset asked for is active (a flow's, say): nothing to leave out
-    return [r for r in rows if r["asset"] in active or not mt.is_open(r["state"])]
+    from database import ITEM_FIELDS
+
+    state = (fields or ITEM_FIELDS).index("state")  # a row is a tuple of fields, in order
+    return [r for r in rows if r[0] in active or not mt.is_open(r[state])]
 
 
 def _row_order(db, active: Mapping, order: Callable[..., Any]) -> Callable[[Any], Any]:
@@ -279,8 +282,8 @@ def item_keys(db, assets: Iterable[str] | None = None) -> set[tuple[str, str]]:
     the rows of the page's to-do table that are the tool's (any other row there is a
     person's)."""
     from sre_maturity.rules import maturity as mt
-    return {(mt.task_name(r["capability"], r["level"]), r["asset"])
-            for r in db.item_rows(assets=assets, fields=("asset", "capability", "level"))}
+    return {(mt.task_name(capability, level), asset) for asset, capability, level, *_cell
+            in db.item_rows(assets=assets, fields=("asset", "capability", "level"))}
 
 
 def item_dicts(db, rows: Sequence, fields: Sequence[str] | None = None) -> Iterator[dict]:

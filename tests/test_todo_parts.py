@@ -259,6 +259,24 @@ def test_a_taken_title_elsewhere_in_the_space_is_one_clear_line(many: Path, run,
     assert wiki.body(other) == "<p>another team</p>"
 
 
+def test_a_create_refused_while_another_is_under_way_is_finished_by_the_next_run(
+        many: Path, run, wiki, small_pages, tmp_path):
+    """Two creates are under way at once (push.CREATES_IN_FLIGHT); one refused by the rate
+    limit stops the run with one line and exit 3, the other still lands, and a re-run makes
+    what is missing: every part once, never twice."""
+    wiki.fail_next(1, status=429, retry_after=0, method="POST")
+    code, _out, err = push(run, many, tmp_path)
+    assert code == 3 and len(err.strip().splitlines()) == 1 and "429" in err
+    made = len(wiki.children(wiki.page_id))
+    assert made < 3
+    code, out, err = push(run, many, tmp_path)
+    assert code == 0, err
+    assert sorted(k["title"] for k in wiki.children(wiki.page_id)) == [
+        "SRE Action Items – Checkout (part 1)", "SRE Action Items – Checkout (part 2)",
+        "SRE Action Items – Login"]
+    assert f"({3 - made} created" in out  # and none twice: the three titles above, once each
+
+
 def test_children_are_found_through_every_page_of_the_listing(many: Path, run, wiki,
                                                               small_pages, tmp_path):
     push(run, many, tmp_path)

@@ -6,6 +6,7 @@ table up to date (``sync`` reuses that last step).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -245,6 +246,10 @@ class StoredKeys(storage_format.KnownKeys):
                 for task, name in views.item_keys(self._db, names)}
 
 
+# Child pages created at once by a split list's first push: two keep the server busy while the
+# next part is rendered, without a burst a rate limit would refuse (a refused create is listed,
+# exit 3, and the next run makes it).
+CREATES_IN_FLIGHT = 2
 MEMO_FILE = ".sre-tracker.pages.json"  # ignored by the data folder's .gitignore (.sre-tracker.*)
 
 
@@ -341,28 +346,29 @@ def _push_parts(ctx: Context, client, page_id: str, title: str, plan, known) -> 
             update(part, child, fingerprint, existing)
 
     try:
-        # One request at a time, as ever; but a create (a page of 10^3 rows, the server's
-        # slowest answer) is awaited while the next part is read and rendered.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="create") as sender:
-            sent = None
+        # A create (a page of 10^3 rows, the server's slowest answer) is awaited while the
+        # next part is read and rendered, and at most CREATES_IN_FLIGHT are under way at once:
+        # the first push of a large organisation makes 10^2 pages.
+        with ThreadPoolExecutor(max_workers=CREATES_IN_FLIGHT,
+                                thread_name_prefix="create") as sender:
+            sent: deque[tuple] = deque()
             for part in todo_parts.split(plan.items, plan.flow_of, make):
                 child = todo_parts.child_title(title, part.name)
                 done.add(child.casefold())
                 index.append(todo_parts.index_row(part, title))
                 rendered = [html for _it, html in part.entries]
                 fingerprint = storage_format.rows_fingerprint(title, rendered)
-                if sent is not None:
-                    settle(sent)
-                    sent = None
+                while len(sent) >= CREATES_IN_FLIGHT:
+                    settle(sent.popleft())
                 existing = children.get(child.casefold())
                 if existing is None:
-                    sent = (part, child, fingerprint, sender.submit(
+                    sent.append((part, child, fingerprint, sender.submit(
                         _create_child, client, main, child, title, rendered, fingerprint,
-                        memo))
+                        memo)))
                 else:
                     update(part, child, fingerprint, existing)
-            if sent is not None:
-                settle(sent)
+            while sent:
+                settle(sent.popleft())
         emptied = _empty_children(ctx, client, page_id, title, known, keep=done,
                                   children=list(children.values()), memo=memo)
     finally:

@@ -33,8 +33,6 @@ MATRIX_FILE = "sre_matrix.csv"
 # Above this many changed history rows an import is "big": VACUUM afterwards.
 BIG_IMPORT = 1000
 
-# The item key (asset / capability / level), as SQL over the items table.
-KEY_SQL = "asset || ' / ' || capability || ' / ' || level"
 # An item as stored, in the order :meth:`Database.item_rows` returns the fields.
 ITEM_FIELDS = ("asset", "capability", "level", "state", "work_status", "rally_state", "rally_oid",
                "rally_id", "rally_url", "why", "opened_at", "done_at", "closed_at", "updated_at")
@@ -392,8 +390,7 @@ class Database:
             raise ValueError(f"item fields {fields!r}: any of {ITEM_FIELDS!r}")
         columns = ", ".join(fields)  # checked names only
         return self.conn.execute(
-            f"SELECT {columns} FROM items WHERE COALESCE(rally_oid, '') != '' "
-            "OR COALESCE(rally_id, '') != ''").fetchall()
+            f"SELECT {columns} FROM items WHERE rally_oid != '' OR rally_id != ''").fetchall()
 
     def item_words(self, fields: Sequence[str] | None = None):
         """A function turning a row of :meth:`item_rows` (read with the same ``fields``) into

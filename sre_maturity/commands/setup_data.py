@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,21 +243,28 @@ def _message(report, changed: set, changes) -> str:
     """``setup: added asset sso, Login/sso; archived asset dns-gateway; ...``: what changed,
     by name as ``assess`` says it (a long list is cut in the subject and given whole below)."""
     parts, body = [], []
-    for part in (report, report.checks):
-        if part is None:
-            continue
-        for label, entries in (("added", part.added), ("updated", part.updated),
-                               ("archived", part.archived)):
-            if entries:
-                parts.append(f"{label} {_first(entries, 4)}")
-                if len(entries) > 4:
-                    body += [f"{label}:", *(f"  {e}" for e in entries)]
+    for _checks, label, entries in _definition_changes(report):
+        parts.append(f"{label} {_first(entries, 4)}")
+        if len(entries) > 4:
+            body += [f"{label}:", *(f"  {e}" for e in entries)]
     if changed:
         parts.append(f"{counted(len(changed), 'assessment')} imported")
     if changes:  # the same words as the output: opened, reopened, verified, archived
         parts.append("items: " + _item_counts(changes))
     subject = "setup: " + ("; ".join(parts) if parts else "refresh")
     return subject + ("\n\n" + "\n".join(body) if body else "")
+
+
+def _definition_changes(report) -> Iterator[tuple[bool, str, list[str]]]:
+    """(of checks.csv / assets.csv?, "added" / "updated" / "archived", the names) of every
+    non-empty list of definition changes an import reports, the model's and flows' first."""
+    for checks, part in ((False, report), (True, report.checks)):
+        if part is None:
+            continue
+        for label, entries in (("added", part.added), ("updated", part.updated),
+                               ("archived", part.archived)):
+            if entries:
+                yield checks, label, entries
 
 
 def _first(entries: list[str], n: int) -> str:
@@ -298,13 +306,9 @@ def _print_report(ctx, report, changed: set, skipped: list[str], changes,
         ctx.print(f"skipped {counted(len(retired), 'row')} of {csvfiles.ASSESSMENTS_FILE} "
                   f"naming {_first(names, 4)}, no longer in {csvfiles.FLOWS_FILE} (archived, "
                   "with its history)")
-    for part, suffix in ((report, ""), (report.checks, " (checks.csv, assets.csv)")):
-        if part is None:
-            continue
-        for label, entries in (("added", part.added), ("updated", part.updated),
-                               ("archived", part.archived)):
-            if entries:
-                ctx.print(f"{label}{suffix}: {_first(entries, 8)}")
+    for checks, label, entries in _definition_changes(report):
+        suffix = " (checks.csv, assets.csv)" if checks else ""
+        ctx.print(f"{label}{suffix}: {_first(entries, 8)}")
     if changed:
         ctx.print(f"imported {counted(len(changed), 'assessment')} from "
                   f"{csvfiles.ASSESSMENTS_FILE}")
